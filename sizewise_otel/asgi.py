@@ -1,0 +1,73 @@
+"""A thin ASGI layer: counts requests and 5xx for ``sizewise_error_rate_percent`` and hands
+unhandled exceptions and 5xx answers to the error tracker. Cheap: two integer increments a request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Protocol
+
+Scope = dict[str, Any]
+
+
+class ErrorSink(Protocol):
+    def capture_request_exception(self, exc: BaseException, scope: Scope) -> str: ...
+    def capture_server_error_status(self, scope: Scope, status: int) -> None: ...
+
+
+class RequestStats:
+    """Totals plus a one-minute window of snapshots, for the error-rate gauge."""
+
+    WINDOW_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.errors = 0
+        self._snapshots: deque[tuple[float, int, int]] = deque(maxlen=256)  # bounded
+
+    def error_rate_percent(self) -> float:
+        now = time.monotonic()
+        self._snapshots.append((now, self.total, self.errors))
+        while len(self._snapshots) > 1 and now - self._snapshots[0][0] > self.WINDOW_SECONDS:
+            self._snapshots.popleft()
+        _, total0, errors0 = self._snapshots[0]
+        if len(self._snapshots) == 1:
+            total0 = errors0 = 0
+        requests = self.total - total0
+        return 100.0 * (self.errors - errors0) / requests if requests else 0.0
+
+
+class MonitoringMiddleware:
+    def __init__(self, app: Any, stats: RequestStats, sink: ErrorSink | None,
+                 excluded: frozenset[str] = frozenset()) -> None:
+        self.app = app
+        self.stats = stats
+        self.sink = sink
+        self.excluded = excluded
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in self.excluded:
+            await self.app(scope, receive, send)
+            return
+        status_holder = [0]
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+            await send(message)
+
+        stats = self.stats
+        stats.total += 1
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            stats.errors += 1
+            if self.sink is not None:
+                self.sink.capture_request_exception(exc, scope)
+            raise
+        status = status_holder[0]
+        if status >= 500:
+            stats.errors += 1
+            if self.sink is not None:
+                self.sink.capture_server_error_status(scope, status)

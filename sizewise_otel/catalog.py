@@ -1,0 +1,181 @@
+"""The signal catalog: every metric SizeWise records or relies on, defined exactly once.
+
+Instruments, histogram views, Grafana panels, Prometheus rules and the README's metrics
+reference are all derived from these entries. Add a signal here, then run ``sizewise-otel render``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+class Kind(enum.StrEnum):
+    COUNTER = "counter"
+    UP_DOWN_COUNTER = "updowncounter"
+    HISTOGRAM = "histogram"
+    GAUGE = "gauge"  # synchronous gauge
+    OBSERVABLE_GAUGE = "observable_gauge"
+    OBSERVABLE_COUNTER = "observable_counter"
+
+
+class Tier(enum.IntEnum):
+    """The spec's collection tiers: an observable callback is evaluated at most once per tier."""
+
+    FAST = 5
+    MEDIUM = 30
+    SLOW = 300
+
+
+class Owner(enum.StrEnum):
+    SIZEWISE = "sizewise"  # recorded by this package
+    OTEL_HTTP = "opentelemetry-instrumentation-asgi/httpx"
+    OTEL_SQLALCHEMY = "opentelemetry-instrumentation-sqlalchemy"
+    OTEL_SYSTEM = "opentelemetry-instrumentation-system-metrics"
+
+
+# Seconds buckets, chosen for request-scale work (sub-millisecond cache hits up to 10 s calls).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)
+FAST_OP_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)
+
+_UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "%": "percent"}
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    kind: Kind
+    unit: str
+    description: str
+    attributes: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    tier: Tier | None = None
+    owner: Owner = Owner.SIZEWISE
+    # Documented bound on the attribute values, so series counts are stated, not hoped for.
+    cardinality: str = "1"
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def prom_name(self) -> str:
+        """The name the OTel Prometheus exporter (and the collector's) gives this signal."""
+        base = self.name.replace(".", "_")
+        suffix = _UNIT_SUFFIX.get(self.unit)
+        if suffix and not base.endswith(suffix):
+            base = f"{base}_{suffix}"
+        if self.kind in (Kind.COUNTER, Kind.OBSERVABLE_COUNTER):
+            base += "_total"
+        return base
+
+    @property
+    def prom_labels(self) -> tuple[str, ...]:
+        return tuple(a.replace(".", "_") for a in self.attributes)
+
+    @property
+    def sample_name(self) -> str:
+        """A series name that exists once the signal has data (histograms expose _bucket)."""
+        return f"{self.prom_name}_bucket" if self.kind is Kind.HISTOGRAM else self.prom_name
+
+
+HTTP_SERVER_ATTRS = (
+    "http.request.method", "http.route", "http.response.status_code", "url.scheme", "error.type",
+    "network.protocol.version",
+)
+
+SIGNALS: tuple[Signal, ...] = (
+    # --- HTTP, the service mesh (recorded by the OTel instrumentations) ----------------------
+    Signal("http.server.request.duration", Kind.HISTOGRAM, "s",
+           "Duration of inbound HTTP requests, by route template and status.",
+           HTTP_SERVER_ATTRS, LATENCY_BUCKETS, owner=Owner.OTEL_HTTP,
+           cardinality="routes x methods x status codes (templates only; unmatched paths share one)"),
+    Signal("http.server.active_requests", Kind.UP_DOWN_COUNTER, "{request}",
+           "Inbound HTTP requests in flight.", ("http.request.method", "url.scheme"),
+           owner=Owner.OTEL_HTTP, cardinality="methods"),
+    Signal("http.client.request.duration", Kind.HISTOGRAM, "s",
+           "Duration of outbound HTTP calls to other services (httpx).",
+           ("http.request.method", "server.address", "server.port", "http.response.status_code",
+            "error.type"), LATENCY_BUCKETS, owner=Owner.OTEL_HTTP,
+           cardinality="configured peer services x methods x status codes"),
+    # --- database --------------------------------------------------------------------------
+    Signal("db.client.operation.duration", Kind.HISTOGRAM, "s",
+           "Duration of database operations, from SQLAlchemy cursor events.",
+           ("db.system.name", "db.operation.name", "error.type"), FAST_OP_BUCKETS,
+           cardinality="SQL verbs (SELECT/INSERT/UPDATE/DELETE/OTHER) x outcome"),
+    Signal("sizewise.db.pool.connections", Kind.OBSERVABLE_GAUGE, "{connection}",
+           "Database pool connections by state (used/idle) and the pool's maximum.",
+           ("state",), tier=Tier.FAST, cardinality="3 states"),
+    # --- cache -----------------------------------------------------------------------------
+    Signal("sizewise.cache.operations", Kind.COUNTER, "{operation}",
+           "Cache operations by operation and result (hit, miss, set, error).",
+           ("cache.backend", "cache.operation", "cache.result"),
+           cardinality="2 backends x 3 operations x 4 results"),
+    Signal("sizewise.cache.operation.duration", Kind.HISTOGRAM, "s",
+           "Latency of cache operations.", ("cache.backend", "cache.operation"), FAST_OP_BUCKETS,
+           cardinality="2 backends x 3 operations"),
+    # --- HVAC business signals -------------------------------------------------------------
+    Signal("sizewise.hvac.calculations", Kind.COUNTER, "{calculation}",
+           "HVAC calculations by type and outcome (success, invalid, error).",
+           ("calculation_type", "outcome"), cardinality="calculation types x 3 outcomes"),
+    Signal("sizewise.hvac.calculation.duration", Kind.HISTOGRAM, "s",
+           "Time spent computing an HVAC calculation.", ("calculation_type",), FAST_OP_BUCKETS,
+           cardinality="calculation types"),
+    Signal("sizewise.sessions.active", Kind.UP_DOWN_COUNTER, "{session}",
+           "User sessions currently active.", cardinality="1"),
+    # --- errors ----------------------------------------------------------------------------
+    Signal("sizewise.errors", Kind.COUNTER, "{error}",
+           "Errors captured by the error tracker, by exception type and severity.",
+           ("error.type", "severity"), cardinality="exception types (capped at 200) x 4 severities"),
+    Signal("sizewise.errors.dropped", Kind.COUNTER, "{error}",
+           "Error events not stored (queue full or store unavailable).", ("reason",),
+           cardinality="3 reasons"),
+    Signal("sizewise.error.groups.new", Kind.COUNTER, "{group}",
+           "Error groups seen for the first time (or regressed).", ("severity",),
+           cardinality="4 severities"),
+    Signal("sizewise.error.rate", Kind.OBSERVABLE_GAUGE, "%",
+           "Share of HTTP requests answered with 5xx over the last minute.", tier=Tier.FAST),
+    # --- system resources ------------------------------------------------------------------
+    Signal("sizewise.cpu.usage", Kind.OBSERVABLE_GAUGE, "%",
+           "CPU usage: of the container's quota when there is one, of the host otherwise.",
+           ("source",), tier=Tier.FAST, cardinality="2 sources (container, host)"),
+    Signal("sizewise.memory.usage", Kind.OBSERVABLE_GAUGE, "%",
+           "Memory usage: of the container's limit when there is one, of the host otherwise.",
+           ("source",), tier=Tier.FAST, cardinality="2 sources"),
+    Signal("sizewise.disk.usage", Kind.OBSERVABLE_GAUGE, "%",
+           "Usage of the filesystem holding the service's data.", ("mountpoint",), tier=Tier.SLOW,
+           cardinality="1 mountpoint"),
+    Signal("sizewise.network.io", Kind.OBSERVABLE_COUNTER, "By",
+           "Bytes sent and received on all interfaces.", ("direction",), tier=Tier.FAST,
+           cardinality="2 directions"),
+    Signal("sizewise.process.memory.rss", Kind.OBSERVABLE_GAUGE, "By",
+           "Resident memory of this process.", tier=Tier.FAST),
+    # --- health and delivery ---------------------------------------------------------------
+    Signal("sizewise.health.status", Kind.OBSERVABLE_GAUGE, "1",
+           "Health per check: 0 healthy, 1 warning, 2 critical.", ("check",), tier=Tier.FAST,
+           cardinality="configured checks"),
+    Signal("sizewise.health.check.duration", Kind.OBSERVABLE_GAUGE, "s",
+           "Duration of the last run of each health check.", ("check",), tier=Tier.FAST,
+           cardinality="configured checks"),
+    Signal("sizewise.alerts.notifications", Kind.COUNTER, "{notification}",
+           "Alert notifications sent by the embedded evaluator, by channel and outcome.",
+           ("channel", "outcome"), cardinality="3 channels x 3 outcomes"),
+    Signal("sizewise.telemetry.export.failures", Kind.COUNTER, "{failure}",
+           "Failed OTLP export batches, by signal.", ("signal",), cardinality="2 signals"),
+)
+
+_BY_NAME: dict[str, Signal] = {s.name: s for s in SIGNALS}
+
+
+def signal(name: str) -> Signal:
+    """Look a signal up by OTel name or Prometheus name."""
+    found = _BY_NAME.get(name) or next((s for s in SIGNALS if s.prom_name == name), None)
+    if found is None:
+        raise KeyError(name)
+    return found
+
+
+def sizewise_signals() -> Iterable[Signal]:
+    return (s for s in SIGNALS if s.owner is Owner.SIZEWISE)

@@ -1,0 +1,60 @@
+"""System resource signals: CPU, memory, disk, network and this process's RSS.
+
+Container-aware: inside a container with a CPU quota or memory limit, the percentages are of the
+container's allowance (see ``container.py``); elsewhere of the host, labelled ``source="host"``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import psutil
+
+from sizewise_otel.container import ContainerMonitor, container_id
+from sizewise_otel.telemetry import Telemetry
+
+__all__ = ["SystemMetrics", "container_id"]
+
+Obs = Iterable[tuple[float, dict[str, str]]]
+
+
+class SystemMetrics:
+    def __init__(self, data_path: str = ".") -> None:
+        self._process = psutil.Process(os.getpid())
+        self._container = ContainerMonitor()
+        self._data_path = os.path.abspath(data_path)
+        psutil.cpu_percent(None)  # prime: the first non-blocking reading is meaningless
+
+    def cpu(self) -> Obs:
+        sample = self._container.sample()
+        if sample and sample.cpu_percent is not None:
+            return [(sample.cpu_percent, {"source": "container"})]
+        return [(psutil.cpu_percent(None), {"source": "host"})]
+
+    def memory(self) -> Obs:
+        sample = self._container.sample()
+        if sample and sample.memory_percent is not None:
+            return [(sample.memory_percent, {"source": "container"})]
+        return [(psutil.virtual_memory().percent, {"source": "host"})]
+
+    def disk(self) -> Obs:
+        return [(psutil.disk_usage(self._data_path).percent, {"mountpoint": "data"})]
+
+    def network(self) -> Obs:
+        io = psutil.net_io_counters()
+        return [(float(io.bytes_sent), {"direction": "transmit"}),
+                (float(io.bytes_recv), {"direction": "receive"})]
+
+    def rss(self) -> Obs:
+        return [(float(self._process.memory_info().rss), {})]
+
+    def register(self, telemetry: Telemetry) -> None:
+        telemetry.observe("sizewise.cpu.usage", self.cpu)
+        telemetry.observe("sizewise.memory.usage", self.memory)
+        telemetry.observe("sizewise.disk.usage", self.disk)
+        telemetry.observe("sizewise.network.io", self.network)
+        telemetry.observe("sizewise.process.memory.rss", self.rss)
+
+    def cpu_percent(self) -> float:
+        return next(iter(self.cpu()))[0]

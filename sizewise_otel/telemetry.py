@@ -1,0 +1,291 @@
+"""OTel providers for this process: resource, meter provider (Prometheus pull + optional OTLP push),
+tracer provider, and the catalog's instruments. Built once per process; everything else asks
+``get_telemetry()``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricReader
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+from sizewise_otel.catalog import SIGNALS, Kind, Signal, signal
+from sizewise_otel.settings import Settings, ensure_semconv_opt_in
+
+SCOPE = "sizewise_otel"
+# Pod identity from the Kubernetes downward API (see k8s/): env var -> resource attribute.
+K8S_ENV = {
+    "K8S_POD_NAME": "k8s.pod.name",
+    "K8S_NAMESPACE_NAME": "k8s.namespace.name",
+    "K8S_NODE_NAME": "k8s.node.name",
+    "K8S_DEPLOYMENT_NAME": "k8s.deployment.name",
+    "K8S_CONTAINER_NAME": "k8s.container.name",
+    "POD_NAME": "k8s.pod.name",
+    "POD_NAMESPACE": "k8s.namespace.name",
+    "NODE_NAME": "k8s.node.name",
+}
+
+
+def build_resource(settings: Settings, extra: dict[str, str] | None = None) -> Resource:
+    attrs: dict[str, str] = {
+        "service.name": settings.otel_service_name,
+        "service.namespace": "sizewise",
+        "service.version": settings.service_version,
+        # Per process, so forked workers exporting OTLP never overwrite each other's series.
+        "service.instance.id": str(uuid.uuid4()),
+        "deployment.environment.name": settings.deployment_environment,
+    }
+    for env, key in K8S_ENV.items():
+        if os.environ.get(env):
+            attrs.setdefault(key, os.environ[env])
+    from sizewise_otel.system import container_id
+
+    cid = container_id()
+    if cid:
+        attrs["container.id"] = cid
+    attrs.update(extra or {})
+    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME over ours.
+    return Resource.create(attrs)
+
+
+def build_views() -> list[View]:
+    """Explicit buckets and an attribute allow-list for every histogram: bounded series."""
+    views = []
+    for sig in SIGNALS:
+        if sig.kind is Kind.HISTOGRAM:
+            views.append(View(
+                instrument_name=sig.name,
+                aggregation=ExplicitBucketHistogramAggregation(list(sig.buckets or ())),
+                attribute_keys=set(sig.attributes),
+            ))
+        elif sig.owner.name.startswith("OTEL_HTTP"):
+            views.append(View(instrument_name=sig.name, attribute_keys=set(sig.attributes)))
+    return views
+
+
+def build_sampler(settings: Settings) -> Sampler:
+    name = settings.otel_traces_sampler.lower()
+    ratio = settings.otel_traces_sampler_arg
+    return {
+        "always_on": ALWAYS_ON,
+        "always_off": ALWAYS_OFF,
+        "traceidratio": TraceIdRatioBased(ratio),
+        "parentbased_always_on": ParentBased(ALWAYS_ON),
+        "parentbased_always_off": ParentBased(ALWAYS_OFF),
+    }.get(name, ParentBased(TraceIdRatioBased(ratio)))
+
+
+class _CountingMetricExporter(MetricExporter):
+    """Wraps the OTLP exporter so failed batches become a metric and a health input."""
+
+    def __init__(self, inner: MetricExporter, on_failure: Callable[[str], None]) -> None:
+        super().__init__(preferred_temporality=inner._preferred_temporality,
+                         preferred_aggregation=inner._preferred_aggregation)
+        self._inner = inner
+        self._on_failure = on_failure
+
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kw: Any) -> MetricExportResult:
+        try:
+            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kw)
+        except Exception:
+            result = MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            self._on_failure("metrics")
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kw: Any) -> None:
+        self._inner.shutdown(timeout_millis=timeout_millis, **kw)
+
+
+class _CountingSpanExporter(SpanExporter):
+    def __init__(self, inner: SpanExporter, on_failure: Callable[[str], None]) -> None:
+        self._inner = inner
+        self._on_failure = on_failure
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception:
+            result = SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self._on_failure("traces")
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def _otlp_exporters(settings: Settings) -> tuple[MetricExporter, SpanExporter]:
+    # Endpoint, headers, TLS certificates and timeouts come from the standard OTEL_EXPORTER_OTLP_*
+    # variables, which the exporters read themselves.
+    if settings.otel_exporter_otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPMetricExporter(), OTLPSpanExporter()
+
+
+@dataclass
+class ExportStats:
+    failures: dict[str, int] = field(default_factory=lambda: {"metrics": 0, "traces": 0})
+    last_failure: float = 0.0
+
+
+class Telemetry:
+    """The process's providers and the catalog's synchronous instruments."""
+
+    def __init__(self, settings: Settings, *, readers: Iterable[MetricReader] = (),
+                 span_exporters: Iterable[SpanExporter] = (), set_global: bool = True) -> None:
+        ensure_semconv_opt_in(settings)
+        self.settings = settings
+        self.resource = build_resource(settings)
+        self.export_stats = ExportStats()
+        self.prometheus_reader = PrometheusMetricReader()
+        all_readers: list[MetricReader] = [self.prometheus_reader, *readers]
+        span_exporter_list = list(span_exporters)
+        if settings.otlp_enabled:
+            metric_exporter, span_exporter = _otlp_exporters(settings)
+            all_readers.append(PeriodicExportingMetricReader(
+                _CountingMetricExporter(metric_exporter, self._export_failed),
+                export_interval_millis=settings.otel_metric_export_interval,
+            ))
+            span_exporter_list.append(_CountingSpanExporter(span_exporter, self._export_failed))
+        self.meter_provider = MeterProvider(
+            metric_readers=all_readers, resource=self.resource, views=build_views()
+        )
+        # Bounded: BatchSpanProcessor drops (and counts) spans past max_queue_size (2048).
+        self.tracer_provider = TracerProvider(resource=self.resource, sampler=build_sampler(settings))
+        for exporter in span_exporter_list:
+            self.tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+        if set_global:
+            _set_global_providers(self.meter_provider, self.tracer_provider)
+        self.meter = self.meter_provider.get_meter(SCOPE, settings.service_version)
+        self.tracer = self.tracer_provider.get_tracer(SCOPE, settings.service_version)
+        self._instruments: dict[str, Any] = {}
+        self._observed: set[str] = set()
+        self._lock = threading.Lock()
+        for sig in SIGNALS:
+            if sig.kind in (Kind.COUNTER, Kind.UP_DOWN_COUNTER, Kind.HISTOGRAM, Kind.GAUGE) \
+                    and sig.owner.name == "SIZEWISE" or sig.name == "db.client.operation.duration":
+                self._instruments[sig.name] = self._create(sig)
+
+    def _create(self, sig: Signal) -> Any:
+        factory = {
+            Kind.COUNTER: self.meter.create_counter,
+            Kind.UP_DOWN_COUNTER: self.meter.create_up_down_counter,
+            Kind.HISTOGRAM: self.meter.create_histogram,
+            Kind.GAUGE: self.meter.create_gauge,
+        }[sig.kind]
+        return factory(sig.name, unit=sig.unit, description=sig.description)
+
+    def _export_failed(self, which: str) -> None:
+        self.export_stats.failures[which] += 1
+        self.export_stats.last_failure = time.time()
+        self.instrument("sizewise.telemetry.export.failures").add(1, {"signal": which})
+
+    def instrument(self, name: str) -> Any:
+        """The synchronous instrument for a catalog signal (counter, histogram, ...)."""
+        return self._instruments[name]
+
+    def observe(self, name: str, callback: Callable[[], Iterable[tuple[float, dict[str, str]]]]) -> None:
+        """Register the callback of an observable catalog signal, cached for the signal's tier.
+
+        The callback returns (value, attributes) pairs. Registering a signal twice is ignored.
+        """
+        sig = signal(name)
+        with self._lock:
+            if name in self._observed:
+                return
+            self._observed.add(name)
+        cached = tier_cached(callback, float(sig.tier or 0))
+
+        def _cb(_options: CallbackOptions) -> Iterable[Observation]:
+            try:
+                return [Observation(v, a) for v, a in cached()]
+            except Exception:  # a failing probe must never break a scrape
+                return []
+
+        factory = {
+            Kind.OBSERVABLE_GAUGE: self.meter.create_observable_gauge,
+            Kind.OBSERVABLE_COUNTER: self.meter.create_observable_counter,
+        }[sig.kind]
+        factory(sig.name, callbacks=[_cb], unit=sig.unit, description=sig.description)
+
+    def shutdown(self) -> None:
+        for fn in (self.tracer_provider.shutdown, self.meter_provider.shutdown):
+            try:
+                fn()
+            except Exception:
+                pass
+
+
+def tier_cached(fn: Callable[[], Any], seconds: float) -> Callable[[], Any]:
+    """Evaluate ``fn`` at most once per ``seconds``: a scrape never pays for a slow probe twice."""
+    state: dict[str, Any] = {"at": -1e18, "value": None}
+    lock = threading.Lock()
+
+    def wrapper() -> Any:
+        now = time.monotonic()
+        with lock:
+            if now - state["at"] >= seconds:
+                state["value"] = list(fn())
+                state["at"] = now
+            return state["value"]
+
+    return wrapper
+
+
+_global_set = False
+
+
+def _set_global_providers(mp: MeterProvider, tp: TracerProvider) -> None:
+    global _global_set
+    if _global_set:
+        return
+    _global_set = True
+    current_mp = metrics.get_meter_provider()
+    if type(current_mp).__name__ in ("_ProxyMeterProvider", "NoOpMeterProvider"):
+        metrics.set_meter_provider(mp)
+    current_tp = trace.get_tracer_provider()
+    if type(current_tp).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
+        trace.set_tracer_provider(tp)
+
+
+_telemetry: Telemetry | None = None
+_telemetry_lock = threading.Lock()
+
+
+def get_telemetry(settings: Settings | None = None) -> Telemetry:
+    """The process's Telemetry, built on first use (the Prometheus registry allows one)."""
+    global _telemetry
+    with _telemetry_lock:
+        if _telemetry is None:
+            from sizewise_otel.settings import get_settings
+
+            _telemetry = Telemetry(settings or get_settings())
+        return _telemetry

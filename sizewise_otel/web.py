@@ -1,0 +1,23 @@
+"""The routes instrument() adds that belong to no single component: ``GET /metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from sizewise_otel.auth import keyring_of
+
+
+def metrics_router() -> APIRouter:
+    router = APIRouter()
+
+    # An exact route, not a mount: a mount answers /metrics with a 307 to /metrics/.
+    @router.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        if not keyring_of(request).metrics_allowed(request):
+            return PlainTextResponse("missing or invalid metrics token\n", status_code=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,42 @@
+"""Session-wide real servers, started once and shared; each test gets its own database/keyspace."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from tests import servers
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[servers.Server]:
+    with servers.postgres_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def postgres_url(postgres: servers.Server) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return servers.create_database(postgres, f"t{next(_db_counter)}")
+
+
+@pytest.fixture(scope="session")
+def redis_srv() -> Iterator[servers.Server]:
+    with servers.redis_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def redis_url(redis_srv: servers.Server) -> str:
+    import redis
+
+    if redis_srv.proc is None or redis_srv.proc.poll() is not None:
+        redis_srv.start()
+    client = redis.Redis(port=redis_srv.port)
+    client.flushall()
+    client.close()
+    return f"redis://127.0.0.1:{redis_srv.port}/0"

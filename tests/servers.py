@@ -1,0 +1,238 @@
+"""Real servers for integration tests: each started on a free loopback port with a temp dir.
+
+Nothing here depends on a system service being up. A missing binary skips the test with a clear
+reason, or fails it when SIZEWISE_REQUIRE_INTEGRATION=1 (as in CI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE = os.environ.get("SIZEWISE_REQUIRE_INTEGRATION") == "1"
+
+
+def need(binary: str | None, what: str) -> str:
+    """Return the binary path, or skip (fail under SIZEWISE_REQUIRE_INTEGRATION=1)."""
+    if binary and (os.path.exists(binary) or shutil.which(binary)):
+        return binary if os.path.exists(binary) else shutil.which(binary)  # type: ignore[return-value]
+    reason = f"{what} not installed ({binary or 'no binary found'}); run .ci/run or see README"
+    if REQUIRE:
+        pytest.fail(f"SIZEWISE_REQUIRE_INTEGRATION=1: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    import httpx
+
+    return httpx.get(url, timeout=1.0).status_code == 200
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    workdir: Path
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen | None = None
+    ready: Callable[[], bool] | None = None
+    user: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Server:
+        argv = self.argv
+        if self.user:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                env={**os.environ, **self.env}, start_new_session=True,
+            )
+        try:
+            wait_for(lambda: self._alive() and (self.ready or (lambda: port_open(self.port)))(),
+                     timeout, self.name)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"{self.name} failed to start; log:\n{self.log.read_text()[-3000:]}")
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited; log:\n{self.log.read_text()[-3000:]}")
+        return True
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def restart(self, timeout: float = 30.0) -> Server:
+        self.stop()
+        return self.start(timeout)
+
+
+def tempdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"sizewise-{prefix}-"))
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+def postgres_bin() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    return found[-1] if found else None
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[Server]:
+    postgres = need(postgres_bin(), "PostgreSQL server (Debian package postgresql)")
+    bindir = Path(postgres).parent
+    as_root = os.geteuid() == 0
+    need("runuser" if as_root else "true", "runuser (util-linux)")
+    workdir = tempdir("pg")
+    data = workdir / "data"
+    user = "postgres" if as_root else None
+    if as_root:
+        shutil.chown(workdir, "postgres", "postgres")
+    port = free_port()
+    log = workdir / "server.log"
+    cmd = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+           "--no-sync"]
+    subprocess.run(["runuser", "-u", "postgres", "--", *cmd] if as_root else cmd,
+                   check=True, capture_output=True, cwd=workdir)
+    srv = Server(
+        "postgresql", port, workdir,
+        [postgres, "-D", str(data), "-p", str(port), "-k", str(workdir), "-h", "127.0.0.1",
+         "-c", "fsync=off", "-c", "max_connections=100"],
+        log, user=user,
+    )
+    if as_root:
+        log.touch()
+        shutil.chown(log, "postgres", "postgres")
+    srv.ready = lambda: subprocess.run(
+        [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+    ).returncode == 0
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop(signal.SIGINT)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def postgres_url(srv: Server, database: str = "postgres", driver: str = "postgresql+psycopg") -> str:
+    return f"{driver}://postgres@127.0.0.1:{srv.port}/{database}"
+
+
+def create_database(srv: Server, name: str) -> str:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres_url(srv), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return postgres_url(srv, name)
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[Server]:
+    binary = need("redis-server", "Redis server (Debian package redis-server)")
+    workdir = tempdir("redis")
+    port = free_port()
+    srv = Server("redis", port, workdir,
+                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+                  "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+                 workdir / "server.log")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- Prometheus / Alertmanager / collector ----------------------------------------------------
+
+def prometheus_server(config: Path, extra: list[str] | None = None) -> Server:
+    binary = need("prometheus", "Prometheus (Debian package prometheus)")
+    workdir = tempdir("prom")
+    port = free_port()
+    srv = Server("prometheus", port, workdir,
+                 [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+                  f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
+                  *(extra or [])], workdir / "server.log")
+    srv.ready = lambda: http_ok(f"{srv.url}/-/ready")
+    return srv
+
+
+def alertmanager_server(config: Path, extra: list[str] | None = None) -> Server:
+    binary = need("prometheus-alertmanager", "Alertmanager (Debian package prometheus-alertmanager)")
+    workdir = tempdir("am")
+    port = free_port()
+    srv = Server("alertmanager", port, workdir,
+                 [binary, f"--config.file={config}", f"--storage.path={workdir / 'data'}",
+                  f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+                  *(extra or [])], workdir / "server.log")
+    srv.ready = lambda: http_ok(f"{srv.url}/-/ready")
+    return srv
+
+
+def collector_binary() -> str | None:
+    env = os.environ.get("SIZEWISE_OTELCOL")
+    if env:
+        return env
+    built = ROOT / "build" / "otelcol-sizewise" / "otelcol-sizewise"
+    return str(built) if built.exists() else None
+
+
+def need_collector() -> str:
+    return need(collector_binary(), "OTel Collector (built by scripts/build-collector.sh)")
