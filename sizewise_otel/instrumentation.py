@@ -88,6 +88,11 @@ class Instrumentation:
 _instrumented_globally: set[str] = set()
 
 
+def mark_instrumented(name: str) -> None:
+    """Record that zero-code mode already instrumented a library globally."""
+    _instrumented_globally.add(name)
+
+
 def _instrument_once(name: str, fn: Any) -> None:
     if name not in _instrumented_globally:
         _instrumented_globally.add(name)
@@ -98,7 +103,7 @@ def instrument_redis(client: Any, telemetry: Telemetry) -> None:
     """OTel spans for a sync or asyncio Redis client (metrics come from InstrumentedCache)."""
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    if getattr(client, "_sizewise_instrumented", False):
+    if getattr(client, "_sizewise_instrumented", False) or RedisInstrumentor().is_instrumented_by_opentelemetry:
         return
     RedisInstrumentor().instrument_client(client, tracer_provider=telemetry.tracer_provider)
     with contextlib.suppress(AttributeError):

@@ -280,6 +280,19 @@ _telemetry: Telemetry | None = None
 _telemetry_lock = threading.Lock()
 
 
+def configure_telemetry(settings: Settings, **kwargs: Any) -> Telemetry:
+    """Build the process's Telemetry explicitly (e.g. with extra readers or span exporters).
+
+    Must run before anything calls ``get_telemetry()``; a second call is an error.
+    """
+    global _telemetry
+    with _telemetry_lock:
+        if _telemetry is not None:
+            raise RuntimeError("telemetry is already configured for this process")
+        _telemetry = Telemetry(settings, **kwargs)
+        return _telemetry
+
+
 def get_telemetry(settings: Settings | None = None) -> Telemetry:
     """The process's Telemetry, built on first use (the Prometheus registry allows one)."""
     global _telemetry

@@ -40,3 +40,22 @@ def redis_url(redis_srv: servers.Server) -> str:
     client.flushall()
     client.close()
     return f"redis://127.0.0.1:{redis_srv.port}/0"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def process_telemetry():
+    """The test process's one Telemetry: every span sampled and kept in memory for assertions."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from sizewise_otel import telemetry
+    from sizewise_otel.settings import Settings
+
+    if telemetry._telemetry is not None:
+        yield telemetry._telemetry
+        return
+    exporter = InMemorySpanExporter()
+    tel = telemetry.configure_telemetry(
+        Settings(otel_traces_sampler="always_on", otel_exporter_otlp_endpoint=""),
+        span_exporters=[exporter])
+    tel.memory_exporter = exporter  # type: ignore[attr-defined]
+    yield tel

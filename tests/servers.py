@@ -44,9 +44,13 @@ def free_port() -> int:
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+        try:
             if predicate():
                 return
+        except RuntimeError:
+            raise  # the thing we wait for is gone (e.g. its process exited): no point waiting
+        except Exception:
+            pass
         time.sleep(0.05)
     raise TimeoutError(f"{what} not ready after {timeout}s")
 

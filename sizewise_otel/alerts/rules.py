@@ -1,9 +1,36 @@
-"""STUB (issue 6 replaces this): alert rules as data."""
+"""Alert rules as data: the spec's ``AlertRule``/``AlertSeverity`` and SizeWise's default catalog.
+
+One catalog feeds both evaluation paths:
+
+* the full stack: ``render.py`` turns every rule into a Prometheus alerting rule (plus the
+  recording rules below) and a promtool unit test;
+* the embedded mode: ``evaluator.py`` evaluates every *threshold-style* rule (a metric, optional
+  label matchers, an optional ``increase`` over a window, a condition, a threshold and a ``for``
+  duration) in-process. Rules that need PromQL (``expr`` set: ratios of rates, burn rates, ``up``)
+  are evaluated by Prometheus only.
+
+Every metric and label used here exists in ``sizewise_otel.catalog`` (tests check it).
+"""
 
 from __future__ import annotations
 
 import enum
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+GRAFANA_BASE_URL = "http://localhost:3000"
+RUNBOOK_BASE_URL = "https://github.com/sizewise/sizewise-otel/blob/main/docs/runbooks.md"
+
+DASHBOARDS = {
+    "system": "sizewise-system-overview",
+    "performance": "sizewise-application-performance",
+    "hvac": "sizewise-hvac-calculations",
+    "services": "sizewise-microservices-health",
+    "errors": "sizewise-error-tracking",
+}
 
 
 class AlertSeverity(enum.StrEnum):
@@ -12,8 +39,46 @@ class AlertSeverity(enum.StrEnum):
     CRITICAL = "critical"
 
 
+CONDITIONS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+    "==": operator.eq, "!=": operator.ne,
+}
+MATCH_OPS = ("=", "!=", "=~", "!~")
+FUNCTIONS = ("", "increase")
+VALUE_FORMATS = {  # how the ``value`` annotation shows $value
+    "number": '{{ $value | printf "%.2f" }}',
+    "count": '{{ $value | printf "%.0f" }}',
+    "percent": '{{ $value | printf "%.1f" }}%',
+    "ratio": "{{ $value | humanizePercentage }}",
+}
+
+Matcher = tuple[str, str, str]  # (label, op, value), op one of MATCH_OPS
+
+
+def _humanize_percentage(v: float) -> str:
+    """Prometheus' ``humanizePercentage`` for the range the rules produce (1 % .. 999 %)."""
+    pct = v * 100
+    if not 1 <= abs(pct) < 1000:
+        raise ValueError(f"humanizePercentage replica only covers 1%..999%, got {pct}")
+    return f"{pct:.4g}%"
+
+
+def _duration(seconds: int) -> str:
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds and seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\W]+", name) if part)
+
+
 @dataclass(frozen=True)
 class AlertRule:
+    """One alert. The first seven fields are the spec's; the rest have working defaults."""
+
     name: str
     metric_name: str
     condition: str
@@ -21,3 +86,284 @@ class AlertRule:
     duration_seconds: int
     severity: AlertSeverity
     description: str
+    summary: str = ""
+    alert: str = ""  # Prometheus alertname; CamelCase of name by default
+    matchers: tuple[Matcher, ...] = ()
+    function: str = ""  # "" (current value) or "increase" (over window_seconds, summed by `by`)
+    window_seconds: int = 300
+    by: tuple[str, ...] = ("job",)
+    expr: str = ""  # PromQL override: then Prometheus only
+    details: str = ""  # second sentence of the description annotation (templated)
+    value_format: str = "number"
+    dashboard: str = DASHBOARDS["system"]
+    group: str = "sizewise.system"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise ValueError(f"alert rule name must be snake_case, got {self.name!r}")
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {sorted(CONDITIONS)}, got {self.condition!r}")
+        if self.function not in FUNCTIONS:
+            raise ValueError(f"function must be one of {FUNCTIONS}, got {self.function!r}")
+        if self.value_format not in VALUE_FORMATS:
+            raise ValueError(f"value_format must be one of {sorted(VALUE_FORMATS)}")
+        if self.duration_seconds < 0 or self.window_seconds <= 0:
+            raise ValueError("duration_seconds must be >= 0 and window_seconds > 0")
+        for label, op, _ in self.matchers:
+            if op not in MATCH_OPS or not label:
+                raise ValueError(f"bad matcher on {label!r}: {op!r}")
+        object.__setattr__(self, "severity", AlertSeverity(self.severity))
+        object.__setattr__(self, "threshold", float(self.threshold))
+
+    # --- identity ------------------------------------------------------------------------
+    @property
+    def alertname(self) -> str:
+        return self.alert or _camel(self.name)
+
+    @property
+    def for_duration(self) -> str:
+        return _duration(self.duration_seconds)
+
+    @property
+    def runbook_anchor(self) -> str:
+        """GitHub's anchor for the ``## AlertName`` heading in docs/runbooks.md."""
+        return self.alertname.lower()
+
+    @property
+    def runbook_url(self) -> str:
+        return f"{RUNBOOK_BASE_URL}#{self.runbook_anchor}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"{GRAFANA_BASE_URL}/d/{self.dashboard}"
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the in-process evaluator can evaluate this rule (threshold-style, no PromQL)."""
+        return not self.expr and self.metric_name != "up"
+
+    # --- PromQL ----------------------------------------------------------------------------
+    @property
+    def selector(self) -> str:
+        inner = ", ".join(f'{label}{op}"{value}"' for label, op, value in self.matchers)
+        return f"{self.metric_name}{{{inner}}}" if inner else self.metric_name
+
+    @property
+    def threshold_text(self) -> str:
+        return f"{self.threshold:g}"
+
+    @property
+    def promql(self) -> str:
+        if self.expr:
+            return self.expr
+        base = self.selector
+        if self.function == "increase":
+            base = f"sum by ({', '.join(self.by)}) (increase({base}[{_duration(self.window_seconds)}]))"
+        return f"{base} {self.condition} {self.threshold_text}"
+
+    # --- evaluation --------------------------------------------------------------------------
+    def compare(self, value: float) -> bool:
+        return not math.isnan(value) and CONDITIONS[self.condition](value, self.threshold)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        for label, op, want in self.matchers:
+            have = labels.get(label, "")
+            if op == "=" and have != want or op == "!=" and have == want:
+                return False
+            if op == "=~" and not re.fullmatch(want, have) or op == "!~" and re.fullmatch(want, have):
+                return False
+        return True
+
+    # --- annotations ---------------------------------------------------------------------------
+    def annotation_templates(self) -> dict[str, str]:
+        details = self.details or (
+            f"{self.metric_name}"
+            f"{' increase over ' + _duration(self.window_seconds) if self.function else ''}"
+            f" {self.condition} {self.threshold_text} for {self.for_duration} on {{{{ $labels.job }}}}."
+        )
+        return {
+            "summary": self.summary or self.description,
+            "description": f"{self.description}. {details}",
+            "value": VALUE_FORMATS[self.value_format],
+            "runbook_url": self.runbook_url,
+            "dashboard_url": self.dashboard_url,
+        }
+
+    def annotations(self, labels: Mapping[str, str], value: float) -> dict[str, str]:
+        """The annotations with templates expanded exactly as Prometheus expands them."""
+        return {k: expand(v, labels, value) for k, v in self.annotation_templates().items()}
+
+
+_TEMPLATE = re.compile(r"{{\s*(.*?)\s*}}")
+
+
+def expand(template: str, labels: Mapping[str, str], value: float) -> str:
+    """Expand the small template subset the catalog uses, exactly as Prometheus does:
+    ``$labels.x``, ``$value | printf "<fmt>"`` and ``$value | humanizePercentage``."""
+
+    def one(match: re.Match[str]) -> str:
+        body = match.group(1)
+        if body.startswith("$labels."):
+            return str(labels.get(body[len("$labels."):], ""))
+        printf = re.fullmatch(r'\$value \| printf "(%\.\d+f)"', body)
+        if printf:
+            return printf.group(1) % value
+        if body == "$value | humanizePercentage":
+            return _humanize_percentage(value)
+        raise ValueError(f"unsupported template expression {{{{ {body} }}}}")
+
+    return _TEMPLATE.sub(one, template)
+
+
+@dataclass(frozen=True)
+class RecordingRule:
+    record: str
+    expr: str
+    group: str = "sizewise.recording"
+
+
+# --- the default catalog ------------------------------------------------------------------------
+
+HTTP = "http_server_request_duration_seconds"
+SLO_LATENCY_SECONDS = "0.5"  # a request slower than this spends latency error budget
+SLO_OBJECTIVE = 0.99  # 99 % of requests faster than SLO_LATENCY_SECONDS
+SLO_BUDGET = round(1 - SLO_OBJECTIVE, 6)
+SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+
+
+def _slo_record(window: str) -> RecordingRule:
+    return RecordingRule(
+        f"job:http_server_request_latency_slo_miss:ratio_rate{window}",
+        f'1 - (sum by (job) (rate({HTTP}_bucket{{le="{SLO_LATENCY_SECONDS}"}}[{window}]))'
+        f" / sum by (job) (rate({HTTP}_count[{window}])))",
+        "sizewise.recording.slo",
+    )
+
+
+RECORDING_RULES: tuple[RecordingRule, ...] = (
+    RecordingRule("job:http_server_requests:rate5m",
+                  f"sum by (job) (rate({HTTP}_count[5m]))"),
+    RecordingRule("job:http_server_request_errors:rate5m",
+                  f'sum by (job) (rate({HTTP}_count{{http_response_status_code=~"5.."}}[5m]))'),
+    RecordingRule("job_route:http_server_request_duration_seconds:p95_5m",
+                  f"histogram_quantile(0.95, sum by (job, http_route, le) (rate({HTTP}_bucket[5m])))"),
+    RecordingRule("job:sizewise_hvac_calculations:rate5m",
+                  "sum by (job) (rate(sizewise_hvac_calculations_total[5m]))"),
+    RecordingRule("job:sizewise_hvac_calculation_failures:ratio_rate5m",
+                  'sum by (job) (rate(sizewise_hvac_calculations_total{outcome="error"}[5m]))'
+                  " / sum by (job) (rate(sizewise_hvac_calculations_total[5m]))"),
+    RecordingRule("job:sizewise_cache_lookups:rate5m",
+                  'sum by (job) (rate(sizewise_cache_operations_total{cache_result=~"hit|miss"}[5m]))'),
+    RecordingRule("job:sizewise_cache_hits:ratio_rate5m",
+                  'sum by (job) (rate(sizewise_cache_operations_total{cache_result="hit"}[5m]))'
+                  ' / sum by (job) (rate(sizewise_cache_operations_total{cache_result=~"hit|miss"}[5m]))'),
+    RecordingRule("job:sizewise_errors:rate5m", "sum by (job) (rate(sizewise_errors_total[5m]))"),
+    RecordingRule("job:sizewise_db_pool_connections:utilization",
+                  'sum by (job) (sizewise_db_pool_connections{state="used"})'
+                  ' / (sum by (job) (sizewise_db_pool_connections{state="max"}) > 0)'),
+    *(_slo_record(w) for w in SLO_WINDOWS),
+)
+
+
+def _burn(long: str, short: str, factor: float) -> str:
+    rule = "job:http_server_request_latency_slo_miss:ratio_rate"
+    limit = f"{round(factor * SLO_BUDGET, 6):g}"
+    return f"({rule}{long} > {limit} and {rule}{short} > {limit})"
+
+
+DEFAULT_RULES: tuple[AlertRule, ...] = (
+    # --- system ----------------------------------------------------------------------------
+    AlertRule("high_cpu_usage", "sizewise_cpu_usage_percent", ">", 80.0, 300, AlertSeverity.WARNING,
+              "High CPU usage detected", summary="High CPU usage on {{ $labels.instance }}",
+              value_format="percent"),
+    AlertRule("high_memory_usage", "sizewise_memory_usage_percent", ">", 85.0, 600,
+              AlertSeverity.WARNING, "High memory usage detected",
+              summary="High memory usage on {{ $labels.instance }}", value_format="percent"),
+    AlertRule("critical_memory_usage", "sizewise_memory_usage_percent", ">", 95.0, 300,
+              AlertSeverity.CRITICAL, "Memory almost exhausted", alert="HighMemoryUsage",
+              summary="Memory almost exhausted on {{ $labels.instance }}", value_format="percent"),
+    AlertRule("high_disk_usage", "sizewise_disk_usage_percent", ">", 85.0, 1800,
+              AlertSeverity.WARNING, "Disk filling up",
+              summary="Data disk {{ $labels.mountpoint }} filling up on {{ $labels.instance }}",
+              value_format="percent"),
+    AlertRule("critical_disk_usage", "sizewise_disk_usage_percent", ">", 95.0, 600,
+              AlertSeverity.CRITICAL, "Disk almost full", alert="HighDiskUsage",
+              summary="Data disk {{ $labels.mountpoint }} almost full on {{ $labels.instance }}",
+              value_format="percent"),
+    # --- application -----------------------------------------------------------------------
+    AlertRule("high_error_rate", "sizewise_error_rate_percent", ">", 5.0, 60, AlertSeverity.CRITICAL,
+              "High error rate detected", summary="High error rate on {{ $labels.job }}",
+              details="More than 5% of HTTP requests answered 5xx over the last minute "
+                      "on {{ $labels.instance }}.",
+              value_format="percent", dashboard=DASHBOARDS["performance"], group="sizewise.application"),
+    AlertRule("latency_slo_fast_burn", HTTP, ">", 14.4 * SLO_BUDGET, 120, AlertSeverity.CRITICAL,
+              "Latency SLO error budget burning fast", alert="LatencySLOBudgetBurn",
+              summary="{{ $labels.job }} is burning its latency error budget fast",
+              expr=f"{_burn('1h', '5m', 14.4)} or {_burn('6h', '30m', 6)}",
+              details=f"Requests slower than {SLO_LATENCY_SECONDS}s exceed 14.4x (1h and 5m) or 6x "
+                      f"(6h and 30m) the {SLO_BUDGET:.0%} budget of the {SLO_OBJECTIVE:.0%} SLO.",
+              value_format="ratio", dashboard=DASHBOARDS["performance"], group="sizewise.slo"),
+    AlertRule("latency_slo_slow_burn", HTTP, ">", 3 * SLO_BUDGET, 900, AlertSeverity.WARNING,
+              "Latency SLO error budget burning", alert="LatencySLOBudgetBurn",
+              summary="{{ $labels.job }} is burning its latency error budget",
+              expr=f"{_burn('1d', '2h', 3)} or {_burn('3d', '6h', 1)}",
+              details=f"Requests slower than {SLO_LATENCY_SECONDS}s exceed 3x (1d and 2h) or 1x "
+                      f"(3d and 6h) the {SLO_BUDGET:.0%} budget of the {SLO_OBJECTIVE:.0%} SLO.",
+              value_format="ratio", dashboard=DASHBOARDS["performance"], group="sizewise.slo"),
+    AlertRule("scrape_target_down", "up", "==", 0, 120, AlertSeverity.CRITICAL,
+              "Scrape target down", summary="{{ $labels.job }} target {{ $labels.instance }} is down",
+              details="Prometheus cannot scrape {{ $labels.instance }} (job {{ $labels.job }}).",
+              value_format="count", dashboard=DASHBOARDS["services"], group="sizewise.application"),
+    AlertRule("telemetry_export_failures", "sizewise_telemetry_export_failures_total", ">", 3, 300,
+              AlertSeverity.WARNING, "Telemetry export failing",
+              summary="{{ $labels.job }} cannot export {{ $labels.signal }} over OTLP",
+              function="increase", window_seconds=600, by=("job", "signal"), value_format="count",
+              dashboard=DASHBOARDS["services"], group="sizewise.application"),
+    # --- dependencies ----------------------------------------------------------------------
+    AlertRule("database_down", "sizewise_health_status", "==", 2, 60, AlertSeverity.CRITICAL,
+              "Database unreachable", summary="Database health check critical on {{ $labels.job }}",
+              matchers=(("check", "=", "database"),), value_format="count",
+              dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
+    AlertRule("database_pool_saturation", "sizewise_db_pool_connections", ">", 0.9, 300,
+              AlertSeverity.WARNING, "Database connection pool saturated",
+              summary="{{ $labels.job }} uses over 90% of its database pool",
+              expr="job:sizewise_db_pool_connections:utilization > 0.9",
+              details="Checked-out connections exceed 90% of the pool maximum (size + overflow).",
+              value_format="ratio", dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
+    AlertRule("redis_down", "sizewise_health_status", "==", 2, 60, AlertSeverity.WARNING,
+              "Redis unreachable, cache bypassed",
+              summary="Redis health check critical on {{ $labels.job }}",
+              matchers=(("check", "=", "redis"),), value_format="count",
+              dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
+    AlertRule("cache_hit_ratio_collapse", "sizewise_cache_operations_total", "<", 0.5, 600,
+              AlertSeverity.WARNING, "Cache hit ratio collapsed",
+              summary="Cache hit ratio on {{ $labels.job }} below 50%",
+              expr="job:sizewise_cache_hits:ratio_rate5m < 0.5"
+                   " and on (job) job:sizewise_cache_lookups:rate5m > 0.1",
+              details="Fewer than half of cache lookups hit over 5m while lookups keep arriving.",
+              value_format="ratio", dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
+    AlertRule("critical_health_check", "sizewise_health_status", "==", 2, 120,
+              AlertSeverity.CRITICAL, "Health check critical",
+              summary="Health check {{ $labels.check }} critical on {{ $labels.job }}",
+              matchers=(("check", "!~", "database|redis"),), value_format="count",
+              dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
+    # --- HVAC and errors -------------------------------------------------------------------
+    AlertRule("hvac_calculation_failure_rate", "sizewise_hvac_calculations_total", ">", 0.05, 300,
+              AlertSeverity.WARNING, "HVAC calculations failing",
+              summary="Over 5% of HVAC calculations fail on {{ $labels.job }}",
+              expr="job:sizewise_hvac_calculation_failures:ratio_rate5m > 0.05",
+              details="Calculations ending with outcome=error exceed 5% over 5m.",
+              value_format="ratio", dashboard=DASHBOARDS["hvac"], group="sizewise.hvac"),
+    AlertRule("error_spike", "sizewise_errors_total", ">", 50, 120, AlertSeverity.WARNING,
+              "Error spike", summary="Error spike on {{ $labels.job }}",
+              function="increase", window_seconds=300, value_format="count",
+              dashboard=DASHBOARDS["errors"], group="sizewise.errors"),
+    AlertRule("new_error_group", "sizewise_error_groups_new_total", ">", 0, 60, AlertSeverity.WARNING,
+              "New error group", summary="New error group on {{ $labels.job }}",
+              function="increase", window_seconds=600, value_format="count",
+              dashboard=DASHBOARDS["errors"], group="sizewise.errors"),
+)
+
+
+def default_rules() -> tuple[AlertRule, ...]:
+    return DEFAULT_RULES

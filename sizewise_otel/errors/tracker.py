@@ -1,72 +1,376 @@
-"""STUB (issue 3 replaces this): the public surface of the error tracker."""
+"""The ErrorTracker: capture -> scrub -> fingerprint -> group (queue) -> store, plus OTel and alerts.
+
+Everything the caller waits for is in :meth:`ErrorTracker.capture_error`: scrubbing, the
+fingerprint, the span event, the counter and a non-blocking ``put`` into a bounded queue. Grouping
+counts, samples, users, trends and alert signals are computed by the writer thread in batches.
+"""
 
 from __future__ import annotations
 
-import enum
+import asyncio
+import atexit
+import contextlib
+import functools
+import hashlib
+import inspect
+import os
+import threading
+import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+import structlog
 from fastapi import APIRouter
 
+from sizewise_otel.errors.alerts import AlertListener, AlertSignals, LogNotifier
+from sizewise_otel.errors.context import ErrorContext, ErrorEvent, ErrorSeverity, Frame
+from sizewise_otel.errors.fingerprint import (
+    error_type_name,
+    extract_frames,
+    fingerprint,
+    format_stacktrace,
+    in_app_frames_of_current_stack,
+    parameterize,
+)
+from sizewise_otel.errors.scrub import Scrubber
+from sizewise_otel.errors.spans import install_span_scrubber, record_on_current_span
+from sizewise_otel.errors.store import BatchResult, ErrorStore, resolve_store_url
+from sizewise_otel.errors.writer import EventWriter
 from sizewise_otel.settings import Settings
 from sizewise_otel.telemetry import Telemetry, get_telemetry
 
+__all__ = ["ErrorContext", "ErrorSeverity", "ErrorTracker", "get_error_tracker", "initialize_error_tracker"]
 
-class ErrorSeverity(enum.StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
+log = structlog.get_logger("sizewise.errors")
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_ERROR_TYPES = 200  # distinct `error.type` metric values; the rest become "other"
+CAPTURED_HEADERS = ("user-agent", "content-type", "content-length", "accept", "referer", "origin",
+                    "x-request-id", "authorization", "cookie", "x-api-key")
+_CRITICAL = (MemoryError, RecursionError, SystemError)
+_HIGH = (ConnectionError, TimeoutError, OSError, RuntimeError, AssertionError)
+_LOW = (Warning,)
 
 
-@dataclass
-class ErrorContext:
-    user_id: str | None = None
-    endpoint: str | None = None
-    method: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+def default_severity(exc: BaseException | None) -> ErrorSeverity:
+    if exc is None:
+        return ErrorSeverity.MEDIUM
+    if isinstance(exc, _CRITICAL):
+        return ErrorSeverity.CRITICAL
+    if isinstance(exc, _HIGH) or type(exc).__module__.split(".")[0] in ("sqlalchemy", "psycopg", "redis"):
+        return ErrorSeverity.HIGH
+    if isinstance(exc, _LOW):
+        return ErrorSeverity.LOW
+    return ErrorSeverity.MEDIUM
+
+
+class _Synthetic(Exception):
+    """Stands for an error reported without an exception object."""
 
 
 class ErrorTracker:
-    def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
+    def __init__(self, settings: Settings, telemetry: Telemetry, *, scrubber: Scrubber | None = None,
+                 store_url: str | None = None) -> None:
         self.settings = settings
         self.telemetry = telemetry
+        # Optional knobs the Settings object may grow (documented in docs/errors.md).
+        self.capture_locals: bool = bool(getattr(settings, "error_capture_locals", False))
+        self.scrubber = scrubber or Scrubber(
+            ip_addresses=bool(getattr(settings, "error_scrub_ip_addresses", True)))
+        self.store_url = store_url or resolve_store_url(settings)
+        self._errors = telemetry.instrument("sizewise.errors")
+        self._dropped = telemetry.instrument("sizewise.errors.dropped")
+        self._groups_new = telemetry.instrument("sizewise.error.groups.new")
+        self._types: set[str] = set()
+        self.alerts = AlertSignals(settings.alert_cooldown_minutes)
+        self.alerts.add_listener(LogNotifier())
+        self.writer = EventWriter(
+            self._make_store, maxsize=settings.error_queue_size, on_dropped=self._count_dropped,
+            on_result=self._on_batch, retention_seconds=settings.error_retention_hours * 3600.0)
+        self.dropped: dict[str, int] = {"queue_full": 0, "store_unavailable": 0, "shutdown": 0}
+        self._reader: ErrorStore | None = None
+        self._reader_lock = threading.Lock()
+        self._started = False
+        self._hooks: list[Callable[[], None]] = []
+        install_span_scrubber(telemetry.tracer_provider, self.scrubber)
+        _live_trackers.add(self)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def _make_store(self) -> ErrorStore:
+        return ErrorStore(self.store_url, self.settings.error_samples_per_group)
 
     async def initialize(self) -> None:
-        pass
+        """Start the writer (it connects and creates tables itself) and the background-task hooks."""
+        if self._started:
+            return
+        self._started = True
+        self.writer.start()
+        self._install_hooks()
 
     async def shutdown(self) -> None:
-        pass
+        """Flush what is queued (bounded wait), stop the writer, release connections. Idempotent."""
+        if not self._started and not self.writer.running:
+            return
+        self._started = False
+        for undo in reversed(self._hooks):
+            with contextlib.suppress(Exception):
+                undo()
+        self._hooks.clear()
+        await asyncio.to_thread(self.writer.stop, 5.0)
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.dispose()
+                self._reader = None
 
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything captured so far is stored or dropped (tests, CLI, shutdown)."""
+        return self.writer.flush(timeout)
+
+    @property
+    def store(self) -> ErrorStore:
+        """A store for reads (the API); separate from the writer's, created on first use."""
+        with self._reader_lock:
+            if self._reader is None:
+                store = self._make_store()
+                store.create_schema()
+                self._reader = store
+            return self._reader
+
+    def cleanup(self) -> dict[str, int]:
+        """Apply retention now (the writer also runs it hourly)."""
+        return self.store.cleanup(time.time() - self.settings.error_retention_hours * 3600.0)
+
+    # --- alerts ---------------------------------------------------------------------------------
+    def add_alert_listener(self, listener: AlertListener) -> None:
+        """``listener(event_dict)`` is called (on the writer thread) for each alert signal."""
+        self.alerts.add_listener(listener)
+
+    def remove_alert_listener(self, listener: AlertListener) -> None:
+        self.alerts.remove_listener(listener)
+
+    def _on_batch(self, result: BatchResult) -> None:
+        for sig in result.signals:
+            self._groups_new.add(1, {"severity": sig.severity})
+        self.alerts.on_batch(result, result.by_severity)
+
+    # --- capture --------------------------------------------------------------------------------
     def capture_error(self, exception: BaseException | None = None, context: ErrorContext | None = None,
-                      severity: ErrorSeverity | None = None, fingerprint: list[str] | None = None) -> str:
-        self.telemetry.instrument("sizewise.errors").add(
-            1, {"error.type": type(exception).__name__, "severity": str(severity or ErrorSeverity.HIGH)})
-        return str(uuid.uuid4())
+                      severity: ErrorSeverity | str | None = None, fingerprint: Sequence[str] | None = None,
+                      *, message: str | None = None, source: str = "manual") -> str:
+        """Capture one error; returns its id. Never raises, never blocks."""
+        error_id = str(uuid.uuid4())
+        try:
+            self._capture(error_id, exception, context, severity, fingerprint, message, source)
+        except Exception as exc:  # the tracker must never be the reason a request fails
+            with contextlib.suppress(Exception):
+                log.warning("error capture failed", error=type(exc).__name__)
+        return error_id
 
+    def _capture(self, error_id: str, exception: BaseException | None, context: ErrorContext | None,
+                 severity: ErrorSeverity | str | None, custom: Sequence[str] | None, message: str | None,
+                 source: str, status_type: str | None = None) -> None:
+        s = self.scrubber
+        ctx = context or ErrorContext()
+        sev = ErrorSeverity.parse(severity) if severity is not None else None
+        sev = sev or default_severity(exception)
+        if exception is not None:
+            error_type = error_type_name(exception)
+            try:
+                raw_message = str(exception)
+            except Exception:
+                raw_message = f"<unprintable {type(exception).__name__}>"
+            frames = extract_frames(exception.__traceback__, with_locals=self.capture_locals)
+            stacktrace = format_stacktrace(exception)
+        else:
+            error_type = status_type or "CapturedMessage"
+            raw_message = message or "error captured without an exception"
+            frames = [] if status_type else in_app_frames_of_current_stack(skip=3)
+            stacktrace = ""
+        clean_message = s.text(raw_message)
+        title = parameterize(clean_message)
+        stacktrace = s.text(stacktrace) if stacktrace else ""
+        if self.capture_locals:
+            frames = [f if not f.locals else Frame(f.module, f.function, f.filename, f.lineno, f.in_app,
+                                                   s.mapping(f.locals)) for f in frames]
+        route = ctx.endpoint
+        route_key = parameterize(route) if route else None
+        group_id = fingerprint(error_type, frames, route_key, title, custom)
+        user_hash = (hashlib.sha256(f"sizewise-user|{ctx.user_id}".encode()).hexdigest()[:32]
+                     if ctx.user_id else None)
+        scrubbed_ctx = s.mapping(ctx.as_dict())
+        trace_id, span_id = record_on_current_span(
+            error_type=error_type, message=clean_message, stacktrace=stacktrace, error_id=error_id,
+            group_id=group_id, escaped=source == "request")
+        metric_type = error_type if error_type in self._types else self._admit_type(error_type)
+        self._errors.add(1, {"error.type": metric_type, "severity": str(sev)})
+        event = ErrorEvent(
+            id=error_id, group_id=group_id, timestamp=time.time(), error_type=error_type,
+            message=clean_message, title=f"{error_type.rsplit('.', 1)[-1]}: {title}"[:512],
+            stacktrace=stacktrace, frames=frames, route=route_key, method=ctx.method, severity=str(sev),
+            context=scrubbed_ctx, user_hash=user_hash, trace_id=trace_id, span_id=span_id, source=source)
+        if not self.writer.submit(event):
+            self._count_dropped("queue_full", 1)
+
+    def _admit_type(self, error_type: str) -> str:
+        if len(self._types) < MAX_ERROR_TYPES:
+            self._types.add(error_type)
+            return error_type
+        return "other"
+
+    def _count_dropped(self, reason: str, n: int) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+        self._dropped.add(n, {"reason": reason})
+
+    # --- ASGI hooks (called by sizewise_otel.asgi.MonitoringMiddleware) --------------------------
     def capture_request_exception(self, exc: BaseException, scope: dict[str, Any]) -> str:
-        route = scope.get("route")
-        return self.capture_error(exc, ErrorContext(endpoint=getattr(route, "path", None),
-                                                    method=scope.get("method")))
+        sev = default_severity(exc)
+        if sev.rank < ErrorSeverity.HIGH.rank:
+            sev = ErrorSeverity.HIGH  # unhandled in a request: a user saw a 500
+        return self.capture_error(exc, request_context(scope), sev, source="request")
 
     def capture_server_error_status(self, scope: dict[str, Any], status: int) -> None:
-        pass
+        error_id = str(uuid.uuid4())
+        try:
+            ctx = request_context(scope)
+            self._capture(error_id, None, ctx, ErrorSeverity.HIGH, None, f"HTTP {int(status)} answered", "response",
+                          status_type=f"HTTPServerError{int(status)}")
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                log.warning("error capture failed", error=type(exc).__name__)
 
+    # --- background work --------------------------------------------------------------------------
+    def watch(self, fn: F) -> F:
+        """Decorator for background jobs: exceptions are captured, then re-raised."""
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await fn(*args, **kwargs)
+                except Exception as exc:
+                    self.capture_error(exc, ErrorContext(tags={"task": fn.__qualname__}), source="task")
+                    raise
+            return awrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                self.capture_error(exc, ErrorContext(tags={"task": fn.__qualname__}), source="task")
+                raise
+        return wrapper  # type: ignore[return-value]
+
+    def _install_hooks(self) -> None:
+        """Unhandled exceptions in asyncio tasks and threads are captured too (previous hooks chained)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            previous = loop.get_exception_handler()
+
+            def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+                exc = context.get("exception")
+                if isinstance(exc, Exception):
+                    self.capture_error(exc, ErrorContext(tags={"origin": "asyncio"}), source="task")
+                if previous is not None:
+                    previous(lp, context)
+                else:
+                    lp.default_exception_handler(context)
+
+            loop.set_exception_handler(handler)
+            self._hooks.append(lambda: loop.set_exception_handler(previous))
+        prev_thread_hook = threading.excepthook
+
+        def thread_hook(args: threading.ExceptHookArgs) -> None:
+            if isinstance(args.exc_value, Exception):
+                self.capture_error(args.exc_value, ErrorContext(tags={"origin": "thread"}), source="task")
+            prev_thread_hook(args)
+
+        threading.excepthook = thread_hook
+
+        def undo_thread_hook() -> None:
+            if threading.excepthook is thread_hook:
+                threading.excepthook = prev_thread_hook
+
+        self._hooks.append(undo_thread_hook)
+
+    # --- HTTP -------------------------------------------------------------------------------------
     def router(self) -> APIRouter:
-        return APIRouter()
+        from sizewise_otel.errors.api import build_router
 
+        return build_router(self)
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {
+            "store": _redact_url(self.store_url), "queue_depth": self.writer.depth,
+            "queue_size": self.settings.error_queue_size, "writer_running": self.writer.running,
+            "store_ok": self.writer.store_ok, "last_store_error": self.writer.last_error,
+            "dropped": dict(self.dropped), "stored": self.writer.stats["stored"],
+        }
+
+
+def request_context(scope: dict[str, Any]) -> ErrorContext:
+    """Context from an ASGI scope: the route *template* (never the raw path), method, a few headers."""
+    route = scope.get("route")
+    template = getattr(route, "path", None) or getattr(route, "path_format", None)
+    headers: dict[str, str] = {}
+    request_id = None
+    for raw_name, raw_value in scope.get("headers") or ():
+        name = raw_name.decode("latin-1").lower()
+        if name in CAPTURED_HEADERS:
+            value = raw_value.decode("latin-1")[:512]
+            headers[name] = value
+            if name == "x-request-id":
+                request_id = value
+    return ErrorContext(endpoint=template or "<unmatched>", method=str(scope.get("method") or "") or None,
+                        request_id=request_id, user_agent=headers.get("user-agent"), headers=headers)
+
+
+def _redact_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<invalid url>"
+
+
+# --- the process singleton --------------------------------------------------------------------
 
 _tracker: ErrorTracker | None = None
+_tracker_lock = threading.Lock()
+_live_trackers: weakref.WeakSet[ErrorTracker] = weakref.WeakSet()
 
 
 def initialize_error_tracker(settings: Settings | None = None, telemetry: Telemetry | None = None) -> ErrorTracker:
+    """The process's ErrorTracker, created on first call (later arguments are ignored)."""
     global _tracker
-    if _tracker is None:
-        telemetry = telemetry or get_telemetry(settings)
-        _tracker = ErrorTracker(settings or telemetry.settings, telemetry)
-    return _tracker
+    with _tracker_lock:
+        if _tracker is None:
+            telemetry = telemetry or get_telemetry(settings)
+            _tracker = ErrorTracker(settings or telemetry.settings, telemetry)
+        return _tracker
 
 
 def get_error_tracker() -> ErrorTracker:
     return _tracker or initialize_error_tracker()
+
+
+def reset_error_tracker() -> None:
+    """Forget the singleton (tests; a process that reconfigures). Stops its writer."""
+    global _tracker
+    with _tracker_lock:
+        old, _tracker = _tracker, None
+    if old is not None:
+        old.writer.stop(2.0)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for tracker in list(_live_trackers):
+        if tracker.writer.running and tracker.writer._pid == os.getpid():
+            with contextlib.suppress(Exception):
+                tracker.writer.flush(2.0)

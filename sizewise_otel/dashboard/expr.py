@@ -1,0 +1,381 @@
+"""Widget queries as small expression trees: one definition, two evaluators.
+
+``Expr.promql()`` renders the PromQL a Grafana panel (or ``PROMETHEUS_URL``) runs; ``Expr.evaluate()``
+computes the same thing in-process from recent samples of this process's own metrics. Only the
+subset of PromQL the widgets need is modelled: selectors, ``rate``/``increase``, aggregations,
+``histogram_quantile``, arithmetic and ``or vector(0)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
+Vector = dict[Labels, float]
+
+RATE_INTERVAL = "$__rate_interval"
+SCOPE_MATCHERS = ('job=~"$job"', 'instance=~"$instance"')
+
+
+def labels_of(mapping: Mapping[str, str]) -> Labels:
+    return tuple(sorted(mapping.items()))
+
+
+@dataclass
+class Samples:
+    """What ``evaluate`` reads: timestamped snapshots of every raw series, oldest first."""
+
+    snapshots: Sequence[tuple[float, Mapping[str, Mapping[Labels, float]]]]
+
+    def latest(self, name: str) -> Mapping[Labels, float]:
+        return self.snapshots[-1][1].get(name, {}) if self.snapshots else {}
+
+    def window(self, name: str) -> Iterable[tuple[float, Mapping[Labels, float]]]:
+        for ts, snap in self.snapshots:
+            yield ts, snap.get(name, {})
+
+
+class Expr:
+    def promql(self) -> str:
+        raise NotImplementedError
+
+    def evaluate(self, samples: Samples) -> Vector:
+        raise NotImplementedError
+
+    def metric_names(self) -> set[str]:
+        return set().union(*(c.metric_names() for c in self.children()))
+
+    def label_names(self) -> set[str]:
+        return set().union(*(c.label_names() for c in self.children()))
+
+    def children(self) -> tuple[Expr, ...]:
+        return ()
+
+    # arithmetic sugar: a / b, 100 * a, ...
+    def __truediv__(self, other: Expr | float) -> Expr:
+        return Bin("/", self, _wrap(other))
+
+    def __mul__(self, other: Expr | float) -> Expr:
+        return Bin("*", self, _wrap(other))
+
+    def __rmul__(self, other: float) -> Expr:
+        return Bin("*", _wrap(other), self)
+
+    def __add__(self, other: Expr | float) -> Expr:
+        return Bin("+", self, _wrap(other))
+
+    def __sub__(self, other: Expr | float) -> Expr:
+        return Bin("-", self, _wrap(other))
+
+    def or_zero(self) -> Expr:
+        """Show 0 instead of "No data" where an empty result is healthy (nothing failed yet)."""
+        return OrZero(self)
+
+
+def _wrap(value: Expr | float) -> Expr:
+    return value if isinstance(value, Expr) else Num(float(value))
+
+
+@dataclass(frozen=True, eq=False)
+class Num(Expr):
+    value: float
+
+    def promql(self) -> str:
+        return f"{self.value:g}"
+
+    def evaluate(self, samples: Samples) -> Vector:
+        return {(): self.value}
+
+
+_OPS = {"=": lambda v, p: v == p, "!=": lambda v, p: v != p,
+        "=~": lambda v, p: re.fullmatch(p, v) is not None,
+        "!~": lambda v, p: re.fullmatch(p, v) is None}
+
+
+@dataclass(frozen=True, eq=False)
+class Sel(Expr):
+    """An instant vector selector; job/instance matchers are added for the dashboard variables."""
+
+    name: str
+    matchers: tuple[tuple[str, str, str], ...] = ()  # (label, op, value)
+
+    def promql(self) -> str:
+        parts = [*SCOPE_MATCHERS, *(f'{k}{op}"{v}"' for k, op, v in self.matchers)]
+        return f"{self.name}{{{', '.join(parts)}}}"
+
+    def metric_names(self) -> set[str]:
+        return {self.name}
+
+    def label_names(self) -> set[str]:
+        return {k for k, _, _ in self.matchers}
+
+    def matches(self, labels: Labels) -> bool:
+        have = dict(labels)
+        return all(_OPS[op](have.get(k, ""), v) for k, op, v in self.matchers)
+
+    def evaluate(self, samples: Samples) -> Vector:
+        return {lbl: v for lbl, v in samples.latest(self.name).items() if self.matches(lbl)}
+
+
+def m(name: str, **matchers: str) -> Sel:
+    """``m("x", outcome="success", code="~5..")``: a leading ``~`` makes a regex, ``!`` a negation."""
+    out = []
+    for key, raw in sorted(matchers.items()):
+        op = "="
+        if raw.startswith("!~"):
+            op, raw = "!~", raw[2:]
+        elif raw.startswith("~"):
+            op, raw = "=~", raw[1:]
+        elif raw.startswith("!"):
+            op, raw = "!=", raw[1:]
+        out.append((key, op, raw))
+    return Sel(name, tuple(out))
+
+
+@dataclass(frozen=True, eq=False)
+class Rate(Expr):
+    """``rate``/``increase`` over ``$__rate_interval`` (in-process: over the sample window)."""
+
+    sel: Sel
+    fn: str = "rate"
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.sel,)
+
+    def promql(self) -> str:
+        return f"{self.fn}({self.sel.promql()}[{RATE_INTERVAL}])"
+
+    def evaluate(self, samples: Samples) -> Vector:
+        first: dict[Labels, tuple[float, float]] = {}
+        last: dict[Labels, tuple[float, float]] = {}
+        increase: dict[Labels, float] = {}
+        for ts, series in samples.window(self.sel.name):
+            for lbl, value in series.items():
+                if not self.sel.matches(lbl):
+                    continue
+                if lbl not in first:
+                    first[lbl] = (ts, value)
+                    increase[lbl] = 0.0
+                else:
+                    prev = last[lbl][1]
+                    increase[lbl] += value - prev if value >= prev else value  # counter reset
+                last[lbl] = (ts, value)
+        out: Vector = {}
+        for lbl, (t0, _) in first.items():
+            t1 = last[lbl][0]
+            if t1 <= t0:
+                continue
+            out[lbl] = increase[lbl] if self.fn == "increase" else increase[lbl] / (t1 - t0)
+        return out
+
+
+def rate(sel: Sel) -> Rate:
+    return Rate(sel, "rate")
+
+
+def increase(sel: Sel) -> Rate:
+    return Rate(sel, "increase")
+
+
+_AGG = {
+    "sum": sum,
+    "max": max,
+    "min": min,
+    "avg": lambda vs: sum(vs) / len(vs),
+    "count": len,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Agg(Expr):
+    op: str
+    inner: Expr
+    by: tuple[str, ...] = ()
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.inner,)
+
+    def label_names(self) -> set[str]:
+        return set(self.by) | self.inner.label_names()
+
+    def promql(self) -> str:
+        by = f" by ({', '.join(self.by)})" if self.by else ""
+        return f"{self.op}{by} ({self.inner.promql()})"
+
+    def evaluate(self, samples: Samples) -> Vector:
+        groups: dict[Labels, list[float]] = {}
+        for lbl, value in self.inner.evaluate(samples).items():
+            have = dict(lbl)
+            key = tuple((k, have[k]) for k in sorted(self.by) if k in have)
+            groups.setdefault(key, []).append(value)
+        return {k: float(_AGG[self.op](vs)) for k, vs in groups.items()}
+
+
+def sum_(inner: Expr, *by: str) -> Agg:
+    return Agg("sum", inner, by)
+
+
+def max_(inner: Expr, *by: str) -> Agg:
+    return Agg("max", inner, by)
+
+
+def avg_(inner: Expr, *by: str) -> Agg:
+    return Agg("avg", inner, by)
+
+
+def count_(inner: Expr, *by: str) -> Agg:
+    return Agg("count", inner, by)
+
+
+@dataclass(frozen=True, eq=False)
+class Quantile(Expr):
+    q: float
+    inner: Expr  # must keep the ``le`` label
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.inner,)
+
+    def promql(self) -> str:
+        return f"histogram_quantile({self.q:g}, {self.inner.promql()})"
+
+    def evaluate(self, samples: Samples) -> Vector:
+        groups: dict[Labels, list[tuple[float, float]]] = {}
+        for lbl, value in self.inner.evaluate(samples).items():
+            have = dict(lbl)
+            le = have.pop("le", None)
+            if le is None:
+                continue
+            groups.setdefault(labels_of(have), []).append((float(le), value))
+        out: Vector = {}
+        for key, buckets in groups.items():
+            value = bucket_quantile(self.q, buckets)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Prometheus' histogram_quantile on cumulative (upper bound, count) pairs."""
+    buckets = sorted(buckets)
+    if len(buckets) < 2 or not math.isinf(buckets[-1][0]):
+        return None
+    total = buckets[-1][1]
+    if total <= 0:
+        return None
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return prev_bound
+            if count == prev_count:
+                return bound
+            return prev_bound + (bound - prev_bound) * (rank - prev_count) / (count - prev_count)
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+def quantile(q: float, name: str, *by: str, **matchers: str) -> Quantile:
+    """p-quantile of a histogram (``name`` without suffix), optionally split ``by`` labels."""
+    return Quantile(q, sum_(rate(m(f"{name}_bucket", **matchers)), "le", *by))
+
+
+@dataclass(frozen=True, eq=False)
+class Bin(Expr):
+    op: str
+    lhs: Expr
+    rhs: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.lhs, self.rhs)
+
+    def promql(self) -> str:
+        return f"({self.lhs.promql()}) {self.op} ({self.rhs.promql()})" if not (
+            isinstance(self.lhs, Num) or isinstance(self.rhs, Num)
+        ) else f"{_paren(self.lhs)} {self.op} {_paren(self.rhs)}"
+
+    def evaluate(self, samples: Samples) -> Vector:
+        left, right = self.lhs.evaluate(samples), self.rhs.evaluate(samples)
+        if isinstance(self.lhs, Num):
+            return {k: _apply(self.op, self.lhs.value, v) for k, v in right.items()}
+        if isinstance(self.rhs, Num):
+            return {k: _apply(self.op, v, self.rhs.value) for k, v in left.items()}
+        return {k: _apply(self.op, v, right[k]) for k, v in left.items() if k in right}
+
+
+def _paren(e: Expr) -> str:
+    return e.promql() if isinstance(e, Num | Sel | Agg | Rate | Quantile) else f"({e.promql()})"
+
+
+def _apply(op: str, a: float, b: float) -> float:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        return a / b if b else math.nan
+    if op == ">":
+        return a if a > b else math.nan
+    raise ValueError(op)
+
+
+@dataclass(frozen=True, eq=False)
+class OrZero(Expr):
+    inner: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.inner,)
+
+    def promql(self) -> str:
+        return f"{_paren(self.inner)} or vector(0)"
+
+    def evaluate(self, samples: Samples) -> Vector:
+        return self.inner.evaluate(samples) or {(): 0.0}
+
+
+@dataclass(frozen=True, eq=False)
+class Filter(Expr):
+    """``expr > value``: keep the series above a threshold (e.g. failing health checks)."""
+
+    inner: Expr
+    above: float
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.inner,)
+
+    def promql(self) -> str:
+        return f"{_paren(self.inner)} > {self.above:g}"
+
+    def evaluate(self, samples: Samples) -> Vector:
+        return {k: v for k, v in self.inner.evaluate(samples).items() if v > self.above}
+
+
+@dataclass(frozen=True, eq=False)
+class Raw(Expr):
+    """Hand-written PromQL for widgets a user adds, with an optional in-process function."""
+
+    expr: str
+    names: frozenset[str] = field(default_factory=frozenset)
+    labels: frozenset[str] = field(default_factory=frozenset)
+
+    def promql(self) -> str:
+        return self.expr
+
+    def metric_names(self) -> set[str]:
+        return set(self.names)
+
+    def label_names(self) -> set[str]:
+        return set(self.labels)
+
+    def evaluate(self, samples: Samples) -> Vector:
+        return {}
+
+
+def clean(vector: Vector) -> Vector:
+    """Drop NaN/inf results (division by zero before any traffic)."""
+    return {k: v for k, v in vector.items() if math.isfinite(v)}

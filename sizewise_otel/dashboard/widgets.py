@@ -1,0 +1,374 @@
+"""The widget catalog: every dashboard panel defined once.
+
+A widget is one chart or number: id, title, description, unit, its query (an ``expr`` tree that
+renders PromQL and evaluates in-process), thresholds, and where it sits (dashboard, row, panel
+type). From this list come the five Grafana dashboards (``grafana.py``), the ``/dashboard`` API and
+the HTML page. Add your own with one call::
+
+    from sizewise_otel.dashboard.widgets import register_widget
+    from sizewise_otel.dashboard.expr import m, rate, sum_
+
+    register_widget("duct_calcs", "Duct sizing rate", "Duct sizing calculations per second.",
+                    unit="ops", dashboard="hvac-calculations", row="Throughput",
+                    expr=sum_(rate(m("sizewise_hvac_calculations_total", calculation_type="duct"))))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sizewise_otel.catalog import Kind, Signal
+from sizewise_otel.dashboard.expr import (
+    Expr,
+    Filter,
+    Raw,
+    avg_,
+    count_,
+    increase,
+    m,
+    max_,
+    quantile,
+    rate,
+    sum_,
+)
+
+# The five dashboards: key -> (uid, title, description).
+DASHBOARDS: dict[str, tuple[str, str, str]] = {
+    "system-overview": ("sizewise-system-overview", "SizeWise / System Overview",
+                        "CPU, memory, disk, network and process resources of the SizeWise services."),
+    "application-performance": ("sizewise-application-performance", "SizeWise / Application Performance",
+                                "Request rate, errors and latency (RED) plus database and cache."),
+    "hvac-calculations": ("sizewise-hvac-calculations", "SizeWise / HVAC Calculations",
+                          "HVAC calculation throughput, outcomes and duration, and user sessions."),
+    "microservices-health": ("sizewise-microservices-health", "SizeWise / Microservices Health",
+                             "Health checks, scrape targets and the outbound calls to other services."),
+    "error-tracking": ("sizewise-error-tracking", "SizeWise / Error Tracking",
+                       "Errors captured by the error tracker: by type, severity, new groups and drops."),
+}
+
+PANEL_TYPES = ("timeseries", "stat", "gauge", "bargauge")
+
+# Metrics the panels use that the OTel instrumentations or Prometheus define (not our catalog),
+# with their labels. The integration test proves each of them exists on a live /metrics.
+INSTRUMENTATION_METRICS: dict[str, tuple[str, ...]] = {
+    "system_cpu_utilization": ("cpu", "state"),
+    "system_memory_utilization": ("state",),
+    "process_cpu_utilization": ("state",),
+    "process_thread_count": (),
+    "process_open_file_descriptor_count": (),
+    "up": (),  # written by Prometheus for every scrape target
+}
+STANDARD_LABELS = ("job", "instance", "le")
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: Expr
+    legend: str = "__auto"
+
+
+@dataclass(frozen=True)
+class Widget:
+    id: str
+    title: str
+    description: str
+    unit: str  # a Grafana unit id: percent, percentunit, s, reqps, ops, opm, bytes, Bps, short
+    queries: tuple[Query, ...]
+    dashboard: str
+    row: str
+    panel: str = "timeseries"
+    # (value, colour) steps above the base colour; ``invert`` makes low values bad.
+    thresholds: tuple[float, ...] = ()
+    invert: bool = False
+    width: int = 12
+    height: int = 8
+    decimals: int | None = None
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def expr(self) -> Expr:
+        return self.queries[0].expr
+
+    @property
+    def promql(self) -> str:
+        return self.expr.promql()
+
+    def status(self, value: float | None) -> str:
+        """ok / warning / critical from the thresholds (first step warning, second critical)."""
+        if value is None or not self.thresholds:
+            return "ok"
+        levels = [value <= t if self.invert else value >= t for t in self.thresholds]
+        if len(levels) > 1 and levels[1]:
+            return "critical"
+        return "warning" if levels[0] else "ok"
+
+
+_REGISTRY: dict[str, Widget] = {}
+
+
+def register_widget(id: str, title: str, description: str, *, unit: str, dashboard: str, row: str,
+                    expr: Expr | str | None = None, legend: str = "__auto",
+                    queries: tuple[Query, ...] = (), panel: str = "timeseries",
+                    thresholds: tuple[float, ...] = (), invert: bool = False, width: int | None = None,
+                    height: int = 8, decimals: int | None = None, replace: bool = False) -> Widget:
+    """Add a widget: it appears in the API at once and in the dashboards after ``render``.
+
+    ``expr`` is an expression tree (evaluated in-process too) or a PromQL string (Prometheus only).
+    """
+    if dashboard not in DASHBOARDS:
+        raise ValueError(f"unknown dashboard {dashboard!r}; one of {sorted(DASHBOARDS)}")
+    if panel not in PANEL_TYPES:
+        raise ValueError(f"unknown panel type {panel!r}; one of {PANEL_TYPES}")
+    if id in _REGISTRY and not replace:
+        raise ValueError(f"widget {id!r} already registered")
+    if isinstance(expr, str):
+        expr = Raw(expr)
+    if expr is not None:
+        queries = (Query(expr, legend), *queries)
+    if not queries:
+        raise ValueError("a widget needs expr= or queries=")
+    if width is None:
+        width = 6 if panel in ("stat", "gauge") else 12
+    w = Widget(id, title, description, unit, tuple(queries), dashboard, row, panel, tuple(thresholds),
+               invert, width, height if panel == "timeseries" else min(height, 5), decimals)
+    _REGISTRY[id] = w
+    return w
+
+
+def unregister_widget(id: str) -> None:
+    _REGISTRY.pop(id, None)
+
+
+def widgets() -> list[Widget]:
+    return list(_REGISTRY.values())
+
+
+def widget(id: str) -> Widget:
+    return _REGISTRY[id]
+
+
+# --- the built-in catalog ---------------------------------------------------------------------
+HTTP = "http_server_request_duration_seconds"
+HTTP_COUNT = f"{HTTP}_count"
+CLIENT = "http_client_request_duration_seconds"
+DB = "db_client_operation_duration_seconds"
+CACHE_OPS = "sizewise_cache_operations_total"
+CALCS = "sizewise_hvac_calculations_total"
+CALC_DURATION = "sizewise_hvac_calculation_duration_seconds"
+ERRORS = "sizewise_errors_total"
+
+
+def _builtin() -> None:
+    r = register_widget
+    # ---------------- System Overview -------------------------------------------------------
+    d, row = "system-overview", "Resources"
+    r("system_cpu", "CPU usage",
+      "CPU usage in percent: of the container's CPU quota when there is one, of the host otherwise "
+      "(label source). Warning at 80 %, critical at 95 %.",
+      unit="percent", dashboard=d, row=row, expr=max_(m("sizewise_cpu_usage_percent"), "instance", "source"),
+      legend="{{instance}} {{source}}", thresholds=(80, 95))
+    r("system_memory", "Memory usage",
+      "Memory usage in percent: of the container's memory limit when there is one, of the host "
+      "otherwise. Warning at 85 %, critical at 95 %.",
+      unit="percent", dashboard=d, row=row,
+      expr=max_(m("sizewise_memory_usage_percent"), "instance", "source"),
+      legend="{{instance}} {{source}}", thresholds=(85, 95))
+    r("system_disk", "Disk usage", "Usage of the filesystem holding the service's data.",
+      unit="percent", dashboard=d, row=row, panel="gauge",
+      expr=max_(m("sizewise_disk_usage_percent"), "instance", "mountpoint"),
+      legend="{{instance}} {{mountpoint}}", thresholds=(85, 95))
+    r("process_memory", "Process resident memory", "Resident set size of each service process.",
+      unit="bytes", dashboard=d, row=row, panel="stat",
+      expr=max_(m("sizewise_process_memory_rss_bytes"), "instance"), legend="{{instance}}")
+    r("network_io", "Network I/O", "Bytes per second sent (transmit) and received on all interfaces.",
+      unit="Bps", dashboard=d, row=row,
+      expr=sum_(rate(m("sizewise_network_io_bytes_total")), "instance", "direction"),
+      legend="{{instance}} {{direction}}")
+    row = "Host and process (OTel system metrics)"
+    r("host_cpu_by_state", "Host CPU by state",
+      "Share of CPU time per state (user, system, idle), averaged over CPUs; from the OTel "
+      "system-metrics instrumentation.",
+      unit="percentunit", dashboard=d, row=row,
+      expr=avg_(m("system_cpu_utilization"), "instance", "state"), legend="{{instance}} {{state}}")
+    r("host_memory_by_state", "Host memory by state",
+      "Share of host memory used, free and cached; from the OTel system-metrics instrumentation.",
+      unit="percentunit", dashboard=d, row=row,
+      expr=max_(m("system_memory_utilization"), "instance", "state"), legend="{{instance}} {{state}}")
+    r("process_cpu", "Process CPU", "CPU utilization of the service process (user + system).",
+      unit="percentunit", dashboard=d, row=row,
+      expr=sum_(m("process_cpu_utilization"), "instance"), legend="{{instance}}")
+    r("process_threads", "Process threads", "Threads in the service process.",
+      unit="short", dashboard=d, row=row, panel="stat",
+      expr=max_(m("process_thread_count"), "instance"), legend="{{instance}}")
+    r("process_open_fds", "Open file descriptors", "File descriptors the service process holds open.",
+      unit="short", dashboard=d, row=row, panel="stat",
+      expr=max_(m("process_open_file_descriptor_count"), "instance"), legend="{{instance}}")
+
+    # ---------------- Application Performance ----------------------------------------------
+    d, row = "application-performance", "Requests (RED)"
+    r("http_request_rate", "Request rate", "Inbound HTTP requests per second, all routes.",
+      unit="reqps", dashboard=d, row=row, panel="stat", expr=sum_(rate(m(HTTP_COUNT))), legend="requests")
+    r("http_error_rate", "HTTP error rate",
+      "Share of inbound requests answered with a 5xx status. Warning at 1 %, critical at 5 %.",
+      unit="percent", dashboard=d, row=row, panel="stat",
+      expr=100 * sum_(rate(m(HTTP_COUNT, http_response_status_code="~5.."))).or_zero()
+      / sum_(rate(m(HTTP_COUNT))),
+      legend="5xx %", thresholds=(1, 5))
+    r("http_latency_p95", "p95 latency", "95th percentile of inbound request duration, all routes.",
+      unit="s", dashboard=d, row=row, panel="stat", expr=quantile(0.95, HTTP), legend="p95",
+      thresholds=(0.5, 1.0))
+    r("http_active_requests", "Requests in flight", "Inbound HTTP requests being served right now.",
+      unit="short", dashboard=d, row=row, panel="stat",
+      expr=sum_(m("http_server_active_requests")), legend="in flight")
+    r("http_requests_by_route", "Requests by route", "Requests per second per route template.",
+      unit="reqps", dashboard=d, row=row,
+      expr=sum_(rate(m(HTTP_COUNT)), "http_route", "http_request_method"),
+      legend="{{http_request_method}} {{http_route}}")
+    r("http_latency_percentiles", "Latency percentiles", "p50, p95 and p99 of inbound request duration.",
+      unit="s", dashboard=d, row=row,
+      queries=(Query(quantile(0.5, HTTP), "p50"), Query(quantile(0.95, HTTP), "p95"),
+               Query(quantile(0.99, HTTP), "p99")))
+    r("http_latency_by_route", "p95 latency by route",
+      "95th percentile duration per route template: the slowest routes are the bottlenecks.",
+      unit="s", dashboard=d, row=row, expr=quantile(0.95, HTTP, "http_route"), legend="{{http_route}}")
+    r("http_status_codes", "Responses by status code", "Responses per second by HTTP status code.",
+      unit="reqps", dashboard=d, row=row,
+      expr=sum_(rate(m(HTTP_COUNT)), "http_response_status_code"),
+      legend="{{http_response_status_code}}")
+    row = "Database"
+    r("db_operation_rate", "DB operations", "Database operations per second by SQL operation.",
+      unit="ops", dashboard=d, row=row,
+      expr=sum_(rate(m(f"{DB}_count")), "db_system_name", "db_operation_name"),
+      legend="{{db_system_name}} {{db_operation_name}}")
+    r("db_latency_p95", "DB p95 latency by operation",
+      "95th percentile database operation duration: the slowest operations are the bottlenecks.",
+      unit="s", dashboard=d, row=row, expr=quantile(0.95, DB, "db_operation_name"),
+      legend="{{db_operation_name}}")
+    r("db_pool_connections", "DB pool connections", "Pool connections used and idle, and the pool maximum.",
+      unit="short", dashboard=d, row=row,
+      expr=sum_(m("sizewise_db_pool_connections"), "state"), legend="{{state}}")
+    row = "Cache"
+    r("cache_hit_ratio", "Cache hit ratio", "Share of cache reads that were hits. Low is bad.",
+      unit="percent", dashboard=d, row=row, panel="stat",
+      expr=100 * sum_(rate(m(CACHE_OPS, cache_result="hit"))).or_zero()
+      / sum_(rate(m(CACHE_OPS, cache_result="~hit|miss"))),
+      legend="hit %", thresholds=(80, 50), invert=True)
+    r("cache_hit_ratio_by_operation", "Hit ratio by backend and operation",
+      "Cache hit ratio per backend and operation: the lowest is the first to tune.",
+      unit="percent", dashboard=d, row=row,
+      expr=100 * sum_(rate(m(CACHE_OPS, cache_result="hit")), "cache_backend", "cache_operation")
+      / sum_(rate(m(CACHE_OPS, cache_result="~hit|miss")), "cache_backend", "cache_operation"),
+      legend="{{cache_backend}} {{cache_operation}}")
+    r("cache_operations", "Cache operations", "Cache operations per second by operation and result.",
+      unit="ops", dashboard=d, row=row,
+      expr=sum_(rate(m(CACHE_OPS)), "cache_operation", "cache_result"),
+      legend="{{cache_operation}} {{cache_result}}")
+    r("cache_latency_p95", "Cache p95 latency", "95th percentile latency of cache operations.",
+      unit="s", dashboard=d, row=row,
+      expr=quantile(0.95, "sizewise_cache_operation_duration_seconds", "cache_backend", "cache_operation"),
+      legend="{{cache_backend}} {{cache_operation}}")
+
+    # ---------------- HVAC Calculations -----------------------------------------------------
+    d, row = "hvac-calculations", "Throughput"
+    r("hvac_calculations_per_minute", "Calculations per minute", "HVAC calculations completed per minute.",
+      unit="opm", dashboard=d, row=row, panel="stat", expr=60 * sum_(rate(m(CALCS))), legend="per minute")
+    r("hvac_success_ratio", "Calculation success ratio",
+      "Share of calculations with outcome success. Below 95 % warns, below 90 % is critical.",
+      unit="percent", dashboard=d, row=row, panel="stat",
+      expr=100 * sum_(rate(m(CALCS, outcome="success"))).or_zero() / sum_(rate(m(CALCS))),
+      legend="success %", thresholds=(95, 90), invert=True)
+    r("active_sessions", "Active sessions", "User sessions currently active.",
+      unit="short", dashboard=d, row=row, panel="stat",
+      expr=sum_(m("sizewise_sessions_active")), legend="sessions")
+    r("hvac_calculations_by_type", "Calculations by type", "Calculations per minute by calculation type.",
+      unit="opm", dashboard=d, row=row,
+      expr=60 * sum_(rate(m(CALCS)), "calculation_type"), legend="{{calculation_type}}")
+    r("hvac_outcomes", "Calculation outcomes",
+      "Calculations per second by outcome (success, invalid, error).",
+      unit="ops", dashboard=d, row=row, expr=sum_(rate(m(CALCS)), "outcome"), legend="{{outcome}}")
+    row = "Duration"
+    r("hvac_duration_p95", "p95 duration by type",
+      "95th percentile time spent computing each calculation type.",
+      unit="s", dashboard=d, row=row, expr=quantile(0.95, CALC_DURATION, "calculation_type"),
+      legend="{{calculation_type}}")
+    r("hvac_duration_mean", "Mean duration by type", "Average time spent computing each calculation type.",
+      unit="s", dashboard=d, row=row,
+      expr=sum_(rate(m(f"{CALC_DURATION}_sum")), "calculation_type")
+      / sum_(rate(m(f"{CALC_DURATION}_count")), "calculation_type"),
+      legend="{{calculation_type}}")
+
+    # ---------------- Microservices Health --------------------------------------------------
+    d, row = "microservices-health", "Health checks"
+    r("failing_checks", "Failing checks",
+      "Health checks currently in warning or critical state; 0 when all are healthy.",
+      unit="short", dashboard=d, row=row, panel="stat",
+      expr=count_(Filter(m("sizewise_health_status"), 0)).or_zero(), legend="failing", thresholds=(1, 2))
+    r("targets_up", "Targets up", "Scrape targets of the selected jobs that answered the last scrape.",
+      unit="short", dashboard=d, row=row, panel="stat", expr=sum_(m("up")), legend="up")
+    r("health_status", "Health by check", "Health per check: 0 healthy, 1 warning, 2 critical.",
+      unit="short", dashboard=d, row=row, panel="bargauge",
+      expr=max_(m("sizewise_health_status"), "check"), legend="{{check}}", thresholds=(1, 2), width=12)
+    r("health_check_duration", "Health check duration", "Duration of the last run of each health check.",
+      unit="s", dashboard=d, row=row,
+      expr=max_(m("sizewise_health_check_duration_seconds"), "check"), legend="{{check}}")
+    r("service_up", "Service instances up", "1 when Prometheus scraped the instance, 0 when not.",
+      unit="short", dashboard=d, row=row, expr=max_(m("up"), "job", "instance"),
+      legend="{{job}} {{instance}}")
+    row = "Dependencies (outbound HTTP)"
+    r("upstream_request_rate", "Outbound request rate", "Calls per second to other services, by server.",
+      unit="reqps", dashboard=d, row=row,
+      expr=sum_(rate(m(f"{CLIENT}_count")), "server_address"), legend="{{server_address}}")
+    r("upstream_latency_p95", "Outbound p95 latency", "95th percentile duration of calls to other services.",
+      unit="s", dashboard=d, row=row, expr=quantile(0.95, CLIENT, "server_address"),
+      legend="{{server_address}}")
+    r("upstream_error_rate", "Outbound error rate",
+      "Share of calls to other services that failed (error.type set: 4xx/5xx or transport error).",
+      unit="percent", dashboard=d, row=row, panel="stat",
+      expr=100 * sum_(rate(m(f"{CLIENT}_count", error_type="!"))).or_zero()
+      / sum_(rate(m(f"{CLIENT}_count"))),
+      legend="errors %", thresholds=(1, 5))
+
+    # ---------------- Error Tracking --------------------------------------------------------
+    d, row = "error-tracking", "Errors"
+    r("error_rate_percent", "Error rate (5xx share, 1 min)",
+      "Share of HTTP requests answered with 5xx over the last minute, as the service measures it.",
+      unit="percent", dashboard=d, row=row, panel="stat",
+      expr=max_(m("sizewise_error_rate_percent"), "instance"), legend="{{instance}}", thresholds=(1, 5))
+    r("new_error_groups", "New error groups", "Error groups seen for the first time (or regressed).",
+      unit="short", dashboard=d, row=row, panel="stat",
+      expr=sum_(increase(m("sizewise_error_groups_new_total"))).or_zero(), legend="new groups",
+      thresholds=(1, 10))
+    r("errors_dropped", "Dropped error events", "Error events not stored (queue full or store down).",
+      unit="ops", dashboard=d, row=row, panel="stat",
+      expr=sum_(rate(m("sizewise_errors_dropped_total"))).or_zero(), legend="dropped/s",
+      thresholds=(0.001, 1))
+    r("errors_total_rate", "Errors per second", "Errors captured per second, all types.",
+      unit="ops", dashboard=d, row=row, panel="stat", expr=sum_(rate(m(ERRORS))).or_zero(),
+      legend="errors/s")
+    r("errors_by_type", "Errors by type", "Errors captured per second by exception type.",
+      unit="ops", dashboard=d, row=row, expr=sum_(rate(m(ERRORS)), "error_type"), legend="{{error_type}}")
+    r("errors_by_severity", "Errors by severity", "Errors captured per rate interval by severity.",
+      unit="short", dashboard=d, row=row, expr=sum_(increase(m(ERRORS)), "severity"), legend="{{severity}}")
+    r("http_5xx_by_route", "5xx responses by route", "Server errors per second by route template.",
+      unit="reqps", dashboard=d, row=row,
+      expr=sum_(rate(m(HTTP_COUNT, http_response_status_code="~5..")), "http_route"),
+      legend="{{http_route}}")
+
+
+_builtin()
+BUILTIN_IDS = frozenset(_REGISTRY)
+
+
+def metric_queries(sig: Signal) -> list[tuple[str, Expr]]:
+    """The derived series ``/dashboard/metrics/{name}`` shows for a catalog signal.
+
+    Counters: per-second rate by attribute; histograms: request rate and p95; gauges and
+    up-down counters: their value by attribute (averaged for percentages, summed otherwise).
+    """
+    name, labels = sig.prom_name, sig.prom_labels
+    if sig.kind in (Kind.COUNTER, Kind.OBSERVABLE_COUNTER):
+        return [("rate", sum_(rate(m(name)), *labels))]
+    if sig.kind is Kind.HISTOGRAM:
+        return [("rate", sum_(rate(m(f"{name}_count")))), ("p95", quantile(0.95, name))]
+    agg = avg_ if sig.unit == "%" else sum_
+    return [("value", agg(m(name), *labels))]

@@ -1,0 +1,170 @@
+"""Fingerprints: which occurrences are "the same error".
+
+Default, as Sentry does it: the exception type, the in-app frames as ``module.function`` (no line
+numbers, so an edit above the raise keeps the group) and the route template. Without in-app frames
+the parameterized message stands in for the frames. Messages are parameterized in Sentry's order:
+emails, URLs, IPs, UUIDs, hashes, dates, durations, hex, floats, ints.
+
+Custom fingerprints are lists of strings; the element ``{{default}}`` expands to the default one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import sysconfig
+import traceback
+from collections.abc import Sequence
+from types import TracebackType
+
+from sizewise_otel.errors.context import Frame
+
+MAX_FRAMES = 50
+
+_PARAMS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(rx, flags), repl) for rx, repl, flags in (
+    (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "<email>", 0),
+    (r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", "<url>", re.I),
+    (r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])", "<ip>", 0),
+    (r"(?<![\w:])(?:[0-9a-f]{1,4}:){2,7}(?::?[0-9a-f]{1,4})+(?![\w:])", "<ip>", re.I),
+    (r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b", "<uuid>", re.I),
+    (r"\b[0-9a-f]{40}\b", "<sha1>", re.I),
+    (r"\b[0-9a-f]{32}\b", "<md5>", re.I),
+    (r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b", "<date>", 0),
+    (r"\b\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\b", "<date>", 0),
+    (r"\b\d+(?:\.\d+)?\s?(?:ns|us|µs|ms|s|sec|secs|seconds?|minutes?|mins?|hours?|h|days?)\b", "<duration>",
+     re.I),
+    (r"\b0x[0-9a-f]+\b", "<hex>", re.I),
+    (r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", "<hex>", re.I),
+    (r"(?<![\w.])-?\d+\.\d+(?![\w.])", "<float>", 0),
+    (r"(?<![\w.])-?\d+(?![\w.])", "<int>", 0),
+    (r"(?<=\w)\d{4,}\b", "<int>", 0),  # ids glued to a word: order12345 -> order<int>
+))
+
+
+def parameterize(message: str, limit: int = 512) -> str:
+    """Replace the variable parts of a message with placeholders."""
+    text = message[:limit]
+    for regex, repl in _PARAMS:
+        text = regex.sub(repl, text)
+    return text
+
+
+def _library_roots() -> tuple[str, ...]:
+    roots = {sysconfig.get_paths().get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots |= {os.path.dirname(os.__file__)}
+    roots.discard("")
+    return tuple(sorted(os.path.normcase(os.path.abspath(r)) + os.sep for r in roots))
+
+
+_LIB_ROOTS = _library_roots()
+_NOT_APP_MODULES = ("starlette.", "fastapi.", "uvicorn.", "anyio.", "asyncio.", "opentelemetry.",
+                    "sqlalchemy.", "sizewise_otel.errors.", "concurrent.", "threading", "runpy")
+_in_app_cache: dict[str, bool] = {}
+
+
+def is_in_app(filename: str, module: str) -> bool:
+    key = f"{filename}|{module}"
+    found = _in_app_cache.get(key)
+    if found is None:
+        path = os.path.normcase(os.path.abspath(filename)) if filename else ""
+        found = not (
+            not path or filename.startswith("<") or "site-packages" in path or "dist-packages" in path
+            or path.startswith(_LIB_ROOTS) or module.startswith(_NOT_APP_MODULES)
+            or (module.startswith("sizewise_otel.") and not module.startswith("sizewise_otel.demo"))
+        )
+        if len(_in_app_cache) < 10_000:
+            _in_app_cache[key] = found
+    return found
+
+
+def extract_frames(tb: TracebackType | None, *, with_locals: bool = False) -> list[Frame]:
+    """The traceback's frames, innermost last, capped at MAX_FRAMES (the innermost are kept)."""
+    raw = []
+    while tb is not None:
+        raw.append(tb)
+        tb = tb.tb_next
+    raw = raw[-MAX_FRAMES:]
+    frames = []
+    for i, t in enumerate(raw):
+        frame = t.tb_frame
+        code = frame.f_code
+        module = str(frame.f_globals.get("__name__", "?"))
+        in_app = is_in_app(code.co_filename, module)
+        local_vars = None
+        if with_locals and in_app and i >= len(raw) - 5:
+            local_vars = {k: _short_repr(v) for k, v in list(frame.f_locals.items())[:30]}
+        frames.append(Frame(module, getattr(code, "co_qualname", code.co_name),
+                            os.path.basename(code.co_filename), t.tb_lineno, in_app, local_vars))
+    return frames
+
+
+def _short_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return "<unrepresentable>"
+    return text if len(text) <= 256 else text[:256] + "..."
+
+
+def format_stacktrace(exc: BaseException) -> str:
+    """The standard Python rendering, as OTel's ``exception.stacktrace`` expects (scrub it after)."""
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=MAX_FRAMES))
+    except Exception:
+        return f"{type(exc).__name__}"
+
+
+def error_type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module in (None, "builtins", "__main__") else f"{module}.{cls.__qualname__}"
+
+
+def default_components(error_type: str, frames: Sequence[Frame], route: str | None, title: str) -> list[str]:
+    in_app = [f for f in frames if f.in_app] or list(frames)
+    parts = [error_type]
+    if in_app:
+        parts += [f"{f.module}.{f.function}" for f in in_app]
+    else:
+        parts.append(title)
+    parts.append(f"route={route or '-'}")
+    return parts
+
+
+def _digest(parts: Sequence[str]) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def fingerprint(error_type: str, frames: Sequence[Frame], route: str | None, title: str,
+                custom: Sequence[str] | None = None) -> str:
+    """The group id: 32 hex characters."""
+    default = default_components(error_type, frames, route, title)
+    if not custom:
+        return _digest(default)
+    parts: list[str] = []
+    for element in custom:
+        if re.fullmatch(r"\{\{\s*default\s*\}\}", str(element)):
+            parts += default
+        else:
+            parts.append(str(element))
+    return _digest(["custom", *parts])
+
+
+GROUP_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def in_app_frames_of_current_stack(skip: int = 2) -> list[Frame]:
+    """For captures without an exception: the caller's in-app frames."""
+    frames = []
+    f = sys._getframe(skip)
+    while f is not None and len(frames) < MAX_FRAMES:
+        module = str(f.f_globals.get("__name__", "?"))
+        code = f.f_code
+        frames.append(Frame(module, getattr(code, "co_qualname", code.co_name),
+                            os.path.basename(code.co_filename), f.f_lineno,
+                            is_in_app(code.co_filename, module)))
+        f = f.f_back
+    frames.reverse()
+    return frames

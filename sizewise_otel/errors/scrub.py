@@ -1,0 +1,218 @@
+"""Scrubbing: personal data and secrets removed by key name *and* by value, before anything is kept.
+
+Sentry filters by key name only; a secret inside an exception message goes straight through. Here
+every string is also matched against value patterns (emails, bearer/basic credentials, JWTs, card
+numbers that pass the Luhn check, ``password=...`` pairs inside text, credentials in URLs, common API
+key formats and, by default, IP addresses).
+
+Extend it per deployment::
+
+    scrubber.add_key("national_id")                       # any key containing it is filtered
+    scrubber.add_pattern("order-ref", r"ORD-\\d{8}", "[order]")  # any value matching is replaced
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+FILTERED = "[Filtered]"
+
+DEFAULT_DENY_KEYS: tuple[str, ...] = (
+    "password", "passwd", "pwd", "secret", "token", "apikey", "api_key", "accesskey", "access_key",
+    "privatekey", "private_key", "authorization", "auth", "cookie", "session", "csrf", "xsrf",
+    "credential", "signature", "jwt", "bearer", "ssn", "creditcard", "credit_card", "cardnumber",
+    "card_number", "cvv", "cvc", "iban",
+)
+# Keys that contain a deny word but carry nothing secret.
+DEFAULT_ALLOW_KEYS: tuple[str, ...] = ("author", "authority", "pin_code_length", "spinner", "shipping",
+                                       "mapping", "pinned", "opinion", "tokens_used")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = ord(ch) - 48
+        if i % 2 == parity:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", match.group(0))
+    return "[card]" if 13 <= len(digits) <= 19 and _luhn_ok(digits) else match.group(0)
+
+
+_SECRET_WORDS = (r"password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|"
+                 r"client[_-]?secret|auth|session(?:id)?|csrf|cookie|credentials?|signature")
+
+
+@dataclass
+class Pattern:
+    name: str
+    regex: re.Pattern[str]
+    replacement: str | Callable[[re.Match[str]], str]
+
+
+def _builtin_patterns(ip_addresses: bool) -> list[Pattern]:
+    p = [
+        # Credentials in URLs: scheme://user:pass@host
+        Pattern("url-credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]+:[^\s/@]+@"),
+                r"\1[Filtered]@"),
+        Pattern("bearer", re.compile(r"(?i)\b(bearer|basic|token|digest)\s+[A-Za-z0-9._~+/=-]{6,}"),
+                r"\1 [Filtered]"),
+        Pattern("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[jwt]"),
+        # key=value / key: value / "key": "value" inside free text (messages, logs, URLs).
+        Pattern("secret-pair", re.compile(
+            r"(?i)([\"']?\b[\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*[\"']?\s*[=:]\s*)"
+            r"(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)"), r"\1[Filtered]"),
+        Pattern("api-key", re.compile(
+            r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bAKIA[0-9A-Z]{16}\b"
+            r"|\bxox[abpr]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{30,}"), "[secret]"),
+        Pattern("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
+        Pattern("card", re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])"), _card),
+    ]
+    if ip_addresses:
+        p += [
+            Pattern("ipv4", re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}"
+                                       r"(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"), "[ip]"),
+            Pattern("ipv6", re.compile(r"(?i)(?<![\w:])(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}(?![\w:])"
+                                       r"|(?<![\w:])(?:[0-9a-f]{1,4}:){1,7}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?"
+                                       r"(?![\w:])"), "[ip]"),
+        ]
+    return p
+
+
+# A cheap pre-check: strings with none of these characters cannot match any built-in pattern.
+_MAYBE = re.compile(r"[@=:\d]|bearer|basic|token|digest|eyJ|_live_|_test_|gh|AKIA|xox|AIza", re.I)
+
+
+class Scrubber:
+    """Scrubs strings, mappings, sequences and span attributes. Thread-safe once configured."""
+
+    def __init__(self, *, ip_addresses: bool = True, deny_keys: tuple[str, ...] = DEFAULT_DENY_KEYS,
+                 allow_keys: tuple[str, ...] = DEFAULT_ALLOW_KEYS, max_depth: int = 6,
+                 max_string: int = 4096) -> None:
+        self.ip_addresses = ip_addresses
+        self._deny = [self._norm(k) for k in deny_keys]
+        self._allow = {self._norm(k) for k in allow_keys}
+        self._patterns = _builtin_patterns(ip_addresses)
+        self._custom = False
+        self.max_depth = max_depth
+        self.max_string = max_string
+        self._key_cache: dict[str, bool] = {}
+
+    @staticmethod
+    def _norm(key: str) -> str:
+        return key.lower().replace("-", "_").replace(".", "_")
+
+    # --- configuration ----------------------------------------------------------------------
+    def add_key(self, *keys: str) -> None:
+        """Filter the value of every key whose name contains one of ``keys`` (case-insensitive)."""
+        self._deny += [self._norm(k) for k in keys]
+        self._key_cache = {}
+
+    def add_pattern(self, name: str, regex: str | re.Pattern[str],
+                    replacement: str | Callable[[re.Match[str]], str] = FILTERED) -> None:
+        """Replace every match of ``regex`` in every string value."""
+        compiled = re.compile(regex) if isinstance(regex, str) else regex
+        self._patterns.append(Pattern(name, compiled, replacement))
+        self._custom = True
+
+    # --- keys -------------------------------------------------------------------------------
+    def sensitive_key(self, key: str) -> bool:
+        found = self._key_cache.get(key)
+        if found is None:
+            k = self._norm(key)
+            found = k not in self._allow and any(d in k for d in self._deny)
+            if len(self._key_cache) < 4096:
+                self._key_cache[key] = found
+        return found
+
+    # --- values -----------------------------------------------------------------------------
+    def text(self, value: str) -> str:
+        if not value.isascii():  # lone surrogates and NULs break storage encodings
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        if "\x00" in value:
+            value = value.replace("\x00", "\\x00")
+        if len(value) > self.max_string:
+            value = value[: self.max_string] + "...[truncated]"
+        if not self._custom and not _MAYBE.search(value):
+            return value
+        for pattern in self._patterns:
+            value = pattern.regex.sub(pattern.replacement, value)
+        return value
+
+    def value(self, value: Any, depth: int = 0) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, bytes):
+            return self.text(value.decode("utf-8", "replace"))
+        if value is None or isinstance(value, bool | int | float):
+            if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) >= 13:
+                return self.text(str(value))  # a card number passed as an int
+            return value
+        if depth >= self.max_depth:
+            return "[depth limit]"
+        if isinstance(value, Mapping):
+            return self.mapping(value, depth + 1)
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.value(v, depth + 1) for v in list(value)[:100]]
+        return self.text(_safe_repr(value))
+
+    def mapping(self, data: Mapping[Any, Any], depth: int = 0) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for i, (k, v) in enumerate(data.items()):
+            if i >= 200:
+                out["[more]"] = f"{len(data) - 200} keys dropped"
+                break
+            key = self.text(str(k))
+            out[key] = FILTERED if self.sensitive_key(str(k)) else self.value(v, depth)
+        return out
+
+    def attributes(self, attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Span attributes: a scrubbed copy, or None when nothing needed changing."""
+        changed = False
+        out: dict[str, Any] = {}
+        for key, value in attrs.items():
+            new: Any = value
+            if self.sensitive_key(key.rsplit(".", 1)[-1]) and _is_sensitive_attr(key):
+                new = FILTERED if isinstance(value, str) else (
+                    [FILTERED] * len(value) if isinstance(value, list | tuple) else value)
+            elif isinstance(value, str):
+                new = self.text(value)
+            elif isinstance(value, tuple | list) and value and isinstance(value[0], str):
+                new = tuple(self.text(v) for v in value)
+            if new is not value and new != value:
+                changed = True
+            out[key] = new
+        return out if changed else None
+
+
+def _is_sensitive_attr(key: str) -> bool:
+    # Semconv keys such as "http.request.header.authorization" or "app.user.password"; the stable
+    # "session.id" / "exception.*" names are structural, not secrets.
+    return not key.startswith(("exception.", "session.", "sizewise.", "otel.", "telemetry."))
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+    return text if len(text) <= 512 else text[:512] + "..."
+
+
+_default: Scrubber | None = None
+
+
+def default_scrubber() -> Scrubber:
+    global _default
+    if _default is None:
+        _default = Scrubber()
+    return _default
