@@ -5,6 +5,7 @@ tracer provider, and the catalog's instruments. Built once per process; everythi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -17,14 +18,17 @@ from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricReader
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
-from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
 from sizewise_otel.catalog import SIGNALS, Kind, Signal, signal
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in
@@ -190,8 +194,8 @@ class Telemetry:
         self._observed: set[str] = set()
         self._lock = threading.Lock()
         for sig in SIGNALS:
-            if sig.kind in (Kind.COUNTER, Kind.UP_DOWN_COUNTER, Kind.HISTOGRAM, Kind.GAUGE) \
-                    and sig.owner.name == "SIZEWISE" or sig.name == "db.client.operation.duration":
+            if (sig.kind in (Kind.COUNTER, Kind.UP_DOWN_COUNTER, Kind.HISTOGRAM, Kind.GAUGE) \
+                    and sig.owner.name == "SIZEWISE") or sig.name == "db.client.operation.duration":
                 self._instruments[sig.name] = self._create(sig)
 
     def _create(self, sig: Signal) -> Any:
@@ -238,10 +242,8 @@ class Telemetry:
 
     def shutdown(self) -> None:
         for fn in (self.tracer_provider.shutdown, self.meter_provider.shutdown):
-            try:
+            with contextlib.suppress(Exception):
                 fn()
-            except Exception:
-                pass
 
 
 def tier_cached(fn: Callable[[], Any], seconds: float) -> Callable[[], Any]:

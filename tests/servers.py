@@ -97,7 +97,7 @@ class Server:
                      timeout, self.name)
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"{self.name} failed to start; log:\n{self.log.read_text()[-3000:]}")
+            raise RuntimeError(f"{self.name} failed to start; log:\n{self.log.read_text()[-3000:]}") from None
         return self
 
     def _alive(self) -> bool:

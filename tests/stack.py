@@ -176,7 +176,7 @@ class TraceSink:
         self._lock = threading.Lock()
 
         class Servicer(trace_service_pb2_grpc.TraceServiceServicer):
-            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
+            def Export(self, request: Any, context: Any) -> Any:
                 with sink._lock:
                     sink.requests.append(request)
                 return trace_service_pb2.ExportTraceServiceResponse()

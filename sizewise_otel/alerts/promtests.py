@@ -90,7 +90,8 @@ def default_tests() -> tuple[PromTest, ...]:
             Check(5, "LatencySLOBudgetBurn", (Expect("latency_slo_fast_burn", 0.2, job),)),
             Check(30, "LatencySLOBudgetBurn", (Expect("latency_slo_fast_burn", 0.2, job),
                                                Expect("latency_slo_slow_burn", 0.2, job))),
-            Check(100, "LatencySLOBudgetBurn", (Expect("latency_slo_slow_burn", 0.12, job),)),
+            # (No check while the ratio decays: promtool may evaluate the alert group before or
+            # after the recording group of the same step, so the value would be flaky.)
             Check(420, "LatencySLOBudgetBurn"),
         )),
         PromTest("database_pool_saturation", (

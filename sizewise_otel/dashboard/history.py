@@ -13,11 +13,11 @@ tier        step    points
 ``7d``      15 min  672
 ==========  ======  ========
 
-Memory bound: at most ``MAX_SERIES`` (256) derived series, each a preallocated ``array('d')`` of
-2 832 points (8 bytes each, 22.7 KB): **5.8 MB** for the tiers, plus the raw window
-(``RAW_POINTS`` = 13 snapshots of at most ``MAX_RAW_SERIES`` = 4 000 samples each, about 6 MB in
-the worst case, typically well under 1 MB). Series past the cap are dropped and counted in
-``History.dropped_series``.
+Memory bound: at most ``MAX_SERIES`` (512) derived series, each a preallocated ``array('f')`` of
+2 832 points (4 bytes each, 11.3 KB): **5.8 MB** for the tiers (plus one 8-byte epoch per slot per
+tier, 23 KB), and the raw window for ``rate`` (``RAW_POINTS`` = 13 snapshots of at most
+``MAX_RAW_SERIES`` = 4 000 samples each: at most ~6 MB, typically well under 1 MB). Series past
+the cap are dropped and counted in ``History.dropped_series``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from sizewise_otel.dashboard.expr import Labels, Samples, clean
 
-MAX_SERIES = 256
+MAX_SERIES = 512
 MAX_RAW_SERIES = 4_000
 RAW_WINDOW_SECONDS = 60.0
 RAW_POINTS = 13  # 60 s at 5 s, plus one
@@ -50,7 +50,7 @@ TIERS: tuple[TierSpec, ...] = (TierSpec("1h", 5.0, 720), TierSpec("24h", 60.0, 1
                                TierSpec("7d", 900.0, 672))
 RANGES = {t.name: t for t in TIERS}
 POINTS_PER_SERIES = sum(t.points for t in TIERS)
-MEMORY_BOUND_BYTES = MAX_SERIES * POINTS_PER_SERIES * 8
+MEMORY_BOUND_BYTES = MAX_SERIES * POINTS_PER_SERIES * 4
 
 Key = tuple[str, Labels]  # (series family, labels)
 
@@ -83,7 +83,7 @@ class _Tier:
         for key, (total, count) in self.acc.items():
             arr = self.values.get(key)
             if arr is None:
-                arr = self.values[key] = array("d", [math.nan] * self.spec.points)
+                arr = self.values[key] = array("f", [math.nan] * self.spec.points)
             arr[idx] = total / count
         self.acc = {}
 

@@ -135,7 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/api/hvac/import")
     def import_row(body: ImportIn) -> JSONResponse:
-        kind, airflow, friction = (body.csv.split(",") + ["", "", ""])[:3]
+        kind, airflow, friction = [*body.csv.split(","), "", "", ""][:3]
         # The legacy bug: float() of a malformed field raises ValueError -> 500.
         req = {"calculation_type": "round_duct", "airflow_cfm": float(airflow),
                "friction_rate_in_wg_per_100ft": float(friction)}

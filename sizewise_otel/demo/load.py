@@ -48,10 +48,7 @@ async def _one(client: httpx.AsyncClient, rng: random.Random, state: dict) -> in
         if resp.status_code == 201:
             state["sessions"].append(resp.json()["session_id"])
     else:
-        if state["sessions"]:
-            sid = state["sessions"].pop(0)
-        else:
-            sid = "unknown-session"
+        sid = state["sessions"].pop(0) if state["sessions"] else "unknown-session"
         resp = await client.delete(f"/api/sessions/{sid}")
     return resp.status_code
 

@@ -5,16 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-# Absolute roughness in feet (ASHRAE Fundamentals, Duct Design chapter).
-ROUGHNESS_FT: dict[str, float] = {
-    "galvanized_steel": 0.0003,
-    "aluminum": 0.00015,
-    "stainless_steel": 0.00015,
-    "pvc": 0.0000015,
-    "fibrous_glass": 0.003,
-    "flexible_duct": 0.003,
-    "concrete": 0.004,
-}
+from sizewise_otel.demo.hvac import MATERIAL_ROUGHNESS_FT
+
+# One roughness table: the calculations and the service that serves it agree.
+ROUGHNESS_FT: dict[str, float] = dict(MATERIAL_ROUGHNESS_FT)
 
 
 def create_materials_app() -> FastAPI:

@@ -10,12 +10,13 @@ Custom fingerprints are lists of strings; the element ``{{default}}`` expands to
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import linecache
 import os
 import re
 import sys
 import sysconfig
-import traceback
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -23,7 +24,7 @@ from sizewise_otel.errors.context import Frame
 
 MAX_FRAMES = 50
 
-_PARAMS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(rx, flags), repl) for rx, repl, flags in (
+_PARAM_SOURCES: tuple[tuple[str, str, int], ...] = (
     (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}", "<email>", 0),
     (r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", "<url>", re.I),
     (r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])", "<ip>", 0),
@@ -40,15 +41,27 @@ _PARAMS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(rx, flags),
     (r"(?<![\w.])-?\d+\.\d+(?![\w.])", "<float>", 0),
     (r"(?<![\w.])-?\d+(?![\w.])", "<int>", 0),
     (r"(?<=\w)\d{4,}\b", "<int>", 0),  # ids glued to a word: order12345 -> order<int>
-))
+)
+_PARAMS = tuple((re.compile(rx, flags), repl) for rx, repl, flags in _PARAM_SOURCES)
+
+
+_DIGIT = re.compile(r"\d")
 
 
 def parameterize(message: str, limit: int = 512) -> str:
     """Replace the variable parts of a message with placeholders."""
     text = message[:limit]
+    if not _DIGIT.search(text) and "@" not in text and "://" not in text:
+        return text  # every pattern needs a digit, an @ or a URL scheme
     for regex, repl in _PARAMS:
         text = regex.sub(repl, text)
     return text
+
+
+@functools.lru_cache(maxsize=1024)
+def parameterize_route(route: str) -> str:
+    """Route templates are already parameterized; a raw path handed in by mistake is made one."""
+    return parameterize(route, 300)
 
 
 def _library_roots() -> tuple[str, ...]:
@@ -108,12 +121,41 @@ def _short_repr(value: object) -> str:
     return text if len(text) <= 256 else text[:256] + "..."
 
 
-def format_stacktrace(exc: BaseException) -> str:
-    """The standard Python rendering, as OTel's ``exception.stacktrace`` expects (scrub it after)."""
+def format_stacktrace(exc: BaseException, *, _depth: int = 0) -> str:
+    """Python's traceback rendering (as OTel's ``exception.stacktrace`` expects), without the costly
+    3.11 caret computation; chained causes included, up to 3 deep. Scrub the result."""
+    parts: list[str] = []
     try:
-        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=MAX_FRAMES))
+        cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if cause is not None and _depth < 3:
+            parts.append(format_stacktrace(cause, _depth=_depth + 1))
+            parts.append("\nThe above exception was the direct cause of the following exception:\n\n"
+                         if exc.__cause__ is not None else
+                         "\nDuring handling of the above exception, another exception occurred:\n\n")
+        entries = []
+        tb = exc.__traceback__
+        while tb is not None:
+            entries.append(tb)
+            tb = tb.tb_next
+        if entries:
+            parts.append("Traceback (most recent call last):\n")
+            if len(entries) > MAX_FRAMES:
+                parts.append(f"  [{len(entries) - MAX_FRAMES} frames omitted]\n")
+            for t in entries[-MAX_FRAMES:]:
+                code = t.tb_frame.f_code
+                parts.append(f'  File "{code.co_filename}", line {t.tb_lineno}, in {code.co_name}\n')
+                line = linecache.getline(code.co_filename, t.tb_lineno, t.tb_frame.f_globals).strip()
+                if line:
+                    parts.append(f"    {line}\n")
+        try:
+            text = str(exc)
+        except Exception:
+            text = "<unprintable>"
+        name = error_type_name(exc)
+        parts.append(f"{name}: {text}\n" if text else f"{name}\n")
     except Exception:
-        return f"{type(exc).__name__}"
+        return type(exc).__name__
+    return "".join(parts)
 
 
 def error_type_name(exc: BaseException) -> str:

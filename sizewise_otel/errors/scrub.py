@@ -52,38 +52,52 @@ _SECRET_WORDS = (r"password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-
                  r"client[_-]?secret|auth|session(?:id)?|csrf|cookie|credentials?|signature")
 
 
+_SECRET_HINTS = ("pass", "pwd", "secret", "token", "key", "auth", "session", "csrf", "cookie", "credential",
+                 "signature")
+
+
 @dataclass
 class Pattern:
     name: str
     regex: re.Pattern[str]
     replacement: str | Callable[[re.Match[str]], str]
+    # A cheap test on (text, lowercased text): False means the regex cannot match, skip it.
+    hint: Callable[[str, str], bool] | None = None
 
 
 def _builtin_patterns(ip_addresses: bool) -> list[Pattern]:
     p = [
         # Credentials in URLs: scheme://user:pass@host
         Pattern("url-credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]+:[^\s/@]+@"),
-                r"\1[Filtered]@"),
+                r"\1[Filtered]@", lambda t, lt: "://" in t and "@" in t),
         Pattern("bearer", re.compile(r"(?i)\b(bearer|basic|token|digest)\s+[A-Za-z0-9._~+/=-]{6,}"),
-                r"\1 [Filtered]"),
-        Pattern("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[jwt]"),
+                r"\1 [Filtered]", lambda t, lt: "bearer" in lt or "basic" in lt or "token" in lt
+                or "digest" in lt),
+        Pattern("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[jwt]",
+                lambda t, lt: "eyJ" in t),
         # key=value / key: value / "key": "value" inside free text (messages, logs, URLs).
         Pattern("secret-pair", re.compile(
             r"(?i)([\"']?\b[\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*[\"']?\s*[=:]\s*)"
-            r"(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)"), r"\1[Filtered]"),
+            r"(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)"), r"\1[Filtered]",
+            lambda t, lt: ("=" in t or ":" in t) and any(h in lt for h in _SECRET_HINTS)),
         Pattern("api-key", re.compile(
             r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bAKIA[0-9A-Z]{16}\b"
-            r"|\bxox[abpr]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{30,}"), "[secret]"),
-        Pattern("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
+            r"|\bxox[abpr]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{30,}"), "[secret]",
+            lambda t, lt: "_live_" in t or "_test_" in t or "gh" in t or "AKIA" in t or "xox" in t
+            or "AIza" in t),
+        Pattern("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]",
+                lambda t, lt: "@" in t),
         Pattern("card", re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])"), _card),
     ]
     if ip_addresses:
         p += [
             Pattern("ipv4", re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}"
-                                       r"(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"), "[ip]"),
+                                       r"(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"), "[ip]",
+                    lambda t, lt: "." in t),
             Pattern("ipv6", re.compile(r"(?i)(?<![\w:])(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}(?![\w:])"
                                        r"|(?<![\w:])(?:[0-9a-f]{1,4}:){1,7}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?"
-                                       r"(?![\w:])"), "[ip]"),
+                                       r"(?![\w:])"), "[ip]",
+                    lambda t, lt: "::" in t or t.count(":") >= 7),
         ]
     return p
 
@@ -144,8 +158,13 @@ class Scrubber:
             value = value[: self.max_string] + "...[truncated]"
         if not self._custom and not _MAYBE.search(value):
             return value
+        lowered = value.lower()
         for pattern in self._patterns:
-            value = pattern.regex.sub(pattern.replacement, value)
+            if pattern.hint is None or pattern.hint(value, lowered):
+                new = pattern.regex.sub(pattern.replacement, value)
+                if new is not value:
+                    value = new
+                    lowered = value.lower()
         return value
 
     def value(self, value: Any, depth: int = 0) -> Any:

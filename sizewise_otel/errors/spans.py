@@ -9,6 +9,7 @@ for the same exception) are collapsed into ours.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from opentelemetry import trace
@@ -51,10 +52,8 @@ class ScrubbingSpanProcessor(SpanProcessor):
         return None
 
     def _on_ending(self, span: Any) -> None:
-        try:
+        with contextlib.suppress(Exception):  # never break span delivery
             self._scrub(span)
-        except Exception:  # never break span delivery
-            pass
 
     def _scrub(self, span: Any) -> None:
         s = self.scrubber

@@ -33,6 +33,7 @@ from sizewise_otel.errors.fingerprint import (
     format_stacktrace,
     in_app_frames_of_current_stack,
     parameterize,
+    parameterize_route,
 )
 from sizewise_otel.errors.scrub import Scrubber
 from sizewise_otel.errors.spans import install_span_scrubber, record_on_current_span
@@ -195,7 +196,7 @@ class ErrorTracker:
             frames = [f if not f.locals else Frame(f.module, f.function, f.filename, f.lineno, f.in_app,
                                                    s.mapping(f.locals)) for f in frames]
         route = ctx.endpoint
-        route_key = parameterize(route) if route else None
+        route_key = parameterize_route(route) if route else None
         group_id = fingerprint(error_type, frames, route_key, title, custom)
         user_hash = (hashlib.sha256(f"sizewise-user|{ctx.user_id}".encode()).hexdigest()[:32]
                      if ctx.user_id else None)
@@ -234,8 +235,8 @@ class ErrorTracker:
         error_id = str(uuid.uuid4())
         try:
             ctx = request_context(scope)
-            self._capture(error_id, None, ctx, ErrorSeverity.HIGH, None, f"HTTP {int(status)} answered", "response",
-                          status_type=f"HTTPServerError{int(status)}")
+            self._capture(error_id, None, ctx, ErrorSeverity.HIGH, None, f"HTTP {int(status)} answered",
+                          "response", status_type=f"HTTPServerError{int(status)}")
         except Exception as exc:
             with contextlib.suppress(Exception):
                 log.warning("error capture failed", error=type(exc).__name__)
@@ -345,7 +346,8 @@ _tracker_lock = threading.Lock()
 _live_trackers: weakref.WeakSet[ErrorTracker] = weakref.WeakSet()
 
 
-def initialize_error_tracker(settings: Settings | None = None, telemetry: Telemetry | None = None) -> ErrorTracker:
+def initialize_error_tracker(settings: Settings | None = None,
+                             telemetry: Telemetry | None = None) -> ErrorTracker:
     """The process's ErrorTracker, created on first call (later arguments are ignored)."""
     global _tracker
     with _tracker_lock:

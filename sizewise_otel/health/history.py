@@ -120,7 +120,7 @@ class CheckHistory:
         since = now - minutes * 60
         return [{"start": start, "healthy_s": round(h, 3), "warning_s": round(w, 3),
                  "critical_s": round(c, 3), "runs": int(r)}
-                for start, h, w, c, r in self.minutes.data if start + 60 > since]
+                for start, h, w, c, r in self.minutes.data if start > since]
 
 
 class HealthHistory:

@@ -38,6 +38,13 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or (call is not None and inspect.iscoroutinefunction(call))
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """A client's own timeout (socket_timeout, httpx, psycopg connect_timeout) is a timeout too."""
+    if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
+        return True
+    return "timeout expired" in str(exc).lower() or "timed out" in str(exc).lower()
+
+
 class CheckRunner:
     def __init__(self, default_timeout: float, ttl: float, *,
                  on_result: Callable[[CheckResult], None] | None = None,
@@ -99,7 +106,7 @@ class CheckRunner:
         try:
             return Outcome.of(task.result())
         except Exception as exc:
-            return Outcome(Status.CRITICAL, reason="error",
+            return Outcome(Status.CRITICAL, reason="timeout" if _is_timeout(exc) else "error",
                            message=redact(f"{type(exc).__name__}: {exc}"))
 
     def _watch_abandoned(self, name: str, task: asyncio.Future[Any], *, track: bool) -> None:

@@ -1,0 +1,43 @@
+# Two entry points for a new machine; each installs what it needs.
+#   make demo   the instrumented HVAC demo on embedded defaults, under realistic load
+#   make test   unit + integration tests against real servers
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint render bench soak system-deps collector clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/sizewise-otel demo --load
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+collector:
+	bash scripts/build-collector.sh
+
+test: $(STAMP) system-deps collector
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/sizewise-otel render --check
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+render: $(STAMP)
+	$(VENV)/bin/sizewise-otel render
+
+bench: $(STAMP) system-deps
+	$(PY) bench/run.py
+
+soak: $(STAMP) system-deps
+	$(PY) bench/soak.py --minutes 10
+
+clean:
+	rm -rf $(VENV) build
