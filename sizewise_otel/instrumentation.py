@@ -125,23 +125,25 @@ def instrument_system(telemetry: Telemetry) -> None:
 
 
 def _instrument_http_server(app: Any, telemetry: Telemetry) -> None:
+    """The lean semconv HTTP layer (sizewise_otel.httpserver); see docs/performance.md.
+
+    Zero-code mode keeps the contrib instrumentor: when it already wrapped the app, nothing is
+    added. FastAPI's own native telemetry is switched off for this app so no request is recorded
+    twice.
+    """
     from fastapi import FastAPI
 
-    if isinstance(app, FastAPI):
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from sizewise_otel.httpserver import HTTPServerTelemetry, disable_native_fastapi_telemetry
 
-        if getattr(app, "_is_instrumented_by_opentelemetry", False):
-            return  # zero-code mode already did it
-        FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider,
-            excluded_urls=EXCLUDED_URLS, exclude_spans=["receive", "send"],
-        )
-    else:
-        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=telemetry.tracer_provider,
-                           meter_provider=telemetry.meter_provider, excluded_urls=EXCLUDED_URLS,
-                           exclude_spans=["receive", "send"])
+    if getattr(app, "_is_instrumented_by_opentelemetry", False) or getattr(app, "_sizewise_http", False):
+        return  # zero-code mode (or an earlier call) already did it
+    app._sizewise_http = True
+    is_fastapi = isinstance(app, FastAPI)
+    if is_fastapi:
+        disable_native_fastapi_telemetry(app)
+    app.add_middleware(HTTPServerTelemetry, tracer_provider=telemetry.tracer_provider,
+                       meter_provider=telemetry.meter_provider, excluded_paths=UNMEASURED_PATHS,
+                       fastapi=is_fastapi)
 
 
 def _include(app: Any, router: Any) -> None:

@@ -168,9 +168,9 @@ class AlertRule:
     def matches(self, labels: Mapping[str, str]) -> bool:
         for label, op, want in self.matchers:
             have = labels.get(label, "")
-            if op == "=" and have != want or op == "!=" and have == want:
+            if (op == "=" and have != want) or (op == "!=" and have == want):
                 return False
-            if op == "=~" and not re.fullmatch(want, have) or op == "!~" and re.fullmatch(want, have):
+            if (op == "=~" and not re.fullmatch(want, have)) or (op == "!~" and re.fullmatch(want, have)):
                 return False
         return True
 

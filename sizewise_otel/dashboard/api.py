@@ -49,14 +49,14 @@ def build_router(dashboard: PerformanceDashboard) -> APIRouter:
         return JSONResponse({"widgets": await dashboard.list_widgets()})
 
     @router.get("/dashboard/widget/{widget_id}", dependencies=viewer)
-    async def widget_data(widget_id: str, range: Range = Query("1h")) -> JSONResponse:  # noqa: A002
+    async def widget_data(widget_id: str, range: Range = Query("1h")) -> JSONResponse:
         try:
             return JSONResponse(await dashboard.get_widget_data(widget_id, range))
         except KeyError:
             raise HTTPException(404, detail=f"unknown widget {widget_id!r}") from None
 
     @router.get("/dashboard/metrics/{metric_name}", dependencies=viewer)
-    async def metric_history(metric_name: str, range: Range = Query("1h")) -> JSONResponse:  # noqa: A002
+    async def metric_history(metric_name: str, range: Range = Query("1h")) -> JSONResponse:
         try:
             return JSONResponse(await dashboard.get_metric_history(metric_name, range))
         except KeyError:

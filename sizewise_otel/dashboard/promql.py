@@ -29,12 +29,14 @@ def substitute(expr: str, *, rate_interval: str = DEFAULT_RATE_INTERVAL, job: st
 
 class PrometheusSource:
     def __init__(self, url: str, *, timeout: float = 5.0, rate_interval: str = DEFAULT_RATE_INTERVAL,
-                 job: str = ".+", instance: str = ".+") -> None:
+                 job: str = ".+", instance: str = ".+",
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.rate_interval = rate_interval
         self.job = job
         self.instance = instance
+        self._transport = transport
         self._client: httpx.AsyncClient | None = None
 
     def render(self, expr: str) -> str:
@@ -42,7 +44,7 @@ class PrometheusSource:
 
     async def _get(self, path: str, params: dict[str, Any]) -> Any:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout))
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), transport=self._transport)
         try:
             response = await self._client.get(f"{self.url}{path}", params=params)
             body = response.json()

@@ -68,7 +68,7 @@ def _round(value: float | None) -> float | None:
 class PerformanceDashboard:
     def __init__(self, settings: Settings, telemetry: Telemetry, *, monitor: Any = None,
                  tracker: Any = None, sample_interval: float = 5.0,
-                 prometheus_url: str | None = None) -> None:
+                 prometheus_url: str | None = None, registry: Any = None) -> None:
         self.settings = settings
         self.telemetry = telemetry
         self.monitor = monitor
@@ -77,6 +77,7 @@ class PerformanceDashboard:
         url = settings.prometheus_url if prometheus_url is None else prometheus_url
         self.prometheus = PrometheusSource(url) if url else None
         self.history = History()
+        self.registry = registry  # None: prometheus_client.REGISTRY, what GET /metrics serves
         self._latest: dict[str, list[Vector]] = {}
         self._task: asyncio.Task[None] | None = None
         self._tick_lock = asyncio.Lock()
@@ -133,7 +134,7 @@ class PerformanceDashboard:
         derived = [(sig, stat, e) for sig in SIGNALS for stat, e in metric_queries(sig)]
         for _, _, e in derived:
             names |= e.metric_names()
-        self.history.add_snapshot(ts, read_registry(names))
+        self.history.add_snapshot(ts, read_registry(names, self.registry))
         samples = self.history.samples()
         values: dict[Any, float] = {}
         latest: dict[str, list[Vector]] = {}

@@ -12,6 +12,7 @@ from fastapi import Body, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sizewise_otel.cache import InstrumentedCache
 from sizewise_otel.demo import hvac
@@ -87,11 +88,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 body = json.loads(await request.body())
                 if isinstance(body, dict) and body.get("calculation_type") in hvac.CALCULATION_TYPES:
                     calc_type = body["calculation_type"]
-            except ValueError:
+            except (ValueError, UnicodeDecodeError):
                 pass
             calculations.add(1, {"calculation_type": calc_type, "outcome": "invalid"})
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers a body it cannot decode (e.g. not UTF-8) with a bare 400; it is a
+        # malformed body like any other, so it gets the same 422 with a field error.
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            return await invalid(request, RequestValidationError(
+                [{"loc": ("body",), "msg": "body is not valid UTF-8 JSON", "type": "json_invalid"}]))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     @app.post(CALCULATE_PATH)
     async def calculate(

@@ -8,10 +8,6 @@ from typing import Any
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 async def _send_413(send: Any) -> None:
     body = json.dumps({"detail": f"request body exceeds {MAX_BODY_BYTES} bytes"}).encode()
     await send({"type": "http.response.start", "status": 413,
@@ -39,24 +35,29 @@ class BodyLimitMiddleware:
                     await _send_413(send)
                     return
         received = 0
-        started = False
+        state = {"started": False, "rejected": False}
 
         async def limited_receive() -> dict[str, Any]:
             nonlocal received
+            if state["rejected"]:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    # Answer now and tell the app the client went away: frameworks turn an
+                    # exception raised here into a 400, which would hide the real reason.
+                    state["rejected"] = True
+                    if not state["started"]:
+                        state["started"] = True
+                        await _send_413(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if state["rejected"]:
+                return  # the 413 was already sent
+            state["started"] = state["started"] or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _send_413(send)
+        await self.app(scope, limited_receive, guarded_send)

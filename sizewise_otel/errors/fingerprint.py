@@ -17,8 +17,9 @@ import os
 import re
 import sys
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Any
 
 from sizewise_otel.errors.context import Frame
 
@@ -121,14 +122,22 @@ def _short_repr(value: object) -> str:
     return text if len(text) <= 256 else text[:256] + "..."
 
 
-def format_stacktrace(exc: BaseException, *, _depth: int = 0) -> str:
-    """Python's traceback rendering (as OTel's ``exception.stacktrace`` expects), without the costly
-    3.11 caret computation; chained causes included, up to 3 deep. Scrub the result."""
+_body_cache: dict[tuple[Any, ...], str] = {}
+
+
+def format_stacktrace(exc: BaseException, message: str | None = None,
+                      scrub: Callable[[str], str] = str, *, _depth: int = 0) -> str:
+    """Python's traceback rendering (as OTel's ``exception.stacktrace`` expects), chained causes
+    included (3 deep), without the costly 3.11 caret computation.
+
+    ``scrub`` is applied to every part: the frame lines (cached per code location, so a hot error
+    pays for it once) and the messages. ``message`` is the already-scrubbed top-level message.
+    """
     parts: list[str] = []
     try:
         cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
         if cause is not None and _depth < 3:
-            parts.append(format_stacktrace(cause, _depth=_depth + 1))
+            parts.append(format_stacktrace(cause, None, scrub, _depth=_depth + 1))
             parts.append("\nThe above exception was the direct cause of the following exception:\n\n"
                          if exc.__cause__ is not None else
                          "\nDuring handling of the above exception, another exception occurred:\n\n")
@@ -138,21 +147,30 @@ def format_stacktrace(exc: BaseException, *, _depth: int = 0) -> str:
             entries.append(tb)
             tb = tb.tb_next
         if entries:
-            parts.append("Traceback (most recent call last):\n")
-            if len(entries) > MAX_FRAMES:
-                parts.append(f"  [{len(entries) - MAX_FRAMES} frames omitted]\n")
-            for t in entries[-MAX_FRAMES:]:
-                code = t.tb_frame.f_code
-                parts.append(f'  File "{code.co_filename}", line {t.tb_lineno}, in {code.co_name}\n')
-                line = linecache.getline(code.co_filename, t.tb_lineno, t.tb_frame.f_globals).strip()
-                if line:
-                    parts.append(f"    {line}\n")
-        try:
-            text = str(exc)
-        except Exception:
-            text = "<unprintable>"
+            key = (id(scrub), *((t.tb_frame.f_code, t.tb_lineno) for t in entries[-MAX_FRAMES:]))
+            body = _body_cache.get(key)
+            if body is None:
+                lines = ["Traceback (most recent call last):\n"]
+                if len(entries) > MAX_FRAMES:
+                    lines.append(f"  [{len(entries) - MAX_FRAMES} frames omitted]\n")
+                for t in entries[-MAX_FRAMES:]:
+                    code = t.tb_frame.f_code
+                    lines.append(f'  File "{code.co_filename}", line {t.tb_lineno}, in {code.co_name}\n')
+                    line = linecache.getline(code.co_filename, t.tb_lineno, t.tb_frame.f_globals).strip()
+                    if line:
+                        lines.append(f"    {line}\n")
+                body = scrub("".join(lines))
+                if len(_body_cache) >= 2048:
+                    _body_cache.clear()
+                _body_cache[key] = body
+            parts.append(body)
+        if message is None:
+            try:
+                message = scrub(str(exc))
+            except Exception:
+                message = "<unprintable>"
         name = error_type_name(exc)
-        parts.append(f"{name}: {text}\n" if text else f"{name}\n")
+        parts.append(f"{name}: {message}\n" if message else f"{name}\n")
     except Exception:
         return type(exc).__name__
     return "".join(parts)

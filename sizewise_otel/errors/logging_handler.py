@@ -13,6 +13,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from sizewise_otel.errors.context import ErrorContext, ErrorSeverity
+from sizewise_otel.errors.fingerprint import format_stacktrace
+from sizewise_otel.errors.scrub import Scrubber
 
 if TYPE_CHECKING:
     from sizewise_otel.errors.tracker import ErrorTracker
@@ -54,3 +56,60 @@ class ErrorTrackingHandler(logging.Handler):
                                            message=record.getMessage(), source="log")
         except Exception:
             self.handleError(record)
+
+
+class ScrubbingLogFilter(logging.Filter):
+    """Scrubs a record's message and its exception text in place (emails, tokens, secrets, ...).
+
+    Servers log unhandled exceptions themselves (uvicorn's "Exception in ASGI application" with the
+    raw message, access lines with raw query strings); this filter makes those lines safe too.
+    Formatters reuse ``record.exc_text`` when it is set, so the traceback printed is the scrubbed one.
+    """
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        super().__init__("sizewise-scrub")
+        self.scrubber = scrubber
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_sizewise_scrubbed", False):
+            return True
+        try:
+            text = self.scrubber.text
+            if isinstance(record.msg, str):
+                record.msg = text(record.msg)
+            else:
+                record.msg = text(record.getMessage())
+                record.args = None
+            if isinstance(record.args, tuple):  # keep the shape: formatters unpack args (uvicorn.access)
+                record.args = tuple(text(a) if isinstance(a, str) else a for a in record.args)
+            elif isinstance(record.args, dict):
+                record.args = {k: text(v) if isinstance(v, str) else v for k, v in record.args.items()}
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                record.exc_text = format_stacktrace(exc, None, self.scrubber.text).rstrip("\n")
+            elif record.exc_text:
+                record.exc_text = self.scrubber.text(record.exc_text)
+            record._sizewise_scrubbed = True
+        except Exception:  # a filter must never lose the line
+            return True
+        return True
+
+
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "gunicorn", "gunicorn.error",
+                  "gunicorn.access", "starlette", "fastapi", "asyncio")
+
+
+def install_log_scrubbing(scrubber: Scrubber) -> ScrubbingLogFilter:
+    """Attach one scrubbing filter to the server loggers and to the root logger's handlers (once)."""
+    existing = getattr(logging, "_sizewise_scrub_filter", None)
+    filt = existing if isinstance(existing, ScrubbingLogFilter) else ScrubbingLogFilter(scrubber)
+    filt.scrubber = scrubber
+    logging._sizewise_scrub_filter = filt  # type: ignore[attr-defined]
+    targets: list[logging.Filterer] = [logging.getLogger(name) for name in SERVER_LOGGERS]
+    for name in SERVER_LOGGERS:
+        targets += logging.getLogger(name).handlers
+    targets += logging.getLogger().handlers
+    for target in targets:
+        if filt not in target.filters:
+            target.addFilter(filt)
+    return filt

@@ -202,7 +202,7 @@ class Scrubber:
             new: Any = value
             if self.sensitive_key(key.rsplit(".", 1)[-1]) and _is_sensitive_attr(key):
                 new = FILTERED if isinstance(value, str) else (
-                    [FILTERED] * len(value) if isinstance(value, list | tuple) else value)
+                    (FILTERED,) * len(value) if isinstance(value, list | tuple) else value)
             elif isinstance(value, str):
                 new = self.text(value)
             elif isinstance(value, tuple | list) and value and isinstance(value[0], str):

@@ -35,6 +35,7 @@ from sizewise_otel.errors.fingerprint import (
     parameterize,
     parameterize_route,
 )
+from sizewise_otel.errors.logging_handler import install_log_scrubbing
 from sizewise_otel.errors.scrub import Scrubber
 from sizewise_otel.errors.spans import install_span_scrubber, record_on_current_span
 from sizewise_otel.errors.store import BatchResult, ErrorStore, resolve_store_url
@@ -109,6 +110,7 @@ class ErrorTracker:
         self._started = True
         self.writer.start()
         self._install_hooks()
+        install_log_scrubbing(self.scrubber)
 
     async def shutdown(self) -> None:
         """Flush what is queued (bounded wait), stop the writer, release connections. Idempotent."""
@@ -183,15 +185,15 @@ class ErrorTracker:
             except Exception:
                 raw_message = f"<unprintable {type(exception).__name__}>"
             frames = extract_frames(exception.__traceback__, with_locals=self.capture_locals)
-            stacktrace = format_stacktrace(exception)
+            clean_message = s.text(raw_message)
+            stacktrace = format_stacktrace(exception, clean_message, s.text)
         else:
             error_type = status_type or "CapturedMessage"
             raw_message = message or "error captured without an exception"
             frames = [] if status_type else in_app_frames_of_current_stack(skip=3)
             stacktrace = ""
-        clean_message = s.text(raw_message)
+            clean_message = s.text(raw_message)
         title = parameterize(clean_message)
-        stacktrace = s.text(stacktrace) if stacktrace else ""
         if self.capture_locals:
             frames = [f if not f.locals else Frame(f.module, f.function, f.filename, f.lineno, f.in_app,
                                                    s.mapping(f.locals)) for f in frames]

@@ -45,6 +45,7 @@ class EventWriter:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._next_cleanup = time.monotonic() + 5.0
+        self._stopping = threading.Event()
         self.stats = {"stored": 0, "dropped": 0, "batches": 0, "store_failures": 0}
         self.last_error: str | None = None
         self.store_ok: bool | None = None
@@ -77,6 +78,7 @@ class EventWriter:
                 self._queue = queue.Queue(self._queue.maxsize)
             if self._thread is not None and self._thread.is_alive():
                 return
+            self._stopping = threading.Event()
             self._thread = threading.Thread(target=self._run, name="sizewise-error-writer", daemon=True)
             self._thread.start()
 
@@ -84,16 +86,19 @@ class EventWriter:
         with self._lock:
             thread = self._thread
             self._thread = None
+        deadline = time.monotonic() + timeout
         if thread is not None and thread.is_alive():
-            deadline = time.monotonic() + timeout
             while True:
                 try:
                     self._queue.put(_STOP, timeout=0.1)
                     break
                 except queue.Full:
+                    self._stopping.set()  # full: the writer is stuck on a dead store, tell it to give up
                     if time.monotonic() > deadline:
                         break
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(max(0.0, deadline - time.monotonic() - 0.5))
+            self._stopping.set()  # a writer still retrying a dead store gives up now
+            thread.join(0.5)
         leftover = 0
         while True:
             try:
@@ -183,7 +188,9 @@ class EventWriter:
                 if time.monotonic() + delay > deadline:
                     self._drop("store_unavailable", len(batch))
                     return
-                time.sleep(delay)
+                if self._stopping.wait(delay):
+                    self._drop("shutdown", len(batch))
+                    return
                 delay = min(delay * 2, 2.0)
                 continue
             except Exception as exc:

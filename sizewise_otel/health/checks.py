@@ -24,6 +24,8 @@ LOOP_LAG_CRITICAL_S = 1.0
 # A dependency answering slower than this share of its timeout is a warning ("slow").
 SLOW_SHARE = 0.5
 POOL_WARNING_PERCENT = 80.0
+# CPU is judged on the mean of the readings over this window, so a burst does not flip /health.
+CPU_WINDOW_S = 60.0
 
 
 def threshold_status(value: float, warning: float, critical: float) -> Status:
@@ -62,23 +64,38 @@ _SYSTEM_ADVICE = {
 def system_checks(settings: Settings, system: Any) -> list[CheckSpec]:
     """CPU, memory and disk against the settings' thresholds (system: a SystemMetrics)."""
 
-    def resource(name: str, read: Callable[[], Any], warning: float, critical: float) -> CheckSpec:
+    def resource(name: str, read: Callable[[], Any], warning: float, critical: float,
+                 smooth: float = 0.0) -> CheckSpec:
+        samples: deque[tuple[float, float]] = deque(maxlen=1000)
+
         def probe() -> Outcome:
             value, attrs = next(iter(read()))
-            status = threshold_status(value, warning, critical)
+            details: dict[str, Any] = dict(attrs)
+            shown = float(value)
+            if smooth:  # CPU is spiky: judge the mean over the window, not one reading
+                now = time.monotonic()
+                samples.append((now, shown))
+                while samples and samples[0][0] < now - smooth:
+                    samples.popleft()
+                details["current"] = round(shown, 2)
+                details["window_seconds"] = smooth
+                shown = sum(v for _, v in samples) / len(samples)
+            status = threshold_status(shown, warning, critical)
             source = attrs.get("source") or attrs.get("mountpoint") or ""
-            return Outcome(status, round(float(value), 2), "percent",
+            return Outcome(status, round(shown, 2), "percent",
                            {"warning": warning, "critical": critical},
-                           message=f"{name} at {value:.1f}% ({source})".replace(" ()", ""),
+                           message=f"{name} at {shown:.1f}% ({source})".replace(" ()", "")
+                           + (f", mean of the last {smooth:.0f}s" if smooth else ""),
                            reason=None if status is Status.HEALTHY else "threshold",
-                           details=dict(attrs))
+                           details=details)
 
         return CheckSpec(name, probe, critical=True, readiness=False, component=name,
                          measurement="utilization", component_type="system",
                          advice=_SYSTEM_ADVICE[name], observed_unit="percent")
 
     return [
-        resource("cpu", system.cpu, settings.cpu_warning_percent, settings.cpu_critical_percent),
+        resource("cpu", system.cpu, settings.cpu_warning_percent, settings.cpu_critical_percent,
+                 smooth=CPU_WINDOW_S),
         resource("memory", system.memory, settings.memory_warning_percent,
                  settings.memory_critical_percent),
         resource("disk", system.disk, settings.disk_warning_percent, settings.disk_critical_percent),

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python bench/run.py`` prints the overhead table; ``python bench/soak.py`` soaks the demo."""

@@ -1,0 +1,295 @@
+"""A lean ASGI layer for inbound HTTP: the stable-semconv server metrics and a SERVER span.
+
+It records exactly what the OTel ASGI/FastAPI instrumentation records for SizeWise's catalog:
+
+- ``http.server.request.duration`` (s) with ``http.request.method`` (normalised, unknown ->
+  ``_OTHER``), ``http.route`` (the matched template, absent for unmatched paths),
+  ``http.response.status_code``, ``url.scheme``, ``error.type`` (5xx or an escaped exception) and
+  ``network.protocol.version``;
+- ``http.server.active_requests`` with ``http.request.method`` and ``url.scheme``;
+- a SERVER span with the semconv attributes, W3C context propagation through the global
+  propagator (traceparent, baggage; malformed headers are ignored), the SDK sampler deciding.
+
+What it leaves out is where the stock instrumentation's time goes (see docs/performance.md):
+no internal ``receive``/``send`` spans, no route matching of its own (the route template is read
+from ``scope["route"]`` after the router has matched), no per-request URL rebuilding or regex
+exclusion, attribute dicts built once per (method, route, status) and reused, span attributes only
+computed when the sampler says the span records, and no header parsing unless a header the
+propagator reads is present.
+
+The metrics are recorded under the same instrumentation scope as the contrib instrumentor, so
+``instrument(app)`` and zero-code mode (``opentelemetry-instrument``) expose identical series.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from time import perf_counter
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, StatusCode, TracerProvider
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DURATION = "http.server.request.duration"
+ACTIVE = "http.server.active_requests"
+# RFC 9110 + PATCH; the same default list as opentelemetry-util-http's ``sanitize_method``.
+DEFAULT_KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT",
+                                   "TRACE"})
+# Attribute dicts are cached per distinct combination; past this many the layer still works but
+# builds fresh dicts, so a pathological app can never grow the cache without bound.
+MAX_CACHED_ATTRIBUTE_SETS = 4096
+_SCOPE_NAMES = {True: "opentelemetry.instrumentation.fastapi", False: "opentelemetry.instrumentation.asgi"}
+
+
+def known_methods() -> frozenset[str]:
+    """The methods kept as-is (``OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`` overrides the default)."""
+    configured = os.environ.get("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS", "").strip()
+    if not configured:
+        return DEFAULT_KNOWN_METHODS
+    return frozenset(m.strip().upper() for m in configured.split(",") if m.strip())
+
+
+def _scope_identity(fastapi: bool) -> tuple[str, str, str]:
+    """Name, version and schema URL of the contrib instrumentor this layer stands in for."""
+    from opentelemetry.instrumentation._semconv import _get_schema_url, _StabilityMode
+
+    if fastapi:
+        from opentelemetry.instrumentation.fastapi.version import __version__
+    else:
+        from opentelemetry.instrumentation.asgi.version import __version__
+    return _SCOPE_NAMES[fastapi], __version__, _get_schema_url(_StabilityMode.HTTP)
+
+
+class _DictGetter(Getter[dict[str, list[str]]]):
+    def get(self, carrier: dict[str, list[str]], key: str) -> list[str] | None:
+        return carrier.get(key.lower())
+
+    def keys(self, carrier: dict[str, list[str]]) -> list[str]:
+        return list(carrier)
+
+
+_GETTER = _DictGetter()
+
+
+def error_type_of(exc: BaseException) -> str:
+    """``error.type`` for an exception: its class name, qualified outside builtins (bounded by code)."""
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def route_template(scope: Scope, root_path: str) -> str | None:
+    """The matched route's template, read after routing; ``None`` when nothing matched.
+
+    Routes inside a ``Mount`` carry paths relative to it, so the mount prefix (what the router
+    appended to ``root_path``) is put back in front. A mount whose app is not a router (static
+    files) is reported as ``<prefix>/{path}``.
+    """
+    route = scope.get("route")
+    if route is None:
+        return None
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return None
+    current_root = scope.get("root_path", "")
+    prefix = current_root[len(root_path):] if current_root != root_path and current_root.startswith(root_path) \
+        else ""
+    if hasattr(route, "routes") and hasattr(route, "app") and not hasattr(route, "endpoint"):
+        # A Mount that handled the request itself: its own matched path is already in the prefix.
+        return (prefix or path).rstrip("/") + "/{path}"
+    return prefix + path if prefix else path
+
+
+class HTTPServerTelemetry:
+    """ASGI middleware recording the semconv HTTP server metrics and (when sampled) a SERVER span."""
+
+    def __init__(self, app: ASGIApp, *, tracer_provider: TracerProvider | None = None,
+                 meter_provider: MeterProvider | None = None, excluded_paths: Iterable[str] = (),
+                 fastapi: bool = True) -> None:
+        self.app = app
+        name, version, schema_url = _scope_identity(fastapi)
+        meter = (meter_provider or _global_meter_provider()).get_meter(name, version, schema_url=schema_url)
+        self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
+            name, version, schema_url=schema_url)
+        self.duration = meter.create_histogram(
+            DURATION, unit="s", description="Duration of HTTP server requests.")
+        self.active = meter.create_up_down_counter(
+            ACTIVE, unit="{request}", description="Number of active HTTP server requests.")
+        self.excluded = frozenset(excluded_paths)
+        self.known_methods = known_methods()
+        # Which request headers the propagator reads (traceparent, tracestate, baggage, ...), as
+        # lower-case bytes: a request carrying none of them skips extraction entirely.
+        self._propagator_fields = frozenset(
+            f.lower().encode("latin-1") for f in propagate.get_global_textmap().fields)
+        self._base: dict[tuple[str, str, str], tuple[dict[str, str], dict[str, str]]] = {}
+        self._final: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    # --- cached attribute sets ----------------------------------------------------------------
+    def _base_attributes(self, method: str, scheme: str, version: str) -> tuple[dict[str, str], dict[str, str]]:
+        key = (method, scheme, version)
+        found = self._base.get(key)
+        if found is None:
+            active = {"http.request.method": method, "url.scheme": scheme}
+            request = {**active, "network.protocol.version": version} if version else dict(active)
+            found = (active, request)
+            if len(self._base) < MAX_CACHED_ATTRIBUTE_SETS:
+                self._base[key] = found
+        return found
+
+    def _final_attributes(self, request: dict[str, str], route: str | None, status: int,
+                          error: str | None) -> dict[str, Any]:
+        key = (id(request), route, status, error)
+        found = self._final.get(key)
+        if found is None:
+            found = dict(request)
+            if route is not None:
+                found["http.route"] = route
+            if status:
+                found["http.response.status_code"] = status
+            if error is not None:
+                found["error.type"] = error
+            if len(self._final) < MAX_CACHED_ATTRIBUTE_SETS:
+                self._final[key] = found
+        return found
+
+    def _parent_context(self, headers: Iterable[tuple[bytes, bytes]]) -> otel_context.Context | None:
+        fields = self._propagator_fields
+        carrier: dict[str, list[str]] | None = None
+        for raw_name, raw_value in headers:
+            name = raw_name.lower()
+            if name in fields:
+                if carrier is None:
+                    carrier = {}
+                carrier.setdefault(name.decode("latin-1"), []).append(raw_value.decode("latin-1"))
+        if carrier is None:
+            return None
+        if "baggage" in carrier and len(carrier["baggage"]) > 1:
+            carrier["baggage"] = [",".join(carrier["baggage"])]  # the propagator reads one value
+        try:
+            return propagate.extract(carrier, getter=_GETTER)
+        except Exception:  # a hostile header must never fail the request
+            return None
+
+    # --- the middleware -----------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.excluded:
+            await self.app(scope, receive, send)
+            return
+        started = perf_counter()
+        raw_method = scope.get("method", "")
+        method = raw_method if raw_method in self.known_methods else "_OTHER"
+        scheme = scope.get("scheme", "http")
+        active_attrs, request_attrs = self._base_attributes(method, scheme, scope.get("http_version", ""))
+        root_path = scope.get("root_path", "")
+
+        parent = self._parent_context(scope.get("headers", ()))
+        span_name = method if method != "_OTHER" else "HTTP"
+        span = self.tracer.start_span(span_name, context=parent, kind=SpanKind.SERVER)
+        recording = span.is_recording()
+        if recording:
+            _set_request_span_attributes(span, scope, request_attrs, raw_method, method)
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+
+        status = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.active.add(1, active_attrs)
+        error: str | None = None
+        exception: BaseException | None = None
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            exception = exc
+            error = error_type_of(exc)
+            if not status:
+                status = 500  # ServerErrorMiddleware, outside this layer, answers it
+            raise
+        finally:
+            if error is None and status >= 500:
+                error = str(status)
+            route = route_template(scope, root_path)
+            attrs = self._final_attributes(request_attrs, route, status, error)
+            try:
+                # Recorded while the span is current, so exemplars can point at the trace.
+                self.duration.record(perf_counter() - started, attrs)
+                self.active.add(-1, active_attrs)
+                if recording:
+                    _finish_span(span, attrs, method, route, status, exception)
+            finally:
+                otel_context.detach(token)
+
+
+def _set_request_span_attributes(span: trace.Span, scope: Scope, request_attrs: dict[str, str],
+                                 raw_method: str, method: str) -> None:
+    attrs: dict[str, Any] = dict(request_attrs)
+    attrs["url.path"] = scope.get("path", "")
+    query = scope.get("query_string", b"")
+    if query:
+        attrs["url.query"] = query.decode("latin-1")
+    if raw_method != method:
+        attrs["http.request.method_original"] = raw_method
+    server = scope.get("server")
+    if server:
+        attrs["server.address"] = server[0]
+        if server[1] is not None:
+            attrs["server.port"] = server[1]
+    client = scope.get("client")
+    if client:
+        attrs["client.address"] = client[0]
+        if client[1] is not None:
+            attrs["client.port"] = client[1]
+    for name, value in scope.get("headers", ()):
+        if name == b"user-agent":
+            attrs["user_agent.original"] = value.decode("latin-1")
+        elif name == b"host":
+            authority = value.decode("latin-1")
+            host, sep, port = authority.rpartition(":")
+            if sep and host and port.isdigit():
+                attrs["server.address"] = host
+                attrs["server.port"] = int(port)
+            else:
+                attrs["server.address"] = authority
+    span.set_attributes(attrs)
+
+
+def _finish_span(span: trace.Span, attrs: dict[str, Any], method: str, route: str | None, status: int,
+                 exception: BaseException | None) -> None:
+    span.set_attributes(attrs)
+    if route is not None:
+        span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
+    if exception is not None:
+        span.record_exception(exception)
+        span.set_status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}")
+    elif status >= 500:
+        span.set_status(StatusCode.ERROR)
+    span.end()
+
+
+def _global_meter_provider() -> MeterProvider:
+    from opentelemetry import metrics
+
+    return metrics.get_meter_provider()
+
+
+def disable_native_fastapi_telemetry(app: Any) -> None:
+    """FastAPI >= 0.165 records HTTP metrics and spans itself whenever global OTel providers exist
+    (and defers only to the contrib middleware). With this layer in place that would record every
+    request twice, plus internal operation spans: switch the native layer off for this app."""
+    config = getattr(app, "_telemetry", None)
+    if isinstance(config, dict):
+        config.update(tracing=False, metrics=False, logs=False, operation_spans=False)

@@ -1,0 +1,94 @@
+"""Scrubbing: keys and values, before anything is kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from sizewise_otel.errors.scrub import FILTERED, Scrubber
+
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+       "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U")
+
+
+@pytest.fixture
+def scrubber() -> Scrubber:
+    return Scrubber()
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("user jane.doe+vip@example.com failed", "jane.doe"),
+    (f"token was {JWT}", "eyJzdWIiOiIxMjM0NTY3ODkwIn0"),
+    ("Authorization: Bearer s3cr3t-t0ken-value-123", "s3cr3t-t0ken"),
+    ("card 4111 1111 1111 1111 declined", "4111 1111 1111 1111"),
+    ("card 5500-0000-0000-0004 declined", "5500-0000-0000-0004"),
+    ("card 4012888888881881 declined", "4012888888881881"),
+    ("login failed password=hunter2 for x", "hunter2"),
+    ("{'password': 'hunter2-Secret!'}", "hunter2"),
+    ('{"api_key": "abc123def456"}', "abc123def456"),
+    ("GET /cb?session_id=QWERTY123&x=1", "QWERTY123"),
+    ("connect postgresql://app:pa55w0rd@db:5432/x", "pa55w0rd"),
+    ("stripe sk_live_51HxYzAbCdEfGh1234 refused", "sk_live_51HxYz"),
+    ("aws AKIAIOSFODNN7EXAMPLE denied", "AKIAIOSFODNN7EXAMPLE"),
+    ("client 203.0.113.42 blocked", "203.0.113.42"),
+    ("client 2001:db8:85a3:0:0:8a2e:370:7334 blocked", "2001:db8:85a3:0:0:8a2e:370:7334"),
+])
+def test_values_are_scrubbed_inside_text(scrubber: Scrubber, text: str, secret: str) -> None:
+    out = scrubber.text(text)
+    assert secret not in out
+    assert out != text
+
+
+def test_numbers_failing_luhn_are_kept(scrubber: Scrubber) -> None:
+    assert scrubber.text("order 4111111111111112 shipped") == "order 4111111111111112 shipped"
+    assert scrubber.text("duct 12 x 8 in, 350 cfm") == "duct 12 x 8 in, 350 cfm"
+
+
+def test_keys_are_filtered_at_any_depth(scrubber: Scrubber) -> None:
+    data = {"user": "bob", "Password": "hunter2", "nested": {"X-Api-Key": "k", "list": [{"token": "t"}]},
+            "headers": {"authorization": "Bearer abcdefgh", "Cookie": "sid=1", "accept": "json"},
+            "csrf_token": "c", "sessionid": "s", "author": "Ann"}
+    out = scrubber.mapping(data)
+    assert out["Password"] == FILTERED
+    assert out["nested"]["X-Api-Key"] == FILTERED
+    assert out["nested"]["list"][0]["token"] == FILTERED
+    assert out["headers"]["authorization"] == FILTERED
+    assert out["headers"]["Cookie"] == FILTERED
+    assert out["headers"]["accept"] == "json"
+    assert out["csrf_token"] == FILTERED and out["sessionid"] == FILTERED
+    assert out["user"] == "bob" and out["author"] == "Ann"
+
+
+def test_values_in_mappings_and_odd_types(scrubber: Scrubber) -> None:
+    out = scrubber.mapping({"note": "mail bob@example.com", "n": 4111111111111111, "b": b"x@y.io",
+                            "t": ("a@b.co",), "obj": object()})
+    assert "bob@" not in str(out) and "4111111111111111" not in str(out) and "x@y.io" not in str(out)
+
+
+def test_ip_scrubbing_is_a_setting() -> None:
+    assert "10.1.2.3" in Scrubber(ip_addresses=False).text("from 10.1.2.3")
+    assert "10.1.2.3" not in Scrubber().text("from 10.1.2.3")
+
+
+def test_custom_keys_and_patterns() -> None:
+    s = Scrubber()
+    s.add_key("national_id")
+    s.add_pattern("order-ref", r"ORD-\d{8}", "[order]")
+    assert s.mapping({"customer_national_id": "123"})["customer_national_id"] == FILTERED
+    assert s.text("refund ORD-12345678 failed") == "refund [order] failed"
+
+
+def test_span_attributes(scrubber: Scrubber) -> None:
+    attrs = {"http.route": "/x/{id}", "url.query": "email=a@b.io&token=zzz",
+             "http.request.header.authorization": ("Bearer abcdefghij",), "http.response.status_code": 500}
+    out = scrubber.attributes(attrs)
+    assert out is not None
+    assert "a@b.io" not in out["url.query"] and "zzz" not in out["url.query"]
+    assert out["http.request.header.authorization"] == (FILTERED,)
+    assert out["http.route"] == "/x/{id}" and out["http.response.status_code"] == 500
+    assert scrubber.attributes({"http.route": "/x"}) is None
+
+
+def test_nul_bytes_and_surrogates_are_made_storable(scrubber: Scrubber) -> None:
+    out = scrubber.text("bad\x00value \udcff; DROP TABLE x;--")
+    assert "\x00" not in out
+    out.encode("utf-8")
