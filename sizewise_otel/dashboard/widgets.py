@@ -53,7 +53,7 @@ PANEL_TYPES = ("timeseries", "stat", "gauge", "bargauge")
 INSTRUMENTATION_METRICS: dict[str, tuple[str, ...]] = {
     "system_cpu_utilization": ("cpu", "state"),
     "system_memory_utilization": ("state",),
-    "process_cpu_utilization": ("state",),
+    "process_cpu_utilization": (),
     "process_thread_count": (),
     "process_open_file_descriptor_count": (),
     "up": (),  # written by Prometheus for every scrape target

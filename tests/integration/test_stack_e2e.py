@@ -308,8 +308,8 @@ def test_prometheus_scrapes_the_collector_and_its_own_telemetry(full_stack: Stac
     up = {r["metric"]["job"]: r["value"][1] for r in full_stack.query("up")}
     assert up["otel-collector"] == "1"
     assert up["otel-collector-internal"] == "1"
-    accepted = full_stack.query('{__name__=~"otelcol_receiver_accepted_metric_points.*", job="otel-collector-internal"}')
-    assert accepted and sum(float(r["value"][1]) for r in accepted) > 0, accepted
+    accepted = 'sum({__name__=~"otelcol_receiver_accepted_metric_points.*", job="otel-collector-internal"})'
+    servers.wait_for(lambda: (full_stack.scalar(accepted) or 0) > 0, 20, "collector's own receiver metrics")
     refused = full_stack.query('{__name__=~"otelcol_receiver_refused_metric_points.*"} > 0')
     assert not refused, refused
 

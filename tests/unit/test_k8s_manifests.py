@@ -6,8 +6,8 @@ Rendering uses ``kubectl kustomize`` (or ``kustomize build``) when one is instal
 a small Python renderer covering exactly the kustomize features k8s/ uses; when both are available
 a test checks they agree, so the fallback stays honest.
 
-The ConfigMaps come from the project's own prometheus/ and alertmanager/ files, through a
-kustomization.yaml in each of those directories (kustomize reads files only below a kustomization's
+The ConfigMaps come from the project's own collector/, prometheus/ and alertmanager/ files,
+through a kustomization.yaml in each of those directories (kustomize reads files only below a kustomization's
 root; see docs/kubernetes.md). Until those exist, rendering uses a copy of the tree in a temp dir
 with the kustomizations ``shared_kustomization`` writes, and the stubs below for missing files.
 """
@@ -34,9 +34,10 @@ K8S_VERSION = "1.32.0"  # the oldest Kubernetes the manifests promise to work on
 CRD_KINDS = {"ServiceMonitor", "PodMonitor"}
 CLUSTER_KINDS = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume"}
 
-# prometheus/ and alertmanager/ belong to other parts of the project; the stubs stand in for files
+# collector/, prometheus/ and alertmanager/ belong to other parts of the project; the stubs stand in for files
 # that do not exist yet, so the manifests can be rendered and checked meanwhile.
 STUBS = {
+    "collector/config.yaml": "receivers: {}\n",
     "prometheus/prometheus.yml": "global:\n  scrape_interval: 15s\n",
     "prometheus/rules/sizewise.yml": "groups: []\n",
     "alertmanager/alertmanager.yml": "route:\n  receiver: default\nreceivers:\n  - name: default\n",
@@ -50,25 +51,28 @@ def load_docs(text: str) -> list[Obj]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
+SHARED_DIRS = ("collector", "prometheus", "alertmanager")
+
+
 def shared_kustomization(directory: Path) -> str:
-    """The kustomization.yaml prometheus/ or alertmanager/ carries (what `render` should write)."""
-    if directory.name == "prometheus":
-        rules = sorted(p.relative_to(directory).as_posix() for p in (directory / "rules").glob("*.yml")
-                       if not p.name.endswith("_test.yml"))
+    """The kustomization.yaml each shared directory carries (what `render` should write)."""
+    if directory.name == "collector":
+        gens = [{"name": "collector-config", "files": ["config.yaml"]}]
+    elif directory.name == "prometheus":
+        rules = sorted(p.relative_to(directory).as_posix() for p in (directory / "rules").glob("*.yml"))
         gens = [{"name": "prometheus-config", "files": ["prometheus.yml"]},
                 {"name": "prometheus-rules", "files": rules}]
     else:
-        gens = [{"name": "alertmanager-config", "files": ["alertmanager.yml"]}]
         templates = sorted(p.relative_to(directory).as_posix()
                            for p in (directory / "templates").glob("*.tmpl"))
-        if templates:
-            gens.append({"name": "alertmanager-templates", "files": templates})
+        gens = [{"name": "alertmanager-config", "files": ["alertmanager.yml"]},
+                {"name": "alertmanager-templates", "files": templates}]
     return yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                            "configMapGenerator": gens}, sort_keys=False)
 
 
 def shared_dirs_ready(root: Path) -> bool:
-    return all((root / d / "kustomization.yaml").exists() for d in ("prometheus", "alertmanager"))
+    return all((root / d / "kustomization.yaml").exists() for d in SHARED_DIRS)
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +82,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return REPO
     root = tmp_path_factory.mktemp("repo")
     shutil.copytree(K8S, root / "k8s")
-    for name in ("prometheus", "alertmanager"):
+    for name in SHARED_DIRS:
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, root / name)
     for rel, text in STUBS.items():
@@ -86,7 +90,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-    for name in ("prometheus", "alertmanager"):
+    for name in SHARED_DIRS:
         if not (root / name / "kustomization.yaml").exists():
             (root / name / "kustomization.yaml").write_text(shared_kustomization(root / name))
     return root
@@ -335,7 +339,7 @@ def check_app_deployment(objs: list[Obj]) -> None:
     assert match, endpoint
     svc = find(objs, "Service", match.group(1))
     assert int(match.group(2)) in {p["port"] for p in svc["spec"]["ports"]}
-    assert svc["spec"]["selector"]["app.kubernetes.io/name"] == "collector"
+    assert svc["spec"]["selector"]["app.kubernetes.io/name"] == "otel-collector"
 
     # Scrape config: prometheus.io/* annotations on the pods, naming the real port and path.
     ann = pod["metadata"]["annotations"]
@@ -374,7 +378,7 @@ def test_service_monitor_and_scrape_targets(rendered: dict[str, list[Obj]], over
     objs = rendered[overlay]
     deploy = find(objs, "Deployment", "sizewise-hvac")
     pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
-    svc = find(objs, "Service", "app")
+    svc = find(objs, "Service", "sizewise-app")
     assert svc["spec"]["selector"].items() <= pod_labels.items()
     port_names = {p["name"] for p in container(deploy, "app")["ports"]}
     assert {p["targetPort"] for p in svc["spec"]["ports"]} <= port_names
@@ -401,7 +405,7 @@ def test_namespaces(rendered: dict[str, list[Obj]], overlay: str) -> None:
         if obj["kind"] not in CLUSTER_KINDS:
             assert obj["metadata"]["namespace"] == ns, obj["metadata"]["name"]
     binding = find(objs, "ClusterRoleBinding")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "collector", "namespace": ns}]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "otel-collector", "namespace": ns}]
     role = find(objs, "ClusterRole")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     # Cluster-wide names differ per overlay, so dev and production can share a cluster.
@@ -481,24 +485,29 @@ def test_configmaps_come_from_the_project_files(rendered: dict[str, list[Obj]], 
                   and re.fullmatch(rf"{prefix}(-[a-z0-9]{{10}})?", o["metadata"]["name"])]
         return hit["data"]
 
-    assert cm("collector-config")["config.yaml"] == (K8S / "collector/config.yaml").read_text()
+    assert cm("collector-config-k8s")["config.yaml"] == (K8S / "collector/config.yaml").read_text()
+    assert cm("collector-config")["config.yaml"] == (tree / "collector/config.yaml").read_text()
     assert cm("prometheus-config")["prometheus.yml"] == (tree / "prometheus/prometheus.yml").read_text()
     assert cm("alertmanager-config")["alertmanager.yml"] == \
         (tree / "alertmanager/alertmanager.yml").read_text()
     rules = cm("prometheus-rules")
+    assert set(rules) == {p.name for p in (tree / "prometheus/rules").glob("*.yml")}
     for path in (tree / "prometheus/rules").glob("*.yml"):
-        if not path.name.endswith("_test.yml"):
-            assert rules[path.name] == path.read_text()
+        assert rules[path.name] == path.read_text()
+    templates = cm("alertmanager-templates") or {}
+    assert set(templates) == {p.name for p in (tree / "alertmanager/templates").glob("*.tmpl")}
 
 
 def test_shared_config_dirs_carry_their_kustomization() -> None:
-    if not (REPO / "prometheus").is_dir() and not (REPO / "alertmanager").is_dir():
-        pytest.skip("prometheus/ and alertmanager/ do not exist yet")
-    missing = [d for d in ("prometheus", "alertmanager") if not (REPO / d / "kustomization.yaml").exists()]
+    present = [d for d in SHARED_DIRS if (REPO / d).is_dir()]
+    if not present:
+        pytest.skip("collector/, prometheus/ and alertmanager/ do not exist yet")
+    missing = [d for d in SHARED_DIRS if not (REPO / d / "kustomization.yaml").exists()]
     if missing:
-        pytest.skip(f"{', '.join(missing)}/kustomization.yaml not written yet (docs/kubernetes.md says "
-                    "what it holds); the overlays were rendered with a generated one")
-    for d in ("prometheus", "alertmanager"):
+        pytest.skip(", ".join(f"{d}/kustomization.yaml" for d in missing) + " not written yet "
+                    "(docs/kubernetes.md says what each holds); the overlays were rendered with "
+                    "generated ones")
+    for d in SHARED_DIRS:
         kz = yaml.safe_load((REPO / d / "kustomization.yaml").read_text())
         expected = yaml.safe_load(shared_kustomization(REPO / d))
         assert kz["configMapGenerator"] == expected["configMapGenerator"], f"{d}/kustomization.yaml"
@@ -631,28 +640,71 @@ def test_crd_kinds_have_required_fields() -> None:
 def test_pod_monitor_targets_the_collector(rendered: dict[str, list[Obj]]) -> None:
     objs = rendered["production"]
     pm = find(objs, "PodMonitor")
-    collector = find(objs, "Deployment", "collector")
+    collector = find(objs, "Deployment", "otel-collector")
     assert pm["spec"]["selector"]["matchLabels"].items() <= \
         collector["spec"]["template"]["metadata"]["labels"].items()
-    ports = {p["name"] for p in container(collector, "collector")["ports"]}
+    ports = {p["name"] for p in container(collector, "otel-collector")["ports"]}
     assert {e["port"] for e in pm["spec"]["podMetricsEndpoints"]} <= ports
 
 
 # --- the collector: k8sattributes, its RBAC, the builder manifest ---------------------------
 
 
-def test_collector_config_uses_k8sattributes() -> None:
-    cfg = yaml.safe_load((K8S / "collector/config.yaml").read_text())
+def merge_collector_configs(*configs: Obj) -> Obj:
+    """How the collector merges several --config files: maps key by key, later lists replace."""
+    out: Obj = {}
+    for cfg in configs:
+        out = _merge_maps(out, cfg)
+    return out
+
+
+def _merge_maps(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = _merge_maps(base[key], value) if key in base else value
+        return merged
+    return over
+
+
+def collector_config(tree: Path) -> Obj:
+    """collector/config.yaml with k8s/collector/config.yaml over it, as the Deployment's args say."""
+    return merge_collector_configs(yaml.safe_load((tree / "collector/config.yaml").read_text()),
+                                   yaml.safe_load((K8S / "collector/config.yaml").read_text()))
+
+
+def test_collector_args_merge_both_configs(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    deploy = find(objs, "Deployment", "otel-collector")
+    spec = deploy["spec"]["template"]["spec"]
+    c = container(deploy, "otel-collector")
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v}
+    by_cm = {re.sub(r"-[a-z0-9]{10}$", "", volumes[name]): path for name, path in mounts.items()}
+    # Base first, the k8s additions second: later files win.
+    assert c["args"] == [f"--config={by_cm['collector-config']}/config.yaml",
+                         f"--config={by_cm['collector-config-k8s']}/config.yaml"]
+
+
+def test_collector_config_uses_k8sattributes(tree: Path) -> None:
+    if not (REPO / "collector/config.yaml").exists():
+        pytest.skip("collector/config.yaml does not exist yet")
+    cfg = collector_config(REPO)
     k8s = cfg["processors"]["k8sattributes"]
     metadata = set(k8s["extract"]["metadata"])
     assert {"k8s.pod.name", "k8s.namespace.name", "k8s.node.name", "k8s.deployment.name"} <= metadata
     sources = [s["from"] for rule in k8s["pod_association"] for s in rule["sources"]]
     assert "connection" in sources  # gateway: the app pods connect directly
+    base = yaml.safe_load((REPO / "collector/config.yaml").read_text())
+    assert set(cfg["service"]["pipelines"]) == set(base["service"]["pipelines"])
     for name, pipeline in cfg["service"]["pipelines"].items():
         assert "k8sattributes" in pipeline["processors"], name
-        # memory_limiter first, batch last: the collector's own guidance.
+        # memory_limiter first, batch last, the rest of the base pipeline kept in its order.
         assert pipeline["processors"][0] == "memory_limiter"
         assert pipeline["processors"][-1] == "batch"
+        without = [p for p in pipeline["processors"] if p != "k8sattributes"]
+        assert without == base["service"]["pipelines"][name]["processors"], name
+        assert pipeline["receivers"] and pipeline["exporters"]
         for kind in ("receivers", "processors", "exporters"):
             for comp in pipeline[kind]:
                 assert comp in cfg[kind], f"{name}: {kind} {comp} is not defined"
@@ -660,25 +712,48 @@ def test_collector_config_uses_k8sattributes() -> None:
         assert ext in cfg["extensions"]
 
 
-def test_builder_manifest_contains_every_component() -> None:
-    cfg = yaml.safe_load((K8S / "collector/config.yaml").read_text())
-    builder = yaml.safe_load((K8S / "collector/builder-config.yaml").read_text())
+# Component type -> Go module name, where it is not simply type + kind ("otlp_grpc" is the otlp
+# exporter's newer name).
+_MODULE_OF = {"otlp_grpc": "otlpexporter", "otlp_http": "otlphttpexporter", "otlphttp": "otlphttpexporter"}
+
+
+def builder_modules(path: Path) -> dict[str, dict[str, str]]:
+    builder = yaml.safe_load(path.read_text())
     modules: dict[str, dict[str, str]] = {}
-    for kind in ("receivers", "processors", "exporters", "extensions"):
-        for entry in builder.get(kind, []):
+    for kind in ("receivers", "processors", "exporters", "extensions", "connectors", "providers"):
+        for entry in builder.get(kind) or []:
             module, version = entry["gomod"].split()
-            modules.setdefault(kind, {})[module.rsplit("/", 1)[1]] = version
-            if module.startswith("go.opentelemetry.io/collector/"):
+            modules.setdefault(kind, {})[module] = version
+    return modules
+
+
+def test_builder_manifest_contains_every_component() -> None:
+    modules = builder_modules(K8S / "collector/builder-config.yaml")
+    for kind, entries in modules.items():
+        for module, version in entries.items():
+            if module.startswith("go.opentelemetry.io/collector/confmap/"):
+                assert version == "v1.71.0", module  # the stable modules of core v0.165.0
+            elif module.startswith("go.opentelemetry.io/collector/"):
                 assert version == "v0.165.0", module
             else:
                 assert module.startswith("github.com/open-telemetry/opentelemetry-collector-contrib/")
                 assert version == "v0.165.1", module
-    assert "k8sattributesprocessor" in modules["processors"]
+    names = {kind: {m.rsplit("/", 1)[1] for m in entries} for kind, entries in modules.items()}
+    assert "k8sattributesprocessor" in names["processors"]
+    if not (REPO / "collector/config.yaml").exists():
+        return
+    cfg = collector_config(REPO)
     for kind in ("receivers", "processors", "exporters", "extensions"):
-        singular = kind[:-1]
-        for comp in cfg.get(kind, {}):
-            module = comp.split("/")[0].replace("_", "") + singular
-            assert module in modules.get(kind, {}), f"{comp} ({module}) missing from builder-config.yaml"
+        for comp in cfg.get(kind) or {}:
+            ctype = comp.split("/")[0]
+            module = _MODULE_OF.get(ctype, ctype.replace("_", "") + kind[:-1])
+            assert module in names.get(kind, set()), f"{comp} ({module}) missing from builder-config.yaml"
+    # Everything the compose distribution has, the k8s one has too (same versions).
+    shared = REPO / "collector/builder-config.yaml"
+    if shared.exists():
+        for kind, entries in builder_modules(shared).items():
+            for module, version in entries.items():
+                assert modules.get(kind, {}).get(module) == version, module
 
 
 def test_collector_rbac_covers_k8sattributes(rendered: dict[str, list[Obj]], overlay: str) -> None:
@@ -689,10 +764,44 @@ def test_collector_rbac_covers_k8sattributes(rendered: dict[str, list[Obj]], ove
     for need in (("", "pods"), ("", "namespaces"), ("", "nodes"), ("apps", "replicasets")):
         assert {"get", "list", "watch"} <= granted[need], need
     assert all(v <= {"get", "list", "watch"} for v in granted.values())  # read-only
-    collector = find(objs, "Deployment", "collector")
+    collector = find(objs, "Deployment", "otel-collector")
     assert collector["spec"]["template"]["spec"]["serviceAccountName"] == \
         find(objs, "ClusterRoleBinding")["subjects"][0]["name"]
-    assert collector["spec"]["template"]["spec"]["containers"][0]["args"] == ["--config=/conf/config.yaml"]
+
+
+def test_prometheus_and_alertmanager_paths_match_their_configs(rendered: dict[str, list[Obj]],
+                                                               tree: Path) -> None:
+    """prometheus.yml's rule_files and targets, alertmanager.yml's templates and secrets resolve."""
+    objs = rendered["production"]
+    prom = container(find(objs, "Deployment", "prometheus"), "prometheus")
+    config_file = next(a.split("=", 1)[1] for a in prom["args"] if a.startswith("--config.file="))
+    mounts = {m["mountPath"] for m in prom["volumeMounts"]}
+    assert config_file in mounts
+    prom_cfg = yaml.safe_load((tree / "prometheus/prometheus.yml").read_text())
+    for pattern in prom_cfg.get("rule_files", []):
+        directory = str(Path(config_file).parent / Path(pattern).parent)
+        assert directory in mounts, pattern
+    services = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]}
+                for o in objs if o["kind"] == "Service"}
+    targets = [t for job in prom_cfg.get("scrape_configs", []) for sc in job.get("static_configs", [])
+               for t in sc["targets"]]
+    targets += [t for am in prom_cfg.get("alerting", {}).get("alertmanagers", [])
+                for sc in am.get("static_configs", []) for t in sc["targets"]]
+    for target in targets:
+        host, _, port = target.partition(":")
+        if host != "localhost":
+            assert int(port) in services.get(host, set()), f"{target}: no such Service port"
+
+    am = container(find(objs, "Deployment", "alertmanager"), "alertmanager")
+    am_mounts = {m["mountPath"] for m in am["volumeMounts"]}
+    am_cfg_text = (tree / "alertmanager/alertmanager.yml").read_text()
+    am_cfg = yaml.safe_load(am_cfg_text)
+    for pattern in am_cfg.get("templates", []):
+        assert str(Path("/etc/alertmanager") / Path(pattern).parent) in am_mounts, pattern
+    for secret_file in re.findall(r"_file:\s*(/\S+)", am_cfg_text):
+        assert str(Path(secret_file).parent) in am_mounts, secret_file
+    for url in re.findall(r"url:\s*http://([a-z0-9-]+):(\d+)", am_cfg_text):
+        assert int(url[1]) in services.get(url[0], set()), url
 
 
 def test_kustomization_paths_exist() -> None:

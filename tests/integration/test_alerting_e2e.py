@@ -1,0 +1,250 @@
+"""End to end with real binaries: an instrumented FastAPI app answering 500s, Prometheus with the
+generated rules, Alertmanager with the checked-in config, and a local HTTP server standing in for
+Slack (and for the generic webhook the app relays to). The Slack JSON is asserted exactly, when
+HighErrorRate fires and when it resolves.
+
+The Prometheus and Alertmanager configs are test copies derived from the checked-in files: only
+intervals, ``for`` durations (divided by 20), URLs and secret-file paths are overridden.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from sizewise_otel.alerts.notify import slack_payload, verify_signature
+from sizewise_otel.alerts.rules import DEFAULT_RULES
+from tests import servers
+
+pytestmark = pytest.mark.integration
+
+ROOT = servers.ROOT
+JOB = "sizewise"
+SECRET = "e2e-webhook-secret"
+RELAY_KEY = "e2e-relay-admin-key"
+
+APP = """
+import sys
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+import sizewise_otel
+
+app = FastAPI()
+
+
+@app.get("/api/hvac/calculate")
+def calculate(fail: int = 0):
+    if fail:
+        return JSONResponse({"error": "calculation failed"}, status_code=500)
+    return {"cfm": 1200}
+
+
+sizewise_otel.instrument(app)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+class _Sink(BaseHTTPRequestHandler):
+    received: list[tuple[str, dict[str, str], bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def sink() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
+    handler = type("Sink", (_Sink,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _seconds(duration: str) -> int:
+    value, unit = int(duration[:-1]), duration[-1]
+    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def test_rule_files(tmp: Path) -> list[str]:
+    """Copies of the generated rule files with every ``for`` divided by 20."""
+    paths = []
+    for src in sorted((ROOT / "prometheus" / "rules").glob("*.yml")):
+        doc = yaml.safe_load(src.read_text())
+        for group in doc["groups"]:
+            for rule in group["rules"]:
+                if "for" in rule:
+                    rule["for"] = f"{max(1, _seconds(rule['for']) // 20)}s"
+        dst = tmp / src.name
+        dst.write_text(yaml.safe_dump(doc, sort_keys=False))
+        paths.append(str(dst))
+    return paths
+
+
+test_rule_files.__test__ = False  # type: ignore[attr-defined]
+
+
+def prometheus_config(tmp: Path, app_port: int, am_port: int) -> Path:
+    base_path = ROOT / "prometheus" / "prometheus.yml"
+    base = yaml.safe_load(base_path.read_text()) if base_path.exists() else {}
+    cfg = {
+        "global": {**(base.get("global") or {}), "scrape_interval": "1s", "evaluation_interval": "1s",
+                   "scrape_timeout": "1s"},
+        "rule_files": test_rule_files(tmp),
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+        "scrape_configs": [{"job_name": JOB, "metrics_path": "/metrics",
+                            "static_configs": [{"targets": [f"127.0.0.1:{app_port}"]}]}],
+    }
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def alertmanager_config(tmp: Path, slack_url: str, relay_url: str) -> Path:
+    cfg = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
+    (tmp / "slack_webhook_url").write_text(slack_url + "\n")
+    (tmp / "relay_key").write_text(RELAY_KEY + "\n")
+    cfg["templates"] = [str(ROOT / "alertmanager" / t) for t in cfg["templates"]]
+    cfg["route"].update(group_wait="1s", group_interval="1s")
+    for receiver in cfg["receivers"]:
+        for slack in receiver.get("slack_configs", []):
+            assert "api_url" not in slack, "the Slack URL must come from a file"
+            slack["api_url_file"] = str(tmp / "slack_webhook_url")
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = relay_url
+            hook["http_config"]["authorization"]["credentials_file"] = str(tmp / "relay_key")
+    path = tmp / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _slack_messages(received: list[Any], status: str) -> list[dict[str, Any]]:
+    out = []
+    for path, _, body in list(received):
+        if path != "/slack":
+            continue
+        doc = json.loads(body)
+        title = doc["attachments"][0]["title"]
+        if re.search(r"\bHighErrorRate$", title) and title.startswith(f"[{status.upper()}"):
+            out.append(doc)
+    return out
+
+
+class Load:
+    """Requests in a background thread: failing ones, then successful ones."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.fail = True
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self.stop.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    client.get(f"{self.url}/api/hvac/calculate", params={"fail": int(self.fail)})
+                if self.fail:
+                    time.sleep(0.2)  # few errors, so successes soon outweigh them
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_high_error_rate_reaches_slack_firing_then_resolved() -> None:
+    started = time.monotonic()
+    tmp = servers.tempdir("alerting-e2e")
+    rule = next(r for r in DEFAULT_RULES if r.name == "high_error_rate")
+    with sink() as (sink_url, received):
+        app_port = servers.free_port()
+        am = servers.alertmanager_server(
+            alertmanager_config(tmp, f"{sink_url}/slack", f"http://127.0.0.1:{app_port}/alerts/relay"))
+        prom = servers.prometheus_server(prometheus_config(tmp, app_port, am.port))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_OTLP")}
+        env.update(
+            PROMETHEUS_URL=prom.url,  # full stack: Prometheus/Alertmanager alert, not the app
+            SIZEWISE_API_KEYS=f"admin:{RELAY_KEY}",
+            ALERT_WEBHOOK_URL=f"{sink_url}/hook", ALERT_WEBHOOK_SECRET=SECRET,
+            ALERT_ALLOW_HTTP_WEBHOOKS="true", OTEL_SERVICE_NAME="sizewise-hvac",
+            ERROR_TRACKING_ENABLED="false", HEALTH_MONITORING_ENABLED="false",
+            PERFORMANCE_DASHBOARD_ENABLED="false", DATABASE_URL=f"sqlite:///{tmp / 'app.db'}",
+        )
+        app = servers.Server("sizewise-app", app_port, tmp, [sys.executable, "-c", APP, str(app_port)],
+                             tmp / "app.log", env=env)
+        load = Load(app.url)
+        try:
+            app.start()
+            am.start()
+            prom.start()
+            load.thread.start()
+            _wait(lambda: _slack_messages(received, "firing"), 45, "the firing Slack message")
+            load.fail = False  # successes from now on: the error rate falls under 5 %
+            _wait(lambda: _slack_messages(received, "resolved"), 40, "the resolved Slack message")
+        finally:
+            load.stop.set()
+            for srv in (prom, am, app):
+                srv.stop()
+
+        labels = {"alertname": "HighErrorRate", "instance": f"127.0.0.1:{app_port}", "job": JOB,
+                  "service": JOB, "severity": "critical"}
+        annotations = rule.annotations(labels, 100.0)  # only 500s before it fired
+        for status in ("firing", "resolved"):
+            [got] = _slack_messages(received, status)
+            want = slack_payload("#sizewise-alerts", [{"status": status, "labels": labels,
+                                                       "annotations": annotations}], status)
+            assert got["channel"] == want["channel"] == "#sizewise-alerts"
+            assert got["username"] == want["username"]
+            got_att, want_att = got["attachments"][0], want["attachments"][0]
+            for key in ("title", "title_link", "text", "fallback", "color"):
+                assert got_att[key] == want_att[key], key
+        firing = _slack_messages(received, "firing")[0]["attachments"][0]
+        assert firing["title"] == "[FIRING:1] SizeWise Alert: HighErrorRate"
+        assert firing["color"] == "danger"
+        assert firing["text"] == (
+            f"*High error rate on {JOB}* (critical)\n"
+            f"High error rate detected. More than 5% of HTTP requests answered 5xx over the last "
+            f"minute on 127.0.0.1:{app_port}. Value: 100.0%.\n"
+            f"<{rule.runbook_url}|Runbook> | <http://localhost:3000/d/sizewise-application-performance|Dashboard>")
+        resolved = _slack_messages(received, "resolved")[0]["attachments"][0]
+        assert resolved["title"] == "[RESOLVED] SizeWise Alert: HighErrorRate"
+        assert resolved["color"] == "good"
+
+        # Alertmanager's webhook went through the app's relay to ALERT_WEBHOOK_URL, signed.
+        hooks = [(h, b) for p, h, b in received if p == "/hook"]
+        relayed = [json.loads(b) for h, b in hooks
+                   if json.loads(b).get("commonLabels", {}).get("alertname") == "HighErrorRate"]
+        assert {d["status"] for d in relayed} >= {"firing"}
+        assert relayed[0]["receiver"] == "sizewise-critical"
+        for headers, body in hooks:
+            assert verify_signature(SECRET, body, headers["x-sizewise-timestamp"],
+                                    headers["x-sizewise-signature"])
+    assert time.monotonic() - started < 90
