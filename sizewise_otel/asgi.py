@@ -9,6 +9,9 @@ from collections import deque
 from typing import Any, Protocol
 
 Scope = dict[str, Any]
+# Set on the scope by code that already captured the request's exception (e.g. an exception
+# handler answering 503), so the 5xx status is not captured a second time.
+CAPTURED_KEY = "sizewise.error_captured"
 
 
 class ErrorSink(Protocol):
@@ -69,5 +72,5 @@ class MonitoringMiddleware:
         status = status_holder[0]
         if status >= 500:
             stats.errors += 1
-            if self.sink is not None:
+            if self.sink is not None and not scope.get(CAPTURED_KEY):
                 self.sink.capture_server_error_status(scope, status)

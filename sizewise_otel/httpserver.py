@@ -30,7 +30,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode, TracerProvider
 
@@ -123,32 +123,47 @@ class HTTPServerTelemetry:
             name, version, schema_url=schema_url)
         self.duration = meter.create_histogram(
             DURATION, unit="s", description="Duration of HTTP server requests.")
-        self.active = meter.create_up_down_counter(
-            ACTIVE, unit="{request}", description="Number of active HTTP server requests.")
+        # In-flight counts live in plain integer cells, one per (method, scheme), and are reported
+        # by an observable up-down counter at collection time: two SDK measurements a request
+        # (each one validates, copies and hashes its attributes) become two integer updates. The
+        # exported series is the same non-monotonic sum the synchronous instrument produces.
+        self._active_cells: dict[tuple[str, str], tuple[list[int], dict[str, str]]] = {}
+        self.active = meter.create_observable_up_down_counter(
+            ACTIVE, callbacks=[self._observe_active], unit="{request}",
+            description="Number of active HTTP server requests.")
         self.excluded = frozenset(excluded_paths)
         self.known_methods = known_methods()
         # Which request headers the propagator reads (traceparent, tracestate, baggage, ...), as
         # lower-case bytes: a request carrying none of them skips extraction entirely.
         self._propagator_fields = frozenset(
             f.lower().encode("latin-1") for f in propagate.get_global_textmap().fields)
-        self._base: dict[tuple[str, str, str], tuple[dict[str, str], dict[str, str]]] = {}
+        self._base: dict[tuple[str, str, str], tuple[list[int], dict[str, str]]] = {}
         self._final: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     # --- cached attribute sets ----------------------------------------------------------------
-    def _base_attributes(self, method: str, scheme: str, version: str) -> tuple[dict[str, str], dict[str, str]]:
+    def _observe_active(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(cell[0], attrs) for cell, attrs in list(self._active_cells.values())]
+
+    def _base_attributes(self, method: str, scheme: str, version: str) -> tuple[list[int], dict[str, str]]:
+        """The in-flight cell for (method, scheme) and the request's attribute dict (cached)."""
         key = (method, scheme, version)
         found = self._base.get(key)
         if found is None:
-            active = {"http.request.method": method, "url.scheme": scheme}
-            request = {**active, "network.protocol.version": version} if version else dict(active)
-            found = (active, request)
+            cell = self._active_cells.get((method, scheme))
+            if cell is None:
+                cell = ([0], {"http.request.method": method, "url.scheme": scheme})
+                if len(self._active_cells) < MAX_CACHED_ATTRIBUTE_SETS:
+                    self._active_cells[(method, scheme)] = cell
+            request = dict(cell[1])
+            if version:
+                request["network.protocol.version"] = version
+            found = (cell[0], request)
             if len(self._base) < MAX_CACHED_ATTRIBUTE_SETS:
                 self._base[key] = found
         return found
 
-    def _final_attributes(self, request: dict[str, str], route: str | None, status: int,
-                          error: str | None) -> dict[str, Any]:
-        key = (id(request), route, status, error)
+    def _final_attributes(self, key: tuple[Any, ...], request: dict[str, str], route: str | None,
+                          status: int, error: str | None) -> dict[str, Any]:
         found = self._final.get(key)
         if found is None:
             found = dict(request)
@@ -189,7 +204,8 @@ class HTTPServerTelemetry:
         raw_method = scope.get("method", "")
         method = raw_method if raw_method in self.known_methods else "_OTHER"
         scheme = scope.get("scheme", "http")
-        active_attrs, request_attrs = self._base_attributes(method, scheme, scope.get("http_version", ""))
+        version = scope.get("http_version", "")
+        active, request_attrs = self._base_attributes(method, scheme, version)
         root_path = scope.get("root_path", "")
 
         parent = self._parent_context(scope.get("headers", ()))
@@ -208,7 +224,7 @@ class HTTPServerTelemetry:
                 status = message["status"]
             await send(message)
 
-        self.active.add(1, active_attrs)
+        active[0] += 1
         error: str | None = None
         exception: BaseException | None = None
         try:
@@ -223,11 +239,12 @@ class HTTPServerTelemetry:
             if error is None and status >= 500:
                 error = str(status)
             route = route_template(scope, root_path)
-            attrs = self._final_attributes(request_attrs, route, status, error)
+            active[0] -= 1
+            attrs = self._final_attributes((method, scheme, version, route, status, error), request_attrs,
+                                           route, status, error)
             try:
                 # Recorded while the span is current, so exemplars can point at the trace.
                 self.duration.record(perf_counter() - started, attrs)
-                self.active.add(-1, active_attrs)
                 if recording:
                     _finish_span(span, attrs, method, route, status, exception)
             finally:

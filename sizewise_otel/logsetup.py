@@ -12,6 +12,10 @@ def configure_logging(level: str = "INFO") -> None:
     """Configure structlog and stdlib logging once; safe to call again (reconfigures)."""
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s", force=True)
+    # httpx logs every request at INFO: the demo's own mesh calls and health probes would drown
+    # the service's log.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

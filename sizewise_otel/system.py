@@ -55,6 +55,9 @@ class SystemMetrics:
         telemetry.observe("sizewise.disk.usage", self.disk)
         telemetry.observe("sizewise.network.io", self.network)
         telemetry.observe("sizewise.process.memory.rss", self.rss)
+        from sizewise_otel.container import register_container_metrics
+
+        register_container_metrics(telemetry, self._container)
 
     def cpu_percent(self) -> float:
         return next(iter(self.cpu()))[0]

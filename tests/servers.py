@@ -78,19 +78,20 @@ class Server:
     ready: Callable[[], bool] | None = None
     user: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    stop_signal: int = signal.SIGTERM
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> Server:
-        argv = self.argv
-        if self.user:
-            argv = ["runuser", "-u", self.user, "--", *argv]
+        # Run as the given user directly (not through runuser), so a stop signal reaches the
+        # server itself and not a wrapper that escalates to SIGKILL.
+        user_kw = {"user": self.user, "group": self.user, "extra_groups": []} if self.user else {}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                env={**os.environ, **self.env}, start_new_session=True,
+                self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                env={**os.environ, **self.env}, start_new_session=True, **user_kw,
             )
         try:
             wait_for(lambda: self._alive() and (self.ready or (lambda: port_open(self.port)))(),
@@ -105,9 +106,10 @@ class Server:
             raise RuntimeError(f"{self.name} exited; log:\n{self.log.read_text()[-3000:]}")
         return True
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    def stop(self, sig: int | None = None, timeout: float = 15.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        sig = self.stop_signal if sig is None else sig
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
         try:
@@ -154,19 +156,19 @@ def postgres_server() -> Iterator[Server]:
         "postgresql", port, workdir,
         [postgres, "-D", str(data), "-p", str(port), "-k", str(workdir), "-h", "127.0.0.1",
          "-c", "fsync=off", "-c", "max_connections=100"],
-        log, user=user,
+        log, user=user, stop_signal=signal.SIGINT,  # SIGINT: PostgreSQL's fast shutdown
     )
     if as_root:
         log.touch()
         shutil.chown(log, "postgres", "postgres")
     srv.ready = lambda: subprocess.run(
-        [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+        [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"], capture_output=True
     ).returncode == 0
     srv.start()
     try:
         yield srv
     finally:
-        srv.stop(signal.SIGINT)
+        srv.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

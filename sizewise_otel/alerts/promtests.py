@@ -141,6 +141,14 @@ def default_tests() -> tuple[PromTest, ...]:
             Check(15, "NewErrorGroup", (Expect("new_error_group", 1, job),)),
             Check(23, "NewErrorGroup"),
         )),
+        # The first group of a severity: a counter series born at 1, with no increase to see.
+        PromTest("new_error_group_first_of_severity", (
+            (_series("sizewise_error_groups_new_total", {**JOB, "severity": "critical"}), "_x11 1x20"),
+        ), (
+            Check(11, "NewErrorGroup"),
+            Check(15, "NewErrorGroup", (Expect("new_error_group", 1, job),)),
+            Check(23, "NewErrorGroup"),
+        )),
         # One failed metrics export a minute from minute 11 to 41.
         PromTest("telemetry_export_failures", (
             (_series("sizewise_telemetry_export_failures_total", {**JOB, "signal": "metrics"}),

@@ -92,7 +92,9 @@ class AlertRule:
     function: str = ""  # "" (current value) or "increase" (over window_seconds, summed by `by`)
     window_seconds: int = 300
     by: tuple[str, ...] = ("job",)
-    expr: str = ""  # PromQL override: then Prometheus only
+    expr: str = ""  # PromQL override: then Prometheus only, unless in_process says otherwise
+    in_process: bool | None = None  # None: automatic; True: metric/function/threshold are the
+    # in-process equivalent of `expr`
     details: str = ""  # second sentence of the description annotation (templated)
     value_format: str = "number"
     dashboard: str = DASHBOARDS["system"]
@@ -140,6 +142,8 @@ class AlertRule:
     @property
     def embedded(self) -> bool:
         """Whether the in-process evaluator can evaluate this rule (threshold-style, no PromQL)."""
+        if self.in_process is not None:
+            return self.in_process
         return not self.expr and self.metric_name != "up"
 
     # --- PromQL ----------------------------------------------------------------------------
@@ -358,9 +362,15 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               "Error spike", summary="Error spike on {{ $labels.job }}",
               function="increase", window_seconds=300, value_format="count",
               dashboard=DASHBOARDS["errors"], group="sizewise.errors"),
+    # A counter series born at 1 (the first group of a severity) has no increase yet: `unless
+    # offset` catches it. In-process, a series born after the first look counts from zero.
     AlertRule("new_error_group", "sizewise_error_groups_new_total", ">", 0, 60, AlertSeverity.WARNING,
               "New error group", summary="New error group on {{ $labels.job }}",
-              function="increase", window_seconds=600, value_format="count",
+              function="increase", window_seconds=600, value_format="count", in_process=True,
+              expr="sum by (job) (increase(sizewise_error_groups_new_total[10m]) > 0"
+                   " or (sizewise_error_groups_new_total unless sizewise_error_groups_new_total offset 10m))"
+                   " > 0",
+              details="Errors with a new fingerprint appeared in the last 10m on {{ $labels.job }}.",
               dashboard=DASHBOARDS["errors"], group="sizewise.errors"),
 )
 

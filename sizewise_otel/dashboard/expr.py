@@ -8,6 +8,7 @@ subset of PromQL the widgets need is modelled: selectors, ``rate``/``increase``,
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ class Samples:
     """What ``evaluate`` reads: timestamped snapshots of every raw series, oldest first."""
 
     snapshots: Sequence[tuple[float, Mapping[str, Mapping[Labels, float]]]]
+    _increases: dict[str, dict[Labels, tuple[float, float]]] = field(default_factory=dict)
 
     def latest(self, name: str) -> Mapping[Labels, float]:
         return self.snapshots[-1][1].get(name, {}) if self.snapshots else {}
@@ -36,6 +38,30 @@ class Samples:
     def window(self, name: str) -> Iterable[tuple[float, Mapping[Labels, float]]]:
         for ts, snap in self.snapshots:
             yield ts, snap.get(name, {})
+
+    def increases(self, name: str) -> dict[Labels, tuple[float, float]]:
+        """Per series: (increase over the window, seconds covered), counter resets handled.
+
+        Computed once per metric and snapshot set, however many widgets read it."""
+        cached = self._increases.get(name)
+        if cached is not None:
+            return cached
+        first: dict[Labels, float] = {}
+        last: dict[Labels, tuple[float, float]] = {}
+        total: dict[Labels, float] = {}
+        for ts, series in self.window(name):
+            for lbl, value in series.items():
+                seen = last.get(lbl)
+                if seen is None:
+                    first[lbl] = ts
+                    total[lbl] = 0.0
+                else:
+                    prev = seen[1]
+                    total[lbl] += value - prev if value >= prev else value  # counter reset
+                last[lbl] = (ts, value)
+        out = {lbl: (total[lbl], last[lbl][0] - t0) for lbl, t0 in first.items() if last[lbl][0] > t0}
+        self._increases[name] = out
+        return out
 
 
 class Expr:
@@ -90,9 +116,14 @@ class Num(Expr):
         return {(): self.value}
 
 
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
 _OPS = {"=": lambda v, p: v == p, "!=": lambda v, p: v != p,
-        "=~": lambda v, p: re.fullmatch(p, v) is not None,
-        "!~": lambda v, p: re.fullmatch(p, v) is None}
+        "=~": lambda v, p: _regex(p).fullmatch(v) is not None,
+        "!~": lambda v, p: _regex(p).fullmatch(v) is None}
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,27 +180,9 @@ class Rate(Expr):
         return f"{self.fn}({self.sel.promql()}[{RATE_INTERVAL}])"
 
     def evaluate(self, samples: Samples) -> Vector:
-        first: dict[Labels, tuple[float, float]] = {}
-        last: dict[Labels, tuple[float, float]] = {}
-        increase: dict[Labels, float] = {}
-        for ts, series in samples.window(self.sel.name):
-            for lbl, value in series.items():
-                if not self.sel.matches(lbl):
-                    continue
-                if lbl not in first:
-                    first[lbl] = (ts, value)
-                    increase[lbl] = 0.0
-                else:
-                    prev = last[lbl][1]
-                    increase[lbl] += value - prev if value >= prev else value  # counter reset
-                last[lbl] = (ts, value)
-        out: Vector = {}
-        for lbl, (t0, _) in first.items():
-            t1 = last[lbl][0]
-            if t1 <= t0:
-                continue
-            out[lbl] = increase[lbl] if self.fn == "increase" else increase[lbl] / (t1 - t0)
-        return out
+        per_series = samples.increases(self.sel.name)
+        return {lbl: (inc if self.fn == "increase" else inc / seconds)
+                for lbl, (inc, seconds) in per_series.items() if self.sel.matches(lbl)}
 
 
 def rate(sel: Sel) -> Rate:

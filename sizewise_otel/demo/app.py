@@ -12,8 +12,10 @@ from fastapi import Body, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sizewise_otel.asgi import CAPTURED_KEY
 from sizewise_otel.cache import InstrumentedCache
 from sizewise_otel.demo import hvac
 from sizewise_otel.demo.limits import BodyLimitMiddleware
@@ -93,6 +95,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             calculations.add(1, {"calculation_type": calc_type, "outcome": "invalid"})
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # A dead database is reported (503, the exception captured once), not left to become a
+        # bare 500 that also closes the client's keep-alive connection.
+        if handle.tracker is not None:
+            handle.tracker.capture_request_exception(exc, request.scope)
+            request.scope[CAPTURED_KEY] = True
+        return JSONResponse({"detail": "database unavailable, retry shortly"}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

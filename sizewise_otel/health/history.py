@@ -4,6 +4,7 @@ Memory is bounded whatever the run rate, per check:
 - at most ``MAX_TRANSITIONS`` transitions (and none older than the retention),
 - at most 1,440 minute buckets (the last 24 h, for 1 h / 24 h uptime and the trend),
 - at most ``retention_hours`` hour buckets (HEALTH_RETENTION_HOURS, default 168).
+Measured full: about 0.45 MB per check (transition messages are capped at 300 characters).
 
 Uptime is time-weighted: the time between two runs counts for the status of the earlier run (a
 gap longer than ``max_gap`` counts only up to ``max_gap``: time nobody observed is not counted).

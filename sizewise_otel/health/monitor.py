@@ -111,6 +111,7 @@ class HealthMonitor:
         self._init_args: dict[str, Any] = {}
         self._specs: dict[str, CheckSpec] = {}
         self._http_client: Any = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self.loop_lag = builtin.LoopLagProbe()
         self.history = HealthHistory(
@@ -130,6 +131,8 @@ class HealthMonitor:
             self._add(builtin.database_check(engine, self.timeout))
         if redis is not None:
             self._add(builtin.redis_check(redis, self.timeout))
+        if http_dependencies is None and settings.materials_service_url:
+            http_dependencies = {"materials": settings.materials_service_url.rstrip("/") + "/livez"}
         for name, url in (http_dependencies or {}).items():
             self._add(builtin.http_check(name, url, self.timeout, self._client))
         self._add(builtin.telemetry_check(telemetry, settings))
@@ -200,6 +203,7 @@ class HealthMonitor:
             with contextlib.suppress(asyncio.CancelledError, RuntimeError):
                 await task
         await self.loop_lag.stop()
+        self.runner.cancel_inflight()
         client, self._http_client = self._http_client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -222,9 +226,12 @@ class HealthMonitor:
     def _client(self) -> Any:
         import httpx
 
-        if self._http_client is None or self._http_client.is_closed:
+        loop = asyncio.get_running_loop()
+        if self._http_client is None or self._http_client.is_closed or self._http_loop is not loop:
+            # (a client is bound to its event loop: a new loop gets a new client)
             self._http_client = httpx.AsyncClient(follow_redirects=False,
                                                   headers={"user-agent": "sizewise-health"})
+            self._http_loop = loop
         return self._http_client
 
     def _on_result(self, result: CheckResult) -> None:

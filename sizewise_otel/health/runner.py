@@ -97,7 +97,12 @@ class CheckRunner:
 
     async def _bounded(self, spec: CheckSpec, timeout: float) -> Outcome:
         task = asyncio.ensure_future(self._invoke(spec))
-        done, _ = await asyncio.wait({task}, timeout=timeout)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            self._watch_abandoned(spec.name, task, track=False)
+            raise
         if not done:
             task.cancel()
             self._watch_abandoned(spec.name, task, track=_is_async(spec.fn))
@@ -188,6 +193,13 @@ class CheckRunner:
             self._inflight[spec.name] = task
         # shield: one caller going away (a client disconnect) must not cancel the shared run
         return await asyncio.shield(task)
+
+    def cancel_inflight(self) -> None:
+        """At shutdown: abandon shared runs (each is bounded anyway; this avoids pending-task noise)."""
+        for task in self._inflight.values():
+            if not task.done():
+                task.cancel()
+        self._inflight.clear()
 
     async def get_many(self, specs: Iterable[CheckSpec], max_age: float | None = None) -> list[CheckResult]:
         return list(await asyncio.gather(*(self.get(s, max_age) for s in specs)))

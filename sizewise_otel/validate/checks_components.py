@@ -36,7 +36,7 @@ def readyz_public(ctx: Context) -> Verdict:
 
 @check("components", "metrics: GET /metrics")
 def metrics(ctx: Context) -> Verdict:
-    resp, elapsed = ctx.metrics()
+    resp, _ = ctx.metrics()
     verdict = judge(resp, media=PROM_TYPES, disabled_fix=ENABLE["metrics"])
     if resp.status_code == 401:
         verdict.fix = ("/metrics needs SIZEWISE_METRICS_TOKEN: export the same token in the "

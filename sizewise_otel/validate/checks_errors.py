@@ -9,7 +9,7 @@ from typing import Any
 from sizewise_otel.validate.context import Context
 from sizewise_otel.validate.expect import judge
 from sizewise_otel.validate.model import Verdict, fail, ok, skip, warn
-from sizewise_otel.validate.readiness_facts import open_access, exposed
+from sizewise_otel.validate.readiness_facts import exposed, open_access
 from sizewise_otel.validate.registry import check
 
 DIAG_FIX = ("add the admin-only POST /errors/diagnostics route (ERROR_TRACKING_ENABLED=true) and "

@@ -47,22 +47,26 @@ def every_check_reports(ctx: Context) -> Verdict:
 
 @check("health", "health check")
 def each_check(ctx: Context) -> Verdict | list[Verdict]:
-    """One result per health check: its impact on the service decides pass/warn/fail."""
+    """One result per health check: healthy -> pass, warning -> warn, critical -> fail."""
     doc = _document(ctx)
     if doc is None:
         return fail("no health details to read", "pass --api-key with a viewer key")
     out = []
     for e in _entries(doc):
         name = f"health: {e.get('check') or e.get('componentId')}"
-        impact = e.get("impact") or {"pass": "healthy", "warn": "warning", "fail": "critical"}.get(
-            e.get("status", ""), "critical")
+        # The check's own state decides: a dependency that is down fails the deployment's
+        # validation even when the service only degrades without it (its impact is then named).
+        health = e.get("health") or {"pass": "healthy", "warn": "warning"}.get(e.get("status", ""), "critical")
+        impact = e.get("impact") or health
         text = e.get("output") or e.get("status", "")
+        if impact != health:
+            text += f" (impact on the service: {impact})"
         fix = e.get("advice") or (f"see the check's reason: {e['reason']}" if e.get("reason") else
                                   "see /health for this check")
-        if impact == "healthy" and e.get("health", "healthy") == "healthy":
+        if health == "healthy":
             v = ok(text)
-        elif impact in ("healthy", "warning"):
-            v = warn(f"{e.get('health', impact)}: {text}", fix)
+        elif health == "warning":
+            v = warn(f"warning: {text}", fix)
         else:
             v = fail(f"critical: {text}", fix)
         v.name = name
@@ -112,7 +116,7 @@ def gauges_match(ctx: Context) -> Verdict:
     doc = _document(ctx)
     if doc is None:
         return fail("no health details to read", "pass --api-key with a viewer key")
-    resp, _ = ctx.metrics()
+    resp, _ = ctx.metrics(fresh=True)  # after /health was read, so every check has a result
     if resp.status_code != 200:
         return fail(f"/metrics answered {resp.status_code}", "see the metrics check")
     on_metrics = set(re.findall(r'^sizewise_health_status\{[^}]*check="([^"]+)"', resp.text, re.M))
@@ -120,5 +124,6 @@ def gauges_match(ctx: Context) -> Verdict:
     missing = sorted(n for n in listed - on_metrics if n)
     if missing:
         return fail(f"no sizewise_health_status series for: {', '.join(missing)}",
-                    "register the health gauges (HealthMonitor does it on construction)")
+                    "the HealthMonitor registers sizewise.health.status on the MeterProvider that "
+                    "/metrics reads: build it with the service's Telemetry (instrument() does)")
     return ok(f"sizewise_health_status has all {len(listed)} checks")

@@ -7,7 +7,7 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from sizewise_otel.catalog import SIGNALS, Kind, Owner, Signal
+from sizewise_otel.catalog import SIGNALS, Owner, Signal
 from sizewise_otel.validate.context import Context
 from sizewise_otel.validate.model import Verdict, fail, ok, skip, warn
 from sizewise_otel.validate.registry import check
@@ -191,5 +191,3 @@ def prometheus_series(ctx: Context) -> Verdict:
                     "check the scrape job (or the collector's prometheus exporter) and " + _fix_for(missing))
     return ok(f"all {len(wanted)} always-present catalog series stored in Prometheus")
 
-
-_ = Kind  # re-exported for readers: the kinds decide the sample names (histograms: _bucket)

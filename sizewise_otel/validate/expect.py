@@ -20,8 +20,8 @@ def is_json(resp: httpx.Response) -> bool:
     return mt == "application/json" or mt.endswith("+json")
 
 
-def judge(resp: httpx.Response, *, status: int | tuple[int, ...] = 200, media: str | tuple[str, ...] = "application/json",
-          disabled_fix: str = "", what: str = "") -> Verdict:
+def judge(resp: httpx.Response, *, status: int | tuple[int, ...] = 200,
+          media: str | tuple[str, ...] = "application/json", disabled_fix: str = "", what: str = "") -> Verdict:
     """``ok`` when the status and media type match; otherwise a fail naming the likely fix."""
     statuses = (status,) if isinstance(status, int) else status
     medias = (media,) if isinstance(media, str) else media

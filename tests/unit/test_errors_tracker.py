@@ -216,6 +216,7 @@ def test_store_unavailable_is_counted_and_recovers_nothing_raises(tmp_path: Path
         asyncio.run(t.shutdown())
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_logging_handler_and_thread_hook(tracker: ErrorTracker) -> None:
     logger = logging.getLogger("hvac.jobs")
     handler = ErrorTrackingHandler(tracker)

@@ -222,3 +222,12 @@ def test_singleton_semantics(monkeypatch: pytest.MonkeyPatch) -> None:
     other = initialize_health_monitor(s, tel, http_dependencies={"m": "http://127.0.0.1:9/livez"})  # type: ignore[arg-type]
     assert other is not first and get_health_monitor() is other
     assert "m" in other.checks
+
+
+def test_materials_service_url_becomes_an_http_dependency() -> None:
+    s = load_settings(materials_service_url="http://127.0.0.1:9/")
+    m = HealthMonitor(s, FakeTelemetry(s), system=FakeSystem())  # type: ignore[arg-type]
+    assert "materials" in m.checks and m.capabilities["materials"] == {"requires": ["materials"],
+                                                                       "optional": []}
+    explicit = HealthMonitor(s, FakeTelemetry(s), system=FakeSystem(), http_dependencies={})  # type: ignore[arg-type]
+    assert "materials" not in explicit.checks

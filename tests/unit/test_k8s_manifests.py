@@ -464,6 +464,13 @@ def test_overlay_differences(rendered: dict[str, list[Obj]]) -> None:
 
     assert limits(prod) > limits(dev)
 
+    def api_keys(objs: list[Obj]) -> Obj:
+        return env_of(container(find(objs, "Deployment", "sizewise-hvac"), "app"))["SIZEWISE_API_KEYS"]
+
+    # Production refuses to start open; dev may run without keys.
+    assert api_keys(prod)["valueFrom"]["secretKeyRef"]["optional"] is False
+    assert api_keys(dev)["valueFrom"]["secretKeyRef"]["optional"] is True
+
     def config(objs: list[Obj]) -> dict[str, str]:
         cms = [o for o in objs if o["kind"] == "ConfigMap"
                and o["metadata"]["name"].startswith("sizewise-config")]
@@ -686,7 +693,7 @@ def test_collector_args_merge_both_configs(rendered: dict[str, list[Obj]], overl
                          f"--config={by_cm['collector-config-k8s']}/config.yaml"]
 
 
-def test_collector_config_uses_k8sattributes(tree: Path) -> None:
+def test_collector_config_uses_k8sattributes() -> None:
     if not (REPO / "collector/config.yaml").exists():
         pytest.skip("collector/config.yaml does not exist yet")
     cfg = collector_config(REPO)
@@ -729,7 +736,7 @@ def builder_modules(path: Path) -> dict[str, dict[str, str]]:
 
 def test_builder_manifest_contains_every_component() -> None:
     modules = builder_modules(K8S / "collector/builder-config.yaml")
-    for kind, entries in modules.items():
+    for entries in modules.values():
         for module, version in entries.items():
             if module.startswith("go.opentelemetry.io/collector/confmap/"):
                 assert version == "v1.71.0", module  # the stable modules of core v0.165.0
@@ -814,3 +821,26 @@ def test_kustomization_paths_exist() -> None:
         for patch in kz.get("patches", []):
             if "path" in patch:
                 assert (kz_path.parent / patch["path"]).exists(), f"{kz_path}: {patch['path']}"
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard(rendered: dict[str, list[Obj]],
+                                                              overlay: str) -> None:
+    """The namespaces enforce `restricted`: a pod that does not comply would never be created."""
+    objs = rendered[overlay]
+    assert find(objs, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == \
+        "restricted"
+    allowed_volumes = {"configMap", "emptyDir", "secret", "persistentVolumeClaim", "projected",
+                       "downwardAPI"}
+    for deploy in (o for o in objs if o["kind"] == "Deployment"):
+        spec = deploy["spec"]["template"]["spec"]
+        name = deploy["metadata"]["name"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        for vol in spec.get("volumes", []):
+            assert set(vol) - {"name"} <= allowed_volumes, (name, vol)
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert not sc.get("privileged", False), name

@@ -34,7 +34,10 @@
   function fmt(v, unit) {
     if (v === null || v === undefined || !isFinite(v)) { return "–"; }
     var a = Math.abs(v);
-    function n(x, d) { return x.toFixed(d === undefined ? (Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : 2) : d); }
+    function n(x, d) {
+      if (d === undefined && x === Math.round(x)) { return x.toFixed(0); }
+      return x.toFixed(d === undefined ? (Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : 2) : d);
+    }
     switch (unit) {
       case "percent": return n(v) + " %";
       case "percentunit": return n(v * 100) + " %";
