@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI
 
 API_KEY = "bench-viewer-key"
-VARIANTS = ("bare", "sizewise", "stock", "pfi")
+VARIANTS = ("bare", "sizewise", "stock", "pfi", "layer")
 TRIVIAL_PATH = "/ping"
 
 
@@ -65,6 +65,14 @@ def build(variant: str) -> FastAPI:
         settings = load_settings()
         configure_telemetry(settings, span_exporters=[discarding_span_exporter()])
         instrument(app, settings=settings)
+        return app
+    if variant == "layer":  # diagnostic: the HTTP layer alone, none of the other components
+        from sizewise_otel.instrumentation import _instrument_http_server
+        from sizewise_otel.settings import load_settings
+        from sizewise_otel.telemetry import configure_telemetry
+
+        telemetry = configure_telemetry(load_settings(), span_exporters=[discarding_span_exporter()])
+        _instrument_http_server(app, telemetry)
         return app
     if variant == "stock":
         os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")

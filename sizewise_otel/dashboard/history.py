@@ -157,6 +157,20 @@ class History:
                     "tiers": {t.name: {"step_seconds": t.step, "points": t.points} for t in TIERS}}
 
 
+# Label sets are shared between snapshots: the raw window then costs a dict entry per sample, not
+# a fresh tuple of strings. Bounded: cleared when it outgrows the raw-series cap.
+_INTERNED: dict[Labels, Labels] = {}
+
+
+def _intern(labels: Labels) -> Labels:
+    found = _INTERNED.get(labels)
+    if found is None:
+        if len(_INTERNED) >= 2 * MAX_RAW_SERIES:
+            _INTERNED.clear()
+        found = _INTERNED[labels] = labels
+    return found
+
+
 def read_registry(names: set[str] | None = None, registry: object = None) -> dict[str, dict[Labels, float]]:
     """One snapshot of the process's metrics (``otel_scope_*`` labels dropped)."""
     from prometheus_client import REGISTRY
@@ -170,8 +184,8 @@ def read_registry(names: set[str] | None = None, registry: object = None) -> dic
                 continue
             if count >= MAX_RAW_SERIES:
                 return out
-            labels = tuple(sorted((k, v) for k, v in sample.labels.items()
-                                  if not k.startswith(SKIP_LABEL_PREFIX)))
+            labels = _intern(tuple(sorted((k, v) for k, v in sample.labels.items()
+                                          if not k.startswith(SKIP_LABEL_PREFIX))))
             series = out.setdefault(sample.name, {})
             series[labels] = series.get(labels, 0.0) + float(sample.value)
             count += 1

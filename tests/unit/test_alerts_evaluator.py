@@ -294,3 +294,56 @@ def test_insecure_urls_are_refused_without_opt_in() -> None:
                              alert_slack_webhook_url="https://hooks.slack.com/services/x")
     ev = AlertEvaluator(settings, FakeTelemetry(), source=Source())  # type: ignore[arg-type]
     assert ev.dispatcher.channels == ["log", "slack"]
+
+
+# --- HTTP routes -----------------------------------------------------------------------------------
+
+def test_alerts_api_and_alertmanager_relay() -> None:
+    import httpx
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from sizewise_otel.alerts.notify import WebhookNotifier
+    from sizewise_otel.auth import KeyRing
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    settings = load_settings(sizewise_api_keys="viewer:v-key,admin:a-key", otel_service_name="svc")
+    hook = WebhookNotifier("https://hooks.example/x", "s3cret", transport=httpx.MockTransport(handler))
+    ev = AlertEvaluator(settings, FakeTelemetry(), source=Source(), notifiers=[hook])  # type: ignore[arg-type]
+    app = FastAPI()
+    app.state.sizewise_keyring = KeyRing(settings)
+    app.include_router(ev.router())
+
+    @app.on_event("startup")
+    async def _start() -> None:
+        await ev.initialize()
+
+    @app.on_event("shutdown")
+    async def _stop() -> None:
+        await ev.shutdown()
+
+    payload = {"version": "4", "status": "firing", "receiver": "sizewise-critical",
+               "alerts": [{"status": "firing", "labels": {"alertname": "HighErrorRate"}}]}
+    with TestClient(app) as client:
+        assert client.get("/alerts").status_code == 401
+        body = client.get("/alerts", headers={"Authorization": "Bearer v-key"}).json()
+        assert {"HighCpuUsage", "HighErrorRate"} <= {r["alertname"] for r in body["rules"]}
+        assert body["channels"] == ["webhook"]
+        assert client.post("/alerts/relay", json=payload,
+                           headers={"Authorization": "Bearer v-key"}).status_code == 403
+        bad = client.post("/alerts/relay", json={"x": 1}, headers={"Authorization": "Bearer a-key"})
+        assert bad.status_code == 400
+        ok = client.post("/alerts/relay", json=payload, headers={"Authorization": "Bearer a-key"})
+        assert ok.status_code == 202
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.02)
+    [req] = seen
+    assert json.loads(req.content) == payload
+    assert verify_signature("s3cret", req.content, req.headers["X-SizeWise-Timestamp"],
+                            req.headers["X-SizeWise-Signature"])
