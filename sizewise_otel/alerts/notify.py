@@ -198,8 +198,14 @@ class HttpNotifier(Notifier):
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url
         self.retry = retry or RetryPolicy()
-        self._client = httpx.AsyncClient(timeout=self.retry.timeout_seconds, transport=transport,
-                                         follow_redirects=False)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None  # per event loop: made on first use
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.retry.timeout_seconds,
+                                             transport=self._transport, follow_redirects=False)
+        return self._client
 
     def build(self, notification: Notification) -> tuple[bytes, dict[str, str]]:
         raise NotImplementedError
@@ -211,7 +217,7 @@ class HttpNotifier(Notifier):
         target = redact_url(self.url)
         for attempt in range(self.retry.attempts):
             try:
-                response = await self._client.post(self.url, content=body, headers=headers)
+                response = await self._http().post(self.url, content=body, headers=dict(headers))
                 if response.is_success:
                     return True
                 reason = f"HTTP {response.status_code}"
@@ -227,7 +233,9 @@ class HttpNotifier(Notifier):
         return False
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
 
 class SlackNotifier(HttpNotifier):
@@ -317,6 +325,8 @@ class Dispatcher:
     def start(self) -> None:
         for lane in self._lanes:
             if lane.task is None or lane.task.done():
+                if lane.task is None:  # a fresh start, perhaps on another event loop
+                    lane.queue = asyncio.Queue(maxsize=self.queue_size)
                 lane.task = asyncio.get_running_loop().create_task(
                     self._work(lane), name=f"sizewise-alerts-{lane.notifier.channel}")
 

@@ -304,7 +304,7 @@ def http_check(name: str, url: str, timeout: float, client: Callable[[], Any]) -
 
     async def check() -> Outcome:
         t0 = time.perf_counter()
-        response = await client().get(url, timeout=timeout, headers={
+        response = await (await client()).get(url, timeout=timeout, headers={
             "accept": "application/health+json, application/json;q=0.9, */*;q=0.1"})
         ms = (time.perf_counter() - t0) * 1000
         details = {"url": shown, "http_status": response.status_code}

@@ -204,10 +204,10 @@ class HealthMonitor:
                 await task
         await self.loop_lag.stop()
         self.runner.cancel_inflight()
-        client, self._http_client = self._http_client, None
-        if client is not None:
+        pending, self._http_client = self._http_client, None
+        if pending is not None and self._http_loop is asyncio.get_running_loop():
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await (await pending).aclose()
 
     @property
     def running(self) -> bool:
@@ -223,16 +223,18 @@ class HealthMonitor:
                 log.exception("health refresh failed")
             await asyncio.sleep(self.refresh_interval)
 
-    def _client(self) -> Any:
+    async def _client(self) -> Any:
         import httpx
 
         loop = asyncio.get_running_loop()
-        if self._http_client is None or self._http_client.is_closed or self._http_loop is not loop:
-            # (a client is bound to its event loop: a new loop gets a new client)
-            self._http_client = httpx.AsyncClient(follow_redirects=False,
-                                                  headers={"user-agent": "sizewise-health"})
+        if self._http_client is None or self._http_loop is not loop or (
+                self._http_client.done() and self._http_client.result().is_closed):
+            # Built in a thread: loading the CA bundle takes ~0.1-0.4 s of CPU and must not block
+            # the loop. Shared by concurrent checks; bound to its event loop (a new loop, a new client).
             self._http_loop = loop
-        return self._http_client
+            self._http_client = asyncio.ensure_future(asyncio.to_thread(
+                httpx.AsyncClient, follow_redirects=False, headers={"user-agent": "sizewise-health"}))
+        return await asyncio.shield(self._http_client)
 
     def _on_result(self, result: CheckResult) -> None:
         transition = self.history.record(result)

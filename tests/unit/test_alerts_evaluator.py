@@ -4,11 +4,12 @@ signed webhooks, and a dead webhook that neither blocks nor goes uncounted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -315,17 +316,16 @@ def test_alerts_api_and_alertmanager_relay() -> None:
     settings = load_settings(sizewise_api_keys="viewer:v-key,admin:a-key", otel_service_name="svc")
     hook = WebhookNotifier("https://hooks.example/x", "s3cret", transport=httpx.MockTransport(handler))
     ev = AlertEvaluator(settings, FakeTelemetry(), source=Source(), notifiers=[hook])  # type: ignore[arg-type]
-    app = FastAPI()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await ev.initialize()
+        yield
+        await ev.shutdown()
+
+    app = FastAPI(lifespan=lifespan)
     app.state.sizewise_keyring = KeyRing(settings)
     app.include_router(ev.router())
-
-    @app.on_event("startup")
-    async def _start() -> None:
-        await ev.initialize()
-
-    @app.on_event("shutdown")
-    async def _stop() -> None:
-        await ev.shutdown()
 
     payload = {"version": "4", "status": "firing", "receiver": "sizewise-critical",
                "alerts": [{"status": "firing", "labels": {"alertname": "HighErrorRate"}}]}
