@@ -168,7 +168,9 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("sizewise.container.memory.oom_kills", Kind.OBSERVABLE_COUNTER, "{kill}",
            "Processes in the container killed by the OOM killer.", tier=Tier.FAST),
     # --- health and delivery ---------------------------------------------------------------
-    Signal("sizewise.health.status", Kind.OBSERVABLE_GAUGE, "1",
+    # Unit "{status}", not "1": the collector's exporter appends "_ratio" to unit-1 gauges and the
+    # in-process one does not, so "1" would give the two paths different names.
+    Signal("sizewise.health.status", Kind.OBSERVABLE_GAUGE, "{status}",
            "Health per check: 0 healthy, 1 warning, 2 critical.", ("check",), tier=Tier.FAST,
            cardinality="configured checks"),
     Signal("sizewise.health.check.duration", Kind.OBSERVABLE_GAUGE, "s",

@@ -5,5 +5,7 @@ from sizewise_otel.dashboard.service import (
     get_performance_dashboard,
     initialize_performance_dashboard,
 )
+from sizewise_otel.dashboard.widgets import register_widget
 
-__all__ = ["PerformanceDashboard", "get_performance_dashboard", "initialize_performance_dashboard"]
+__all__ = ["PerformanceDashboard", "get_performance_dashboard", "initialize_performance_dashboard",
+           "register_widget"]

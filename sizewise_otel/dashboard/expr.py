@@ -132,9 +132,15 @@ class Sel(Expr):
 
     name: str
     matchers: tuple[tuple[str, str, str], ...] = ()  # (label, op, value)
+    # A suffix some exporters add and others do not: the OTel collector's Prometheus exporter names
+    # a unit-"1" gauge ``x_ratio`` where the in-process exporter says ``x``. Matches both.
+    optional_suffix: str = ""
 
     def promql(self) -> str:
         parts = [*SCOPE_MATCHERS, *(f'{k}{op}"{v}"' for k, op, v in self.matchers)]
+        if self.optional_suffix:
+            name = f'{{__name__=~"{self.name}({self.optional_suffix})?", '
+            return name + ", ".join(parts) + "}"
         return f"{self.name}{{{', '.join(parts)}}}"
 
     def metric_names(self) -> set[str]:
@@ -149,6 +155,11 @@ class Sel(Expr):
 
     def evaluate(self, samples: Samples) -> Vector:
         return {lbl: v for lbl, v in samples.latest(self.name).items() if self.matches(lbl)}
+
+
+def ratio(name: str, **matchers: str) -> Sel:
+    """A unit-"1" gauge: ``name`` from the in-process exporter, ``name_ratio`` via the collector."""
+    return Sel(name, m(name, **matchers).matchers, "_ratio")
 
 
 def m(name: str, **matchers: str) -> Sel:

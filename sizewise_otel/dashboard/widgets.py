@@ -29,6 +29,7 @@ from sizewise_otel.dashboard.expr import (
     max_,
     quantile,
     rate,
+    ratio,
     sum_,
 )
 
@@ -189,14 +190,14 @@ def _builtin() -> None:
       "Share of CPU time per state (user, system, idle), averaged over CPUs; from the OTel "
       "system-metrics instrumentation.",
       unit="percentunit", dashboard=d, row=row,
-      expr=avg_(m("system_cpu_utilization"), "instance", "state"), legend="{{instance}} {{state}}")
+      expr=avg_(ratio("system_cpu_utilization"), "instance", "state"), legend="{{instance}} {{state}}")
     r("host_memory_by_state", "Host memory by state",
       "Share of host memory used, free and cached; from the OTel system-metrics instrumentation.",
       unit="percentunit", dashboard=d, row=row,
-      expr=max_(m("system_memory_utilization"), "instance", "state"), legend="{{instance}} {{state}}")
+      expr=max_(ratio("system_memory_utilization"), "instance", "state"), legend="{{instance}} {{state}}")
     r("process_cpu", "Process CPU", "CPU utilization of the service process (user + system).",
       unit="percentunit", dashboard=d, row=row,
-      expr=sum_(m("process_cpu_utilization"), "instance"), legend="{{instance}}")
+      expr=sum_(ratio("process_cpu_utilization"), "instance"), legend="{{instance}}")
     r("process_threads", "Process threads", "Threads in the service process.",
       unit="short", dashboard=d, row=row, panel="stat",
       expr=max_(m("process_thread_count"), "instance"), legend="{{instance}}")
@@ -371,4 +372,5 @@ def metric_queries(sig: Signal) -> list[tuple[str, Expr]]:
     if sig.kind is Kind.HISTOGRAM:
         return [("rate", sum_(rate(m(f"{name}_count")))), ("p95", quantile(0.95, name))]
     agg = avg_ if sig.unit == "%" else sum_
-    return [("value", agg(m(name), *labels))]
+    sel = ratio(name) if sig.unit == "1" else m(name)
+    return [("value", agg(sel, *labels))]

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import structlog
 from fastapi import APIRouter
+from opentelemetry import trace
 
 from sizewise_otel.errors.alerts import AlertListener, AlertSignals, LogNotifier
 from sizewise_otel.errors.context import ErrorContext, ErrorEvent, ErrorSeverity, Frame
@@ -94,9 +95,11 @@ class ErrorTracker:
         self.dropped: dict[str, int] = {"queue_full": 0, "store_unavailable": 0, "shutdown": 0}
         self._reader: ErrorStore | None = None
         self._reader_lock = threading.Lock()
+        self._reader_pid = os.getpid()
         self._started = False
         self._hooks: list[Callable[[], None]] = []
         install_span_scrubber(telemetry.tracer_provider, self.scrubber)
+        install_span_scrubber(trace.get_tracer_provider(), self.scrubber)  # zero-code mode's provider
         _live_trackers.add(self)
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -135,10 +138,14 @@ class ErrorTracker:
     def store(self) -> ErrorStore:
         """A store for reads (the API); separate from the writer's, created on first use."""
         with self._reader_lock:
+            if self._reader is not None and self._reader_pid != os.getpid():
+                self._reader.engine.dispose(close=False)  # forked: the parent's connections are not ours
+                self._reader = None
             if self._reader is None:
                 store = self._make_store()
                 store.create_schema()
                 self._reader = store
+                self._reader_pid = os.getpid()
             return self._reader
 
     def cleanup(self) -> dict[str, int]:

@@ -74,6 +74,9 @@ class EventWriter:
             if self._pid != os.getpid():  # forked: the parent's thread and connections are not ours
                 self._pid = os.getpid()
                 self._thread = None
+                if self.store is not None:
+                    with contextlib.suppress(Exception):
+                        self.store.engine.dispose(close=False)  # never close the parent's sockets
                 self.store = None
                 self._queue = queue.Queue(self._queue.maxsize)
             if self._thread is not None and self._thread.is_alive():

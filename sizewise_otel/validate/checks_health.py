@@ -116,12 +116,15 @@ def gauges_match(ctx: Context) -> Verdict:
     doc = _document(ctx)
     if doc is None:
         return fail("no health details to read", "pass --api-key with a viewer key")
-    resp, _ = ctx.metrics(fresh=True)  # after /health was read, so every check has a result
+    listed = {e.get("check") for e in _entries(doc)}
+
+    def on_metrics(resp: Any) -> set[str]:
+        return set(re.findall(r'^sizewise_health_status\{[^}]*check="([^"]+)"', resp.text, re.M))
+
+    resp = ctx.metrics_until(lambda r: listed <= on_metrics(r))
     if resp.status_code != 200:
         return fail(f"/metrics answered {resp.status_code}", "see the metrics check")
-    on_metrics = set(re.findall(r'^sizewise_health_status\{[^}]*check="([^"]+)"', resp.text, re.M))
-    listed = {e.get("check") for e in _entries(doc)}
-    missing = sorted(n for n in listed - on_metrics if n)
+    missing = sorted(n for n in listed - on_metrics(resp) if n)
     if missing:
         return fail(f"no sizewise_health_status series for: {', '.join(missing)}",
                     "the HealthMonitor registers sizewise.health.status on the MeterProvider that "

@@ -42,17 +42,23 @@ def _traffic() -> list[Signal]:
     return [s for s in SIGNALS if s.name in TRAFFIC]
 
 
+def _labels(text: str) -> dict[str, set[str]]:
+    labels: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+    return labels
+
+
 def _names(ctx: Context) -> dict[str, set[str]] | None:
-    """Sample name -> the label names seen on it, from one scrape of /metrics."""
+    """Sample name -> the label names seen on it. Scraped until every always-present series is
+    there (or one collection tier has passed), then shared by the checks below."""
     if "metric_labels" not in ctx.cache:
-        resp, _ = ctx.metrics(fresh=True)
+        wanted = {s.sample_name for s in SIGNALS if s.name in ALWAYS}
+        resp = ctx.metrics_until(lambda r: wanted <= set(_labels(r.text)))
         if resp.status_code != 200:
             return None
-        labels: dict[str, set[str]] = {}
-        for family in text_string_to_metric_families(resp.text):
-            for sample in family.samples:
-                labels.setdefault(sample.name, set()).update(sample.labels)
-        ctx.cache["metric_labels"] = labels
+        ctx.cache["metric_labels"] = _labels(resp.text)
     return ctx.cache["metric_labels"]
 
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from sizewise_otel.catalog import Tier
 from sizewise_otel.validate.local import ServiceView, is_loopback_host, service_view
 
 TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+SETTLE_SECONDS = float(Tier.FAST) + 1.0  # one collection tier of the observable gauges, and a margin
 
 
 class Unreachable(httpx.TransportError):
@@ -35,6 +38,7 @@ class Context:
     token: str = field(default_factory=lambda: "swv" + secrets.token_hex(6))  # this run's canary
     cache: dict[str, Any] = field(default_factory=dict)
     unreachable: str | None = None
+    settle_seconds: float = SETTLE_SECONDS
     _view: ServiceView | None = None
 
     def __post_init__(self) -> None:
@@ -101,6 +105,20 @@ class Context:
             resp = self.get("/metrics", auth=False, headers={"Authorization": f"Bearer {token}"} if token else None)
             self.cache["metrics"] = (resp, time.perf_counter() - t0)
         return self.cache["metrics"]
+
+    def metrics_until(self, done: Callable[[httpx.Response], bool]) -> httpx.Response:
+        """Scrape until ``done(resp)`` or ``settle_seconds`` passed; returns the last scrape.
+
+        Observable gauges are evaluated at most once per collection tier (5 s): right after start
+        a series can be missing for one tier, so a missing series is looked for again before it
+        counts as missing.
+        """
+        deadline = time.monotonic() + self.settle_seconds
+        while True:
+            resp, _ = self.metrics(fresh=True)
+            if resp.status_code != 200 or done(resp) or time.monotonic() >= deadline:
+                return resp
+            time.sleep(0.5)
 
     def external(self, base: str, path: str, **kwargs: Any) -> httpx.Response:
         """A request to Prometheus or Alertmanager."""

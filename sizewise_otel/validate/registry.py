@@ -99,7 +99,7 @@ def run_checks(ctx: Context, checks: list[CheckDef] | None = None,
         for v in verdicts:
             result = CheckResult(d.category, v.name or d.name, v.status, v.reason, v.fix,
                                  elapsed / max(1, len(verdicts)),
-                                 d.weight if v.weight is None else v.weight, v.details)
+                                 float(d.weight if v.weight is None else v.weight), v.details)
             results.append(result)
             if on_result:
                 on_result(result, i, len(checks))

@@ -175,3 +175,17 @@ def test_demo_serves_the_api_in_embedded_mode(demo: RunningApp) -> None:
     assert httpx.get(f"{demo.url}/dashboard/metrics/x?range=1h", timeout=10).status_code == 404
     assert httpx.get(f"{demo.url}/dashboard/metrics/sizewise.cpu.usage?range=9h",
                      timeout=10).status_code == 422
+
+
+def test_demo_with_prometheus_url_answers_from_prometheus(prom: Server) -> None:
+    """A second demo with PROMETHEUS_URL: its /dashboard API answers from Prometheus' data."""
+    wait_for_traffic(prom)
+    with run_demo(env={"PROMETHEUS_URL": prom.url}) as app:
+        data = httpx.get(f"{app.url}/dashboard/widget/hvac_calculations_per_minute", timeout=20).json()
+        assert data["source"] == "prometheus"
+        assert data["value"] and data["value"] > 0  # the first demo's load, seen through Prometheus
+        assert data["series"] and data["series"][0]["points"]
+        overview = httpx.get(f"{app.url}/dashboard/overview", timeout=30).json()
+        assert overview["source"] == "prometheus" and overview["request_rate"]
+        r = httpx.get(f"{app.url}/dashboard/metrics/sizewise.cpu.usage?range=1h", timeout=20)
+        assert r.status_code == 200 and r.json()["source"] == "prometheus" and r.json()["series"]

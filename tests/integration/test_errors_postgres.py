@@ -88,14 +88,20 @@ def test_thousand_errors_three_groups_and_restart_on_postgres(postgres_url: str)
 
 # --- two real worker processes -----------------------------------------------------------------
 
+UVICORN = [sys.executable, "-m", "uvicorn", "tests.unit.test_errors_helpers:make_app", "--factory",
+           "--host", "127.0.0.1", "--port", "{port}"]
+# Forked workers sharing a tracker built before the fork (--preload): the fork-safety case.
+GUNICORN = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "uvicorn.workers.UvicornWorker", "--preload",
+            "-b", "127.0.0.1:{port}", "tests.unit.test_errors_helpers:make_app()"]
+
+
 @contextlib.contextmanager
-def worker(url: str, log: Path) -> Iterator[str]:
+def worker(url: str, log: Path, argv: list[str] = UVICORN) -> Iterator[str]:
     port = servers.free_port()
     env = {**os.environ, "ERROR_STORE_URL": url, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tests.unit.test_errors_helpers:make_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port)],
+            [a.format(port=port) for a in argv],
             cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -143,6 +149,23 @@ def test_two_worker_processes_count_exactly_and_logs_stay_clean(postgres_url: st
     assert leaked("\n".join(api)) == []
     # Each new group is signalled exactly once across both workers.
     assert text.count("kind=new_group") == 4
+
+
+def test_forked_gunicorn_workers_count_exactly(postgres_url: str, tmp_path: Path) -> None:
+    pytest.importorskip("gunicorn")
+    log = tmp_path / "gunicorn.log"
+    with worker(postgres_url, log, GUNICORN) as base:
+        def drive(offset: int) -> list[int]:
+            with httpx.Client(base_url=base, timeout=30,
+                              limits=httpx.Limits(max_keepalive_connections=0)) as client:
+                return [hit(client, i) for i in range(offset, offset + 90)]
+
+        with ThreadPoolExecutor(4) as pool:
+            statuses = [s for j in [pool.submit(drive, k * 1000) for k in range(4)] for s in j.result()]
+    assert statuses.count(500) == 360
+    result = counts(postgres_url)
+    assert sorted(result.values()) == [120, 120, 120], (result, log.read_text()[-3000:])
+    assert log.read_text().count("kind=new_group") == 3
 
 
 # --- faults -------------------------------------------------------------------------------------
@@ -217,5 +240,26 @@ def test_postgres_restart_loses_nothing(postgres: servers.Server, postgres_url: 
         assert tracker.dropped["store_unavailable"] == 0
         result = counts(postgres_url)
         assert result == {"/calc/{id}": 150}
+    finally:
+        asyncio.run(tracker.shutdown())
+
+
+def test_hostile_strings_are_stored_and_served_safely(postgres_url: str) -> None:
+    settings = test_settings(postgres_url)
+    tracker = ErrorTracker(settings, get_telemetry(settings))
+    asyncio.run(tracker.initialize())
+    try:
+        hostile = "x'); DROP TABLE sizewise_error_groups;-- \x00 nul \udcff bad utf-8 \u202e rtl"
+        try:
+            raise ValueError(hostile)
+        except ValueError as exc:
+            eid = tracker.capture_error(exc, ErrorContext(endpoint="/q/{id}", extra={"q": hostile,
+                                                                                      "raw": b"\xff\xfe"}))
+        assert tracker.flush(20)
+        assert tracker.dropped["store_unavailable"] == 0
+        event = tracker.store.get_event(eid)
+        assert "DROP TABLE sizewise_error_groups" in event["message"]
+        assert "\x00" not in event["message"]
+        assert counts(postgres_url) == {"/q/{id}": 1}  # the table is still there
     finally:
         asyncio.run(tracker.shutdown())

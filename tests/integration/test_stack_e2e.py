@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import sys
@@ -163,11 +164,9 @@ def test_every_worker_exports_including_one_forked_after_start_up(full_stack: St
 
 
 def _send(base: str, n: int) -> list[int]:
-    statuses = []
     from sizewise_otel.demo import hvac
 
-    import random
-
+    statuses = []
     rng = random.Random(n)
     # A new connection for each request (Connection: close), so the kernel spreads them over both
     # workers' accept() calls instead of pinning a keep-alive connection to one worker.

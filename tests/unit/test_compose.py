@@ -176,7 +176,7 @@ def test_addresses_in_the_configs_are_compose_services(compose: dict) -> None:
     # The collector job keeps the exporter's job/instance labels (one instance per worker).
     job = next(j for j in prom_yml["scrape_configs"] if j["job_name"] == "otel-collector")
     assert job["honor_labels"] is True
-    assert ["otel-collector:8889"] == job["static_configs"][0]["targets"]
+    assert job["static_configs"][0]["targets"] == ["otel-collector:8889"]
 
 
 def test_grafana_and_alertmanager_files_match_their_mounts(compose: dict) -> None:

@@ -72,6 +72,14 @@ def walk(node, out: dict[str, list]) -> None:
         walk(node.expr, out)
 
 
+def selector_name(sel) -> str:
+    """``{__name__=~"x(_ratio)?"}``: the one allowed name regex (unit-"1" gauges via the collector)."""
+    (matcher,) = [m for m in sel.matchers.matchers if m.name == "__name__"]
+    found = re.fullmatch(r"(\w+)\(_ratio\)\?", matcher.value)
+    assert found, f"unexpected metric name regex {matcher.value!r}"
+    return found.group(1)
+
+
 def all_boards() -> dict[str, dict]:
     return {path: json.loads(text) for path, text in grafana.render_files().items()}
 
@@ -123,8 +131,10 @@ def test_every_panel_is_complete() -> None:
         assert panel["gridPos"]["w"] > 0 and panel["gridPos"]["h"] > 0, where
 
 
-def test_ids_and_ref_ids_unique() -> None:
+def test_ids_titles_and_ref_ids_unique() -> None:
     for path, board in all_boards().items():
+        titles = [p["title"] for p in board["panels"] if p["type"] != "row"]
+        assert len(titles) == len(set(titles)), path
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids)), path
         assert all(isinstance(i, int) and i > 0 for i in ids)
@@ -170,9 +180,10 @@ def test_every_metric_and_label_exists_in_the_catalog() -> None:
             used_labels: set[str] = set(found["grouping"])
             metrics = set()
             for sel in found["selectors"]:
-                assert sel.name in known, f"{path}: {panel['title']}: unknown metric {sel.name}"
-                metrics.add(sel.name)
-                matchers = {m.name for m in sel.matchers.matchers}
+                name = sel.name or selector_name(sel)
+                assert name in known, f"{path}: {panel['title']}: unknown metric {name}"
+                metrics.add(name)
+                matchers = {m.name for m in sel.matchers.matchers} - {"__name__"}
                 assert {"job", "instance"} <= matchers, f"{panel['title']}: no $job/$instance filter"
                 used_labels |= matchers
             allowed = set(STANDARD_LABELS).union(*(known[n] for n in metrics))

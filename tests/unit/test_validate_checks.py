@@ -8,7 +8,14 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from sizewise_otel.validate import artifacts, checks_alerting, checks_errors, checks_metrics
+from sizewise_otel.validate import (
+    artifacts,
+    checks_alerting,
+    checks_errors,
+    checks_health,
+    checks_metrics,
+    checks_readiness,
+)
 from sizewise_otel.validate.context import Context
 from sizewise_otel.validate.expect import judge
 from sizewise_otel.validate.local import ServiceView, is_loopback_host, settings_from_env
@@ -21,6 +28,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 def ctx_with(handler: Handler, url: str = "http://127.0.0.1:9", **kw: object) -> Context:
     ctx = Context(url, client=httpx.Client(transport=httpx.MockTransport(handler)), **kw)  # type: ignore[arg-type]
     ctx._view = ServiceView()
+    ctx.settle_seconds = 0.0
     return ctx
 
 
@@ -173,3 +181,71 @@ def test_service_settings_come_from_the_given_environment_only(monkeypatch: pyte
 def test_loopback_detection() -> None:
     assert is_loopback_host("127.0.0.1") and is_loopback_host("localhost") and is_loopback_host("::1")
     assert not is_loopback_host("10.0.0.5") and not is_loopback_host("example.com")
+
+
+def open_service(request: httpx.Request) -> httpx.Response:
+    """A service without keys: every anonymous read succeeds."""
+    return httpx.Response(200, json={"total_events": 0})
+
+
+@pytest.mark.parametrize(("addresses", "status"), [
+    (["0.0.0.0"], Status.FAIL), (["::"], Status.FAIL), (["127.0.0.1"], Status.PASS), ([], Status.WARN),
+])
+def test_bind_address_without_keys(addresses: list[str], status: Status) -> None:
+    ctx = ctx_with(open_service)
+    ctx._view = ServiceView(listen_addresses=addresses)
+    assert checks_readiness.bind_address(ctx).status is status
+    if status is Status.FAIL:
+        assert "127.0.0.1" in checks_readiness.bind_address(ctx).fix
+
+
+def test_keys_configured_depends_on_exposure() -> None:
+    ctx = ctx_with(open_service)
+    ctx._view = ServiceView(listen_addresses=["127.0.0.1"])
+    assert checks_readiness.keys_configured(ctx).status is Status.WARN
+    ctx = ctx_with(open_service)
+    ctx._view = ServiceView(listen_addresses=["0.0.0.0"])
+    v = checks_readiness.keys_configured(ctx)
+    assert v.status is Status.FAIL and "SIZEWISE_API_KEYS" in v.fix
+    ctx = ctx_with(lambda r: httpx.Response(401, json={"detail": "no"}))
+    assert checks_readiness.keys_configured(ctx).status is Status.PASS
+
+
+@pytest.mark.parametrize(("env", "check", "status"), [
+    ({"LOG_LEVEL": "DEBUG"}, "debug_off", Status.FAIL),
+    ({}, "debug_off", Status.PASS),
+    ({"OTEL_TRACES_SAMPLER": "always_on"}, "sampling", Status.WARN),
+    ({"OTEL_TRACES_SAMPLER_ARG": "0.05"}, "sampling", Status.PASS),
+    ({"ERROR_RETENTION_HOURS": "2"}, "retention", Status.WARN),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel.example.com:4318"}, "otlp_tls", Status.FAIL),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}, "otlp_tls", Status.WARN),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://otel.example.com:4318"}, "otlp_tls", Status.PASS),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, "otlp_tls", Status.PASS),
+])
+def test_local_settings_checks(env: dict[str, str], check: str, status: Status) -> None:
+    ctx = ctx_with(open_service)
+    ctx._view = ServiceView(settings=settings_from_env(env), source="test")
+    assert getattr(checks_readiness, check)(ctx).status is status
+
+
+def test_local_settings_checks_skip_for_a_remote_service() -> None:
+    ctx = ctx_with(lambda r: httpx.Response(404, json={}), url="http://sizewise.example.com")
+    for fn in (checks_readiness.debug_off, checks_readiness.sampling, checks_readiness.otlp_tls):
+        assert fn(ctx).status is Status.SKIP
+
+
+def test_each_health_check_becomes_a_row_with_its_advice() -> None:
+    doc = {"status": "warn", "overall_status": "warning", "summary": {"total": 2}, "checks": {
+        "database:responseTime": [{"check": "database", "status": "pass", "time": "t", "health": "healthy",
+                                   "impact": "healthy", "output": "SELECT 1 in 1 ms"}],
+        "redis:responseTime": [{"check": "redis", "status": "warn", "time": "t", "health": "critical",
+                                "impact": "warning", "output": "connection refused",
+                                "advice": "check REDIS_URL"}]}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=doc, headers={"content-type": "application/health+json"})
+
+    rows = checks_health.each_check(ctx_with(handler))
+    assert [(r.name, r.status) for r in rows] == [("health: database", Status.PASS),
+                                                 ("health: redis", Status.FAIL)]
+    assert rows[1].fix == "check REDIS_URL" and "impact on the service: warning" in rows[1].reason
