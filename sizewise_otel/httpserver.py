@@ -23,9 +23,12 @@ The metrics are recorded under the same instrumentation scope as the contrib ins
 
 from __future__ import annotations
 
+import math
 import os
+import threading
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -110,19 +113,165 @@ def route_template(scope: Scope, root_path: str) -> str | None:
     return prefix + path if prefix else path
 
 
+class _Point:
+    """One attribute set's cumulative histogram state."""
+
+    __slots__ = ("attributes", "count", "counts", "max", "min", "sum")
+
+    def __init__(self, attributes: dict[str, Any], buckets: int) -> None:
+        self.attributes = attributes
+        self.counts = [0] * buckets
+        self.count = 0
+        self.sum = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+
+class LeanHistogram:
+    """``http.server.request.duration`` aggregated in the layer, exported by the SDK's readers.
+
+    An SDK ``Histogram.record`` validates, copies, filters and hashes the attribute dict on every
+    call: on the 2-core reference machine that is the largest single cost of an instrumented
+    request (about 20 us against 5 us for everything else the layer does). Here the attribute set
+    is resolved once per (method, route, status) and a measurement is a bisect and four additions
+    under a lock. At collection time each registered reader gets a standard cumulative
+    ``Histogram`` metric (explicit buckets, count, sum, min, max) under the layer's scope, merged
+    into what the SDK collected, so the Prometheus and OTLP exporters see exactly what the SDK
+    instrument would have produced (minus exemplars).
+
+    It needs the SDK MeterProvider and cumulative histogram temporality on every reader; when
+    either is missing, :func:`lean_histogram` returns ``None`` and the layer records through the
+    SDK instrument instead.
+    """
+
+    def __init__(self, name: str, unit: str, description: str, bounds: Iterable[float],
+                 scope: Any, resource: Any, cardinality_limit: int = 2000) -> None:
+        self.name, self.unit, self.description = name, unit, description
+        self.bounds = tuple(float(b) for b in bounds)
+        self.scope = scope
+        self.resource = resource
+        self.cardinality_limit = cardinality_limit
+        self.start_time = time_ns()
+        self._points: dict[Any, _Point] = {}
+        self._lock = threading.Lock()
+
+    def point(self, key: Any, attributes: dict[str, Any]) -> _Point:
+        found = self._points.get(key)
+        if found is None:
+            with self._lock:
+                found = self._points.get(key)
+                if found is None:
+                    if len(self._points) >= self.cardinality_limit - 1:
+                        key, attributes = "__overflow__", {"otel.metric.overflow": True}
+                        found = self._points.get(key)
+                    if found is None:
+                        found = self._points[key] = _Point(dict(attributes), len(self.bounds) + 1)
+        return found
+
+    def record(self, point: _Point, value: float) -> None:
+        index = bisect_left(self.bounds, value)
+        with self._lock:
+            point.counts[index] += 1
+            point.count += 1
+            point.sum += value
+            if value < point.min:
+                point.min = value
+            if value > point.max:
+                point.max = value
+
+    def metric(self) -> Any:
+        """The current cumulative state as an SDK ``Metric`` (``None`` before the first request)."""
+        from opentelemetry.sdk.metrics.export import (
+            AggregationTemporality,
+            HistogramDataPoint,
+            Metric,
+        )
+        from opentelemetry.sdk.metrics.export import Histogram as HistogramData
+
+        now = time_ns()
+        with self._lock:
+            points = [HistogramDataPoint(
+                attributes=p.attributes, start_time_unix_nano=self.start_time, time_unix_nano=now,
+                count=p.count, sum=p.sum, bucket_counts=list(p.counts), explicit_bounds=self.bounds,
+                min=p.min, max=p.max, exemplars=[]) for p in self._points.values() if p.count]
+        if not points:
+            return None
+        return Metric(name=self.name, description=self.description, unit=self.unit,
+                      data=HistogramData(data_points=points,
+                                         aggregation_temporality=AggregationTemporality.CUMULATIVE))
+
+    def merge_into(self, data: Any) -> Any:
+        """``data`` (what the SDK collected for one reader) with this histogram added."""
+        from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics, ScopeMetrics
+
+        metric = self.metric()
+        if metric is None:
+            return data
+        resource_metrics = list(data.resource_metrics) if data is not None else []
+        if not resource_metrics:
+            return MetricsData([ResourceMetrics(self.resource, [ScopeMetrics(self.scope, [metric],
+                                                                             self.scope.schema_url)], "")])
+        first = resource_metrics[0]
+        scopes = list(first.scope_metrics)
+        for i, sm in enumerate(scopes):
+            if sm.scope == self.scope:
+                scopes[i] = ScopeMetrics(sm.scope, [*sm.metrics, metric], sm.schema_url)
+                break
+        else:
+            scopes.append(ScopeMetrics(self.scope, [metric], self.scope.schema_url))
+        resource_metrics[0] = ResourceMetrics(first.resource, scopes, first.schema_url)
+        return MetricsData(resource_metrics)
+
+
+def lean_histogram(meter_provider: Any, name: str, unit: str, description: str, bounds: Iterable[float],
+                   scope_identity: tuple[str, str, str]) -> LeanHistogram | None:
+    """Attach a :class:`LeanHistogram` to every reader of an SDK MeterProvider, or ``None``."""
+    try:
+        from opentelemetry.sdk.metrics import Histogram as SDKHistogram
+        from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
+        from opentelemetry.sdk.metrics.export import AggregationTemporality
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        if not isinstance(meter_provider, SDKMeterProvider):
+            return None
+        config = meter_provider._sdk_config
+        readers = list(config.metric_readers)
+        for reader in readers:
+            temporality = reader._instrument_class_temporality.get(SDKHistogram)
+            if temporality is not AggregationTemporality.CUMULATIVE or not callable(reader._collect):
+                return None
+        scope = InstrumentationScope(scope_identity[0], scope_identity[1], scope_identity[2])
+        hist = LeanHistogram(name, unit, description, bounds, scope, config.resource)
+        for reader in readers:
+            inner = reader._collect
+
+            def collect(reader_: Any, *args: Any, _inner: Any = inner, **kwargs: Any) -> Any:
+                return hist.merge_into(_inner(reader_, *args, **kwargs))
+
+            reader._set_collect_callback(collect)
+        return hist
+    except (AttributeError, ImportError, TypeError):
+        return None
+
+
 class HTTPServerTelemetry:
     """ASGI middleware recording the semconv HTTP server metrics and (when sampled) a SERVER span."""
 
     def __init__(self, app: ASGIApp, *, tracer_provider: TracerProvider | None = None,
                  meter_provider: MeterProvider | None = None, excluded_paths: Iterable[str] = (),
-                 fastapi: bool = True) -> None:
+                 fastapi: bool = True, lean: bool = True) -> None:
         self.app = app
-        name, version, schema_url = _scope_identity(fastapi)
-        meter = (meter_provider or _global_meter_provider()).get_meter(name, version, schema_url=schema_url)
+        identity = _scope_identity(fastapi)
+        name, version, schema_url = identity
+        meter_provider = meter_provider or _global_meter_provider()
+        meter = meter_provider.get_meter(name, version, schema_url=schema_url)
         self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
             name, version, schema_url=schema_url)
-        self.duration = meter.create_histogram(
-            DURATION, unit="s", description="Duration of HTTP server requests.")
+        description = "Duration of HTTP server requests."
+        self.lean = lean_histogram(meter_provider, DURATION, "s", description, duration_buckets(), identity) \
+            if lean else None
+        self.duration = None if self.lean is not None else meter.create_histogram(
+            DURATION, unit="s", description=description)
         # In-flight counts live in plain integer cells, one per (method, scheme), and are reported
         # by an observable up-down counter at collection time: two SDK measurements a request
         # (each one validates, copies and hashes its attributes) become two integer updates. The
@@ -138,7 +287,7 @@ class HTTPServerTelemetry:
         self._propagator_fields = frozenset(
             f.lower().encode("latin-1") for f in propagate.get_global_textmap().fields)
         self._base: dict[tuple[str, str, str], tuple[list[int], dict[str, str]]] = {}
-        self._final: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._final: dict[tuple[Any, ...], tuple[dict[str, Any], _Point | None]] = {}
 
     # --- cached attribute sets ----------------------------------------------------------------
     def _observe_active(self, _options: CallbackOptions) -> Iterable[Observation]:
@@ -163,16 +312,18 @@ class HTTPServerTelemetry:
         return found
 
     def _final_attributes(self, key: tuple[Any, ...], request: dict[str, str], route: str | None,
-                          status: int, error: str | None) -> dict[str, Any]:
+                          status: int, error: str | None) -> tuple[dict[str, Any], _Point | None]:
+        """The duration's attribute dict for a finished request, and its lean-histogram point."""
         found = self._final.get(key)
         if found is None:
-            found = dict(request)
+            attrs = dict(request)
             if route is not None:
-                found["http.route"] = route
+                attrs["http.route"] = route
             if status:
-                found["http.response.status_code"] = status
+                attrs["http.response.status_code"] = status
             if error is not None:
-                found["error.type"] = error
+                attrs["error.type"] = error
+            found = (attrs, self.lean.point(key, attrs) if self.lean is not None else None)
             if len(self._final) < MAX_CACHED_ATTRIBUTE_SETS:
                 self._final[key] = found
         return found
@@ -240,11 +391,13 @@ class HTTPServerTelemetry:
                 error = str(status)
             route = route_template(scope, root_path)
             active[0] -= 1
-            attrs = self._final_attributes((method, scheme, version, route, status, error), request_attrs,
-                                           route, status, error)
+            attrs, point = self._final_attributes((method, scheme, version, route, status, error),
+                                                  request_attrs, route, status, error)
             try:
-                # Recorded while the span is current, so exemplars can point at the trace.
-                self.duration.record(perf_counter() - started, attrs)
+                if point is not None:
+                    self.lean.record(point, perf_counter() - started)  # type: ignore[union-attr]
+                else:  # recorded while the span is current, so exemplars can point at the trace
+                    self.duration.record(perf_counter() - started, attrs)  # type: ignore[union-attr]
                 if recording:
                     _finish_span(span, attrs, method, route, status, exception)
             finally:
@@ -295,6 +448,13 @@ def _finish_span(span: trace.Span, attrs: dict[str, Any], method: str, route: st
     elif status >= 500:
         span.set_status(StatusCode.ERROR)
     span.end()
+
+
+def duration_buckets() -> tuple[float, ...]:
+    """The catalog's explicit buckets for ``http.server.request.duration``."""
+    from sizewise_otel.catalog import signal
+
+    return tuple(signal(DURATION).buckets or ())
 
 
 def _global_meter_provider() -> MeterProvider:
