@@ -235,7 +235,10 @@ def lean_histogram(meter_provider: Any, name: str, unit: str, description: str, 
         if not isinstance(meter_provider, SDKMeterProvider):
             return None
         config = meter_provider._sdk_config
-        readers = list(config.metric_readers)
+        readers = list(dict.fromkeys([*meter_provider._metric_readers,
+                                      *meter_provider._measurement_consumer._reader_storages]))
+        if not readers:
+            return None
         for reader in readers:
             temporality = reader._instrument_class_temporality.get(SDKHistogram)
             if temporality is not AggregationTemporality.CUMULATIVE or not callable(reader._collect):

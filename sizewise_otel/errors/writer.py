@@ -31,7 +31,7 @@ class EventWriter:
     def __init__(self, store_factory: Callable[[], ErrorStore], *, maxsize: int,
                  on_dropped: Callable[[str, int], None], on_result: Callable[[BatchResult], None],
                  retention_seconds: float, cleanup_interval: float = 3600.0, batch_size: int = 500,
-                 retry_seconds: float = 10.0) -> None:
+                 retry_seconds: float = 30.0) -> None:
         self._factory = store_factory
         self._queue: queue.Queue[Any] = queue.Queue(maxsize)
         self._on_dropped = on_dropped

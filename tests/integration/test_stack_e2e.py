@@ -107,6 +107,14 @@ class Stack:
 @pytest.fixture(scope="module")
 def full_stack(postgres: servers.Server, redis_srv: servers.Server) -> Iterator[Stack]:
     database_url = servers.create_database(postgres, "stack_e2e")
+    # Migrate, then serve: the demo's tables exist before the two workers start. (Both workers
+    # running CREATE TABLE on an empty database at once can fail one of them; the demo store should
+    # serialise that as the error store does, with an advisory lock.)
+    from sizewise_otel.demo.store import create_engine, create_schema
+
+    engine = create_engine(database_url)
+    create_schema(engine)
+    engine.dispose()
     if redis_srv.proc is None or redis_srv.proc.poll() is not None:
         redis_srv.start()
     redis_url = f"redis://127.0.0.1:{redis_srv.port}/0"
