@@ -227,8 +227,8 @@ def lean_histogram(meter_provider: Any, name: str, unit: str, description: str, 
                    scope_identity: tuple[str, str, str]) -> LeanHistogram | None:
     """Attach a :class:`LeanHistogram` to every reader of an SDK MeterProvider, or ``None``."""
     try:
-        from opentelemetry.sdk.metrics import Histogram as SDKHistogram
         from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
+        from opentelemetry.sdk.metrics._internal.instrument import _Histogram as SDKHistogram
         from opentelemetry.sdk.metrics.export import AggregationTemporality
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     error_store_url: str = ""  # empty: the DATABASE_URL database, or a SQLite file beside it
     error_queue_size: int = Field(10_000, ge=10, le=1_000_000)
     error_samples_per_group: int = Field(10, ge=1, le=1000)
+    error_scrub_ip_addresses: bool = True
+    error_capture_locals: bool = False
 
     # --- health thresholds ----------------------------------------------------------------
     health_check_timeout_seconds: float = Field(2.0, gt=0, le=60)

@@ -52,6 +52,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_ERROR_TYPES = 200  # distinct `error.type` metric values; the rest become "other"
 CAPTURED_HEADERS = ("user-agent", "content-type", "content-length", "accept", "referer", "origin",
                     "x-request-id", "authorization", "cookie", "x-api-key")
+# Health endpoints answer 503 on purpose when a dependency is down: that is a report, not an error.
+STATUS_EXEMPT_ROUTES = frozenset({"/health", "/livez", "/readyz"})
 _CRITICAL = (MemoryError, RecursionError, SystemError)
 _HIGH = (ConnectionError, TimeoutError, OSError, RuntimeError, AssertionError)
 _LOW = (Warning,)
@@ -244,6 +246,8 @@ class ErrorTracker:
         error_id = str(uuid.uuid4())
         try:
             ctx = request_context(scope)
+            if ctx.endpoint in STATUS_EXEMPT_ROUTES:
+                return
             self._capture(error_id, None, ctx, ErrorSeverity.HIGH, None, f"HTTP {int(status)} answered",
                           "response", status_type=f"HTTPServerError{int(status)}")
         except Exception as exc:

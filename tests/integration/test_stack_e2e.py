@@ -104,9 +104,10 @@ class Stack:
         return psutil.Process(self.app.proc.pid).children()
 
 
-@pytest.fixture(scope="module")
-def full_stack(postgres: servers.Server, redis_srv: servers.Server) -> Iterator[Stack]:
-    database_url = servers.create_database(postgres, "stack_e2e")
+@contextlib.contextmanager
+def running_stack(postgres: servers.Server, redis_srv: servers.Server, database: str) -> Iterator[Stack]:
+    """Collector, Prometheus, materials and the demo under gunicorn, on loopback ports."""
+    database_url = servers.create_database(postgres, database)
     # Migrate, then serve: the demo's tables exist before the two workers start. (Both workers
     # running CREATE TABLE on an empty database at once can fail one of them; the demo store should
     # serialise that as the error store does, with an advisory lock.)
@@ -149,6 +150,12 @@ def full_stack(postgres: servers.Server, redis_srv: servers.Server) -> Iterator[
         app.start(timeout=60)
         cleanup.callback(app.stop)
         yield Stack(collector, prometheus, app, sink)
+
+
+@pytest.fixture(scope="module")
+def full_stack(postgres: servers.Server, redis_srv: servers.Server) -> Iterator[Stack]:
+    with running_stack(postgres, redis_srv, "stack_e2e") as s:
+        yield s
 
 
 def test_every_worker_exports_including_one_forked_after_start_up(full_stack: Stack) -> None:
