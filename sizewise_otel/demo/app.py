@@ -43,10 +43,13 @@ def _redis_client(url: str) -> Any:
     if not url:
         return None
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    # Short timeouts: a hung Redis must cost milliseconds, and the cache's breaker does the rest.
+    # Short timeouts and no retries: a hung Redis must cost one short timeout, and the cache's
+    # breaker does the rest (redis-py's default retries multiply the timeout).
     return redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25,
-                                health_check_interval=0)
+                                health_check_interval=0, retry=Retry(NoBackoff(), 0))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
