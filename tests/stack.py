@@ -122,6 +122,13 @@ class RunningCollector:
     server: Any  # tests.servers.Server
     ports: dict[str, int]
 
+    def stop(self, remove: bool = True) -> None:
+        import shutil
+
+        self.server.stop()
+        if remove:
+            shutil.rmtree(self.server.workdir, ignore_errors=True)
+
     @property
     def otlp_http(self) -> str:
         return f"http://127.0.0.1:{self.ports['otlp_http']}"

@@ -8,6 +8,7 @@ buckets, and the spans must reach the OTLP trace backend (a gRPC sink standing i
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -31,7 +32,7 @@ def sink() -> Iterator[stack.TraceSink]:
 def collector(sink: stack.TraceSink) -> Iterator[stack.RunningCollector]:
     running = stack.start_collector(sink.endpoint)
     yield running
-    running.server.stop()
+    running.stop()
 
 
 def _validate(config: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -77,8 +78,12 @@ def test_test_copy_differs_only_in_addresses(sink: stack.TraceSink) -> None:
     assert copy["processors"] == original["processors"]
     dumped = stack.yaml.safe_dump(copy)
     assert "0.0.0.0" not in dumped
-    path = stack.write_yaml(copy, servers.tempdir("otelcol-validate") / "config.yaml")
-    result = _validate(str(path), {"TRACES_OTLP_ENDPOINT": sink.endpoint})
+    workdir = servers.tempdir("otelcol-validate")
+    try:
+        path = stack.write_yaml(copy, workdir / "config.yaml")
+        result = _validate(str(path), {"TRACES_OTLP_ENDPOINT": sink.endpoint})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     assert result.returncode == 0, result.stderr
 
 

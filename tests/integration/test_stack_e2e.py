@@ -15,6 +15,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import time
@@ -123,20 +124,23 @@ def running_stack(postgres: servers.Server, redis_srv: servers.Server, database:
         sink = stack.TraceSink()
         cleanup.callback(sink.stop)
         collector = stack.start_collector(sink.endpoint)
-        cleanup.callback(collector.server.stop)
+        cleanup.callback(collector.stop)
 
         workdir = servers.tempdir("prom-config")
+        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
         hosts = {
             "otel-collector:8889": f"127.0.0.1:{collector.ports['prometheus']}",
             "otel-collector:8888": f"127.0.0.1:{collector.ports['telemetry']}",
         }
         config = stack.write_yaml(stack.prometheus_test_config(hosts), workdir / "prometheus.yml")
         prometheus = servers.prometheus_server(config, stack.prometheus_flags())
+        cleanup.callback(shutil.rmtree, prometheus.workdir, ignore_errors=True)
         prometheus.start()
         cleanup.callback(prometheus.stop)
 
         mport = servers.free_port()
         mdir = servers.tempdir("materials")
+        cleanup.callback(shutil.rmtree, mdir, ignore_errors=True)
         materials = servers.Server("materials", mport, mdir, materials_argv(mport), mdir / "materials.log")
         materials.ready = lambda: servers.http_ok(f"http://127.0.0.1:{mport}/livez")
         materials.start(timeout=60)
@@ -144,6 +148,7 @@ def running_stack(postgres: servers.Server, redis_srv: servers.Server, database:
 
         port = servers.free_port()
         app_workdir = servers.tempdir("app")
+        cleanup.callback(shutil.rmtree, app_workdir, ignore_errors=True)
         app = servers.Server("gunicorn", port, app_workdir, gunicorn_argv(port), app_workdir / "app.log",
                              env=app_env(collector, database_url, redis_url, prometheus.url, materials.url))
         app.ready = lambda: servers.http_ok(f"http://127.0.0.1:{port}/livez")

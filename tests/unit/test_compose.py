@@ -212,3 +212,17 @@ def test_dockerfile_runs_the_demo_as_documented() -> None:
     cmd = json.loads(next(ln for ln in text.replace("\\\n", " ").splitlines() if ln.startswith("CMD "))[4:])
     assert cmd[:5] == ["gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2"]
     assert cmd[-1] == "sizewise_otel.demo:app"
+
+
+def test_exemplars_link_to_the_trace_datasource() -> None:
+    """The collector's exporter labels exemplars `trace_id`; Grafana must link that label to Jaeger."""
+    collector = stack.load_yaml(stack.COLLECTOR_CONFIG.path)
+    assert collector["exporters"]["prometheus"]["enable_open_metrics"] is True
+    datasources = []
+    for ds_file in (stack.ROOT / "grafana/provisioning/datasources").glob("*.y*ml"):
+        datasources += stack.load_yaml(ds_file).get("datasources", [])
+    uids = {ds.get("uid"): ds for ds in datasources}
+    prometheus = next(ds for ds in datasources if ds["type"] == "prometheus")
+    links = prometheus.get("jsonData", {}).get("exemplarTraceIdDestinations", [])
+    assert any(link["name"] == "trace_id" and uids.get(link.get("datasourceUid"), {}).get("type") == "jaeger"
+               for link in links), links
