@@ -2,9 +2,12 @@
 
     python bench/bench_errors.py                      # SQLite file in a temp dir
     python bench/bench_errors.py --postgres URL       # also PostgreSQL (postgresql+psycopg://...)
+    python bench/bench_errors.py --quick              # 1,000 calls per mode (CI smoke)
 
-Prints the capture cost against a bare baseline (raising and catching the same exception), with the
-queue accepting and with the queue full, then events per second drained by the writer thread.
+Prints the capture cost on the request path (median, p90, p99, mean; wall and thread CPU time)
+against a bare baseline (raising and catching the same exception): without a span, inside a
+recording span, inside a sampled-out span, and with the queue full; then the per-event work deferred
+to the writer thread, and events per second drained by the writer thread into the store.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
 from sizewise_otel.errors import ErrorContext, ErrorTracker
+from sizewise_otel.errors.context import ErrorEvent
+from sizewise_otel.errors.spans import install_span_scrubber
 from sizewise_otel.settings import load_settings
 from sizewise_otel.telemetry import get_telemetry
 
@@ -42,48 +50,125 @@ def tracker_for(url: str, queue_size: int) -> ErrorTracker:
     return ErrorTracker(settings, get_telemetry(settings))
 
 
+def paused(t: ErrorTracker) -> ErrorTracker:
+    """Nothing drains the queue: measure the caller's side only (the writer's work is measured below)."""
+    t.writer.start = lambda: None  # type: ignore[method-assign]
+    t.writer._thread = object()  # type: ignore[assignment]
+    return t
+
+
+def unpause(t: ErrorTracker) -> None:
+    t.writer._thread = None
+
+
+def pct(samples: list[float], q: float) -> float:
+    return samples[min(len(samples) - 1, int(len(samples) * q))]
+
+
 def percentiles(samples: list[float]) -> str:
     samples = sorted(samples)
-    p = lambda q: samples[min(len(samples) - 1, int(len(samples) * q))] * 1e6  # noqa: E731
     mean = statistics.fmean(samples) * 1e6
-    return f"p50 {p(0.5):7.1f} us  p90 {p(0.9):7.1f} us  p99 {p(0.99):7.1f} us  mean {mean:7.1f} us"
+    return (f"p50 {pct(samples, 0.5) * 1e6:7.1f} us  p90 {pct(samples, 0.9) * 1e6:7.1f} us  "
+            f"p99 {pct(samples, 0.99) * 1e6:7.1f} us  mean {mean:7.1f} us")
 
 
-def bench_capture(url: str, n: int) -> None:
+def bench_capture(url: str, n: int) -> dict[str, float]:
+    """capture_error on the request path, modes interleaved in chunks so machine noise hits all alike.
+
+    Modes: no current span; a recording (sampled) span; a sampled-out span; the queue full. Wall time
+    (perf_counter_ns) and the thread's CPU time (thread_time_ns, immune to the scheduler).
+    """
     ctx = ErrorContext(user_id="u1", endpoint="/api/hvac/duct/{duct_id}", method="POST",
                        extra={"password": "x", "duct": {"w": 12, "h": 8}})
-    base = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        make_exc(i)
-        base.append(time.perf_counter() - t0)
-    print(f"baseline raise+catch            {percentiles(base)}")
-
-    t = tracker_for(url, queue_size=max(n * 2, 10))
-    t.writer.start = lambda: None  # measure the caller's side only: nothing drains the queue
-    t.writer._thread = object()  # type: ignore[assignment]
-    cost = []
-    for i in range(n):
-        exc = make_exc(i)
-        t0 = time.perf_counter()
-        t.capture_error(exc, ctx)
-        cost.append(time.perf_counter() - t0)
-    print(f"capture_error (queue accepting) {percentiles(cost)}")
-    ratio = statistics.median(cost) / statistics.median(base)
-    print(f"  ratio to baseline (median)    {ratio:.1f}x")
-
-    full = tracker_for(url, queue_size=10)
-    full.writer.start = lambda: None
-    full.writer._thread = object()  # type: ignore[assignment]
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    sampled_out = TracerProvider(sampler=ALWAYS_OFF)
+    t = paused(tracker_for(url, queue_size=n * 4 + 10))
+    full = paused(tracker_for(url, queue_size=10))
     for i in range(10):
         full.capture_error(make_exc(i))
-    cost = []
-    for i in range(n):
-        exc = make_exc(i)
-        t0 = time.perf_counter()
+    install_span_scrubber(provider, t.scrubber)  # as in production: spans are scrubbed at end
+    tracer, off_tracer = provider.get_tracer("bench"), sampled_out.get_tracer("bench")
+    excs = [make_exc(i) for i in range(64)]
+
+    def baseline(i: int) -> tuple[int, int]:
+        c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
+        make_exc(i)
+        return time.perf_counter_ns() - t0, time.thread_time_ns() - c0
+
+    def plain(i: int) -> tuple[int, int]:
+        exc = excs[i % 64]
+        c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
+        t.capture_error(exc, ctx)
+        return time.perf_counter_ns() - t0, time.thread_time_ns() - c0
+
+    def recording(i: int) -> tuple[int, int]:
+        exc = excs[i % 64]
+        with tracer.start_as_current_span("req"):
+            c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
+            t.capture_error(exc, ctx)
+            return time.perf_counter_ns() - t0, time.thread_time_ns() - c0
+
+    def not_sampled(i: int) -> tuple[int, int]:
+        exc = excs[i % 64]
+        with off_tracer.start_as_current_span("req"):
+            c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
+            t.capture_error(exc, ctx)
+            return time.perf_counter_ns() - t0, time.thread_time_ns() - c0
+
+    def queue_full(i: int) -> tuple[int, int]:
+        exc = excs[i % 64]
+        c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
         full.capture_error(exc, ctx)
-        cost.append(time.perf_counter() - t0)
-    print(f"capture_error (queue full)      {percentiles(cost)}   dropped={full.dropped['queue_full']}")
+        return time.perf_counter_ns() - t0, time.thread_time_ns() - c0
+
+    modes = {"baseline raise+catch": baseline, "capture_error, no span": plain,
+             "capture_error, recording span": recording, "capture_error, span not sampled": not_sampled,
+             "capture_error, queue full": queue_full}
+    wall: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
+    for fn in modes.values():  # warm caches (type names, severities, metric attribute sets)
+        for i in range(50):
+            fn(i)
+    chunk = 100
+    for start in range(0, n, chunk):
+        order = list(modes.items())
+        if (start // chunk) % 2:
+            order.reverse()
+        for name, fn in order:
+            for i in range(start, min(n, start + chunk)):
+                w, c = fn(i)
+                wall[name].append(w / 1e9)
+                cpu[name].append(c / 1e9)
+    print(f"capture_error on the request path ({n} calls per mode, interleaved; wall / thread CPU)")
+    out: dict[str, float] = {}
+    for name in modes:
+        ws, cs = sorted(wall[name]), sorted(cpu[name])
+        print(f"  {name:32s} wall {percentiles(ws)}")
+        print(f"  {'':32s} cpu  p50 {pct(cs, 0.5) * 1e6:7.1f} us  p99 {pct(cs, 0.99) * 1e6:7.1f} us")
+        out[name] = pct(ws, 0.5) * 1e6
+        out[name + " p99"] = pct(ws, 0.99) * 1e6
+    print(f"  dropped while full: {full.dropped['queue_full']}")
+    # The deferred half: what the writer thread does per event before grouping (scrub, fingerprint...).
+    pending = []
+    while True:
+        try:
+            pending.append(t.writer._queue.get_nowait())
+        except Exception:
+            break
+    prepare = getattr(t, "_prepare", None)
+    if prepare is not None and pending and not isinstance(pending[0], ErrorEvent):
+        costs = []
+        for item in pending[:n]:
+            c0 = time.thread_time_ns()
+            prepare(item)
+            costs.append((time.thread_time_ns() - c0) / 1e9)
+        costs.sort()
+        print(f"  deferred to the writer thread (per event, CPU): p50 {pct(costs, 0.5) * 1e6:.1f} us  "
+              f"p99 {pct(costs, 0.99) * 1e6:.1f} us")
+    unpause(t)
+    unpause(full)
+    provider.shutdown()
+    return out
 
 
 def bench_store(label: str, url: str, n: int, groups: int = 20) -> None:
@@ -117,13 +202,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--postgres", default="", help="a PostgreSQL URL to benchmark too")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (CI smoke)")
+    parser.add_argument("--capture-only", action="store_true", help="skip the store throughput part")
     args = parser.parse_args()
+    n = min(args.n, 1000) if args.quick else args.n
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_url = f"sqlite:///{Path(tmp) / 'bench-errors.db'}"
-        bench_capture(sqlite_url, args.n)
-        bench_store("sqlite", sqlite_url, args.n * 4)
-    if args.postgres:
-        bench_store("postgresql", args.postgres, args.n * 4)
+        bench_capture(sqlite_url, n)
+        if not args.capture_only:
+            bench_store("sqlite", sqlite_url, n * 4)
+    if args.postgres and not args.capture_only:
+        bench_store("postgresql", args.postgres, n * 4)
 
 
 if __name__ == "__main__":

@@ -334,8 +334,7 @@ class HTTPServerTelemetry:
     def _parent_context(self, headers: Iterable[tuple[bytes, bytes]]) -> otel_context.Context | None:
         fields = self._propagator_fields
         carrier: dict[str, list[str]] | None = None
-        for raw_name, raw_value in headers:
-            name = raw_name.lower()
+        for name, raw_value in headers:  # ASGI header names are lower-case already
             if name in fields:
                 if carrier is None:
                     carrier = {}
@@ -442,7 +441,13 @@ def _set_request_span_attributes(span: trace.Span, scope: Scope, request_attrs: 
 
 def _finish_span(span: trace.Span, attrs: dict[str, Any], method: str, route: str | None, status: int,
                  exception: BaseException | None) -> None:
-    span.set_attributes(attrs)
+    # Method, scheme and protocol were set at the start; add what the response decided.
+    if route is not None:
+        span.set_attribute("http.route", route)
+    if status:
+        span.set_attribute("http.response.status_code", status)
+    if "error.type" in attrs:
+        span.set_attribute("error.type", attrs["error.type"])
     if route is not None:
         span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
     if exception is not None:

@@ -53,6 +53,17 @@ async def _one(client: httpx.AsyncClient, rng: random.Random, state: dict) -> in
     return resp.status_code
 
 
+def _exclude_from_telemetry(client: httpx.AsyncClient) -> None:
+    """The load generator is the service's visitor, not part of its mesh: keep its own client calls
+    out of ``http.client.*`` (it runs in the demo's process when started by ``demo --load``)."""
+    try:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor.uninstrument_client(client)
+    except Exception:  # instrumentation absent or already off
+        pass
+
+
 async def run_load(base_url: str, *, rate: float = 20.0, duration: float | None = None,
                    concurrency: int = 4, seed: int | None = None, headers: dict | None = None) -> LoadStats:
     """Send about ``rate`` requests/s for ``duration`` seconds (forever if None)."""
@@ -61,6 +72,7 @@ async def run_load(base_url: str, *, rate: float = 20.0, duration: float | None 
     state: dict = {"calc_ids": [], "sessions": [], "project": None}
     deadline = None if duration is None else time.monotonic() + duration
     async with httpx.AsyncClient(base_url=base_url, timeout=5.0, headers=headers) as client:
+        _exclude_from_telemetry(client)
         try:
             resp = await client.post("/api/projects", json={"name": "Load test building"})
             state["project"] = resp.json().get("id") if resp.status_code == 201 else None

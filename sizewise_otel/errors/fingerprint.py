@@ -125,24 +125,44 @@ def _short_repr(value: object) -> str:
 _body_cache: dict[tuple[Any, ...], str] = {}
 
 
+class ChainSnapshot:
+    """What an exception looked like when it was captured: its traceback head and its chained cause.
+
+    Taken on the request path (attribute reads only). When the exception propagates further after the
+    capture, Python prepends new traceback entries to ``__traceback__`` and may set ``__context__``;
+    the snapshot keeps the fingerprint and the stack trace those of the capture point.
+    """
+
+    __slots__ = ("cause", "explicit", "tb")
+
+    def __init__(self, exc: BaseException) -> None:
+        self.tb = exc.__traceback__
+        cause = exc.__cause__
+        self.explicit = cause is not None
+        self.cause = cause if cause is not None else (None if exc.__suppress_context__ else exc.__context__)
+
+
 def format_stacktrace(exc: BaseException, message: str | None = None,
-                      scrub: Callable[[str], str] = str, *, _depth: int = 0) -> str:
+                      scrub: Callable[[str], str] = str, *, snapshot: ChainSnapshot | None = None,
+                      _depth: int = 0) -> str:
     """Python's traceback rendering (as OTel's ``exception.stacktrace`` expects), chained causes
     included (3 deep), without the costly 3.11 caret computation.
 
     ``scrub`` is applied to every part: the frame lines (cached per code location, so a hot error
     pays for it once) and the messages. ``message`` is the already-scrubbed top-level message.
+    ``snapshot`` (see :class:`ChainSnapshot`) stands for the exception's state at capture time.
     """
     parts: list[str] = []
     try:
-        cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        snap = snapshot or ChainSnapshot(exc)
+        cause = snap.cause
         if cause is not None and _depth < 3:
             parts.append(format_stacktrace(cause, None, scrub, _depth=_depth + 1))
             parts.append("\nThe above exception was the direct cause of the following exception:\n\n"
-                         if exc.__cause__ is not None else
+                         if snap.explicit else
                          "\nDuring handling of the above exception, another exception occurred:\n\n")
         entries = []
-        tb = exc.__traceback__
+        tb = snap.tb
         while tb is not None:
             entries.append(tb)
             tb = tb.tb_next
@@ -176,10 +196,18 @@ def format_stacktrace(exc: BaseException, message: str | None = None,
     return "".join(parts)
 
 
+_type_names: dict[type, str] = {}
+
+
 def error_type_name(exc: BaseException) -> str:
     cls = type(exc)
-    module = cls.__module__
-    return cls.__qualname__ if module in (None, "builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    name = _type_names.get(cls)
+    if name is None:
+        module = cls.__module__
+        name = cls.__qualname__ if module in (None, "builtins", "__main__") else f"{module}.{cls.__qualname__}"
+        if len(_type_names) < 4096:
+            _type_names[cls] = name
+    return name
 
 
 def default_components(error_type: str, frames: Sequence[Frame], route: str | None, title: str) -> list[str]:
@@ -217,14 +245,31 @@ GROUP_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 def in_app_frames_of_current_stack(skip: int = 2) -> list[Frame]:
     """For captures without an exception: the caller's in-app frames."""
-    frames = []
+    return frames_from_stack_snapshot(stack_snapshot(skip + 1))
+
+
+StackEntry = tuple[Any, int, Any]  # (code object, line number, module name)
+
+
+def stack_snapshot(skip: int = 2) -> list[StackEntry]:
+    """The caller's stack as (code, line, module) references, innermost first: no strings built.
+
+    The cheap half of :func:`in_app_frames_of_current_stack`, for the request path; the writer thread
+    turns it into :class:`Frame` objects with :func:`frames_from_stack_snapshot`.
+    """
+    out: list[StackEntry] = []
     f = sys._getframe(skip)
-    while f is not None and len(frames) < MAX_FRAMES:
-        module = str(f.f_globals.get("__name__", "?"))
-        code = f.f_code
-        frames.append(Frame(module, getattr(code, "co_qualname", code.co_name),
-                            os.path.basename(code.co_filename), f.f_lineno,
-                            is_in_app(code.co_filename, module)))
+    while f is not None and len(out) < MAX_FRAMES:
+        out.append((f.f_code, f.f_lineno, f.f_globals.get("__name__", "?")))
         f = f.f_back
-    frames.reverse()
+    return out
+
+
+def frames_from_stack_snapshot(entries: Sequence[StackEntry]) -> list[Frame]:
+    frames = []
+    for code, lineno, module_name in reversed(entries):
+        module = str(module_name)
+        frames.append(Frame(module, getattr(code, "co_qualname", code.co_name),
+                            os.path.basename(code.co_filename), lineno or 0,
+                            is_in_app(code.co_filename, module)))
     return frames

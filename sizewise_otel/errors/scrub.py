@@ -63,12 +63,14 @@ class Pattern:
     replacement: str | Callable[[re.Match[str]], str]
     # A cheap test on (text, lowercased text): False means the regex cannot match, skip it.
     hint: Callable[[str, str], bool] | None = None
+    # IP address patterns are skipped for infrastructure span attributes (see ``Scrubber.attributes``).
+    ip: bool = False
 
 
 def _builtin_patterns(ip_addresses: bool) -> list[Pattern]:
     p = [
-        # Credentials in URLs: scheme://user:pass@host
-        Pattern("url-credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]+:[^\s/@]+@"),
+        # Credentials in URLs: scheme://user:pass@host, and scheme://:pass@host (Redis)
+        Pattern("url-credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]*:[^\s/@]+@"),
                 r"\1[Filtered]@", lambda t, lt: "://" in t and "@" in t),
         Pattern("bearer", re.compile(r"(?i)\b(bearer|basic|token|digest)\s+[A-Za-z0-9._~+/=-]{6,}"),
                 r"\1 [Filtered]", lambda t, lt: "bearer" in lt or "basic" in lt or "token" in lt
@@ -93,11 +95,11 @@ def _builtin_patterns(ip_addresses: bool) -> list[Pattern]:
         p += [
             Pattern("ipv4", re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}"
                                        r"(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"), "[ip]",
-                    lambda t, lt: "." in t),
+                    lambda t, lt: "." in t, ip=True),
             Pattern("ipv6", re.compile(r"(?i)(?<![\w:])(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}(?![\w:])"
                                        r"|(?<![\w:])(?:[0-9a-f]{1,4}:){1,7}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?"
                                        r"(?![\w:])"), "[ip]",
-                    lambda t, lt: "::" in t or t.count(":") >= 7),
+                    lambda t, lt: "::" in t or t.count(":") >= 7, ip=True),
         ]
     return p
 
@@ -116,6 +118,7 @@ class Scrubber:
         self._deny = [self._norm(k) for k in deny_keys]
         self._allow = {self._norm(k) for k in allow_keys}
         self._patterns = _builtin_patterns(ip_addresses)
+        self._patterns_no_ip = [p for p in self._patterns if not p.ip]
         self._custom = False
         self.max_depth = max_depth
         self.max_string = max_string
@@ -136,6 +139,7 @@ class Scrubber:
         """Replace every match of ``regex`` in every string value."""
         compiled = re.compile(regex) if isinstance(regex, str) else regex
         self._patterns.append(Pattern(name, compiled, replacement))
+        self._patterns_no_ip.append(self._patterns[-1])
         self._custom = True
 
     # --- keys -------------------------------------------------------------------------------
@@ -149,7 +153,8 @@ class Scrubber:
         return found
 
     # --- values -----------------------------------------------------------------------------
-    def text(self, value: str) -> str:
+    def text(self, value: str, *, ips: bool = True) -> str:
+        """A scrubbed copy of ``value``. ``ips=False`` keeps IP addresses (infrastructure attributes)."""
         if not value.isascii():  # lone surrogates and NULs break storage encodings
             value = value.encode("utf-8", "replace").decode("utf-8")
         if "\x00" in value:
@@ -159,7 +164,7 @@ class Scrubber:
         if not self._custom and not _MAYBE.search(value):
             return value
         lowered = value.lower()
-        for pattern in self._patterns:
+        for pattern in (self._patterns if ips else self._patterns_no_ip):
             if pattern.hint is None or pattern.hint(value, lowered):
                 new = pattern.regex.sub(pattern.replacement, value)
                 if new is not value:
@@ -194,23 +199,100 @@ class Scrubber:
             out[key] = FILTERED if self.sensitive_key(str(k)) else self.value(v, depth)
         return out
 
-    def attributes(self, attrs: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Span attributes: a scrubbed copy, or None when nothing needed changing."""
+    def attributes(self, attrs: Mapping[str, Any], *, kind: Any = None) -> dict[str, Any] | None:
+        """Span attributes: a scrubbed copy, or None when nothing needed changing.
+
+        ``kind`` is the span's kind (``SpanKind`` or its name). Secrets, emails, tokens and cards are
+        scrubbed in every value; IP addresses only where they can be a *client's* (see
+        :func:`ip_policy`): the addresses of the servers and databases a service talks to stay, or the
+        service map has no edges.
+        """
         changed = False
         out: dict[str, Any] = {}
+        kind_name = getattr(kind, "name", kind)
         for key, value in attrs.items():
             new: Any = value
             if self.sensitive_key(key.rsplit(".", 1)[-1]) and _is_sensitive_attr(key):
                 new = FILTERED if isinstance(value, str) else (
                     (FILTERED,) * len(value) if isinstance(value, list | tuple) else value)
             elif isinstance(value, str):
-                new = self.text(value)
+                new = self._attr_text(key, value, kind_name)
             elif isinstance(value, tuple | list) and value and isinstance(value[0], str):
-                new = tuple(self.text(v) for v in value)
+                new = tuple(self._attr_text(key, v, kind_name) for v in value)
             if new is not value and new != value:
                 changed = True
             out[key] = new
         return out if changed else None
+
+    def _attr_text(self, key: str, value: str, kind_name: str | None) -> str:
+        if not self.ip_addresses:
+            return self.text(value)
+        policy = ip_policy(key, kind_name)
+        if policy == IP_SCRUB:
+            return self.text(value)
+        if policy == IP_KEEP:
+            return self.text(value, ips=False)
+        # IP_URL_HOST: an outbound URL keeps its host; its path and query are scrubbed in full.
+        m = _URL_HEAD.match(value)
+        if m is None:
+            return self.text(value)
+        return self.text(value[: m.end()], ips=False) + self.text(value[m.end():])
+
+
+# --- which span attributes may keep IP addresses -----------------------------------------------
+IP_SCRUB, IP_KEEP, IP_URL_HOST = "scrub", "keep", "url-host"
+_URL_HEAD = re.compile(r"(?i)^[a-z][a-z0-9+.-]*://[^/?#\s]*")
+# A client's address is personal data on every span.
+_CLIENT_KEYS = frozenset({"client.address", "client.socket.address", "http.client_ip", "net.sock.peer.addr",
+                          "http.request.header.x-forwarded-for", "http.request.header.x-real-ip",
+                          "http.request.header.forwarded", "http.request.header.true-client-ip",
+                          "http.request.header.cf-connecting-ip"})
+_CLIENT_HINTS = ("client", "forwarded", "real_ip", "real-ip", "connecting-ip", "remote_addr")
+# The peer of a SERVER span is its client; the peer of a CLIENT/PRODUCER/INTERNAL/CONSUMER span is a
+# server, a database, a broker: infrastructure.
+_PEER_KEYS = frozenset({"network.peer.address", "network.peer.port", "net.peer.ip", "net.peer.name",
+                        "net.peer.port", "net.sock.peer.name", "net.sock.peer.port", "peer.service"})
+_URL_KEYS = frozenset({"url.full", "http.url"})
+_NOT_SERVER_SIDE = frozenset({"CLIENT", "PRODUCER", "INTERNAL", "CONSUMER"})
+# Always infrastructure: where this service or the called service runs, and database connections.
+_INFRA_KEYS = frozenset({"server.address", "server.port", "server.socket.address", "server.socket.domain",
+                         "network.local.address", "network.local.port", "net.host.name", "net.host.ip",
+                         "net.host.port", "net.sock.host.addr", "url.domain", "http.host", "http.server_name",
+                         "db.connection_string", "db.name", "db.namespace", "db.system", "db.system.name",
+                         "db.user", "db.instance.id", "db.redis.database_index", "db.mssql.instance_name",
+                         "messaging.system", "messaging.destination.name", "rpc.system", "rpc.service"})
+_INFRA_PREFIXES = ("host.", "k8s.", "container.", "cloud.", "service.", "deployment.", "os.", "process.",
+                   "telemetry.", "otel.", "server.")
+_policy_cache: dict[tuple[str, str | None], str] = {}
+
+
+def ip_policy(key: str, kind_name: str | None) -> str:
+    """How IP addresses in span attribute ``key`` are treated on a span of kind ``kind_name``.
+
+    ``IP_SCRUB`` (the default, and always for client addresses such as ``client.address`` or
+    ``X-Forwarded-For``), ``IP_KEEP`` for infrastructure (``server.address``, database connection
+    attributes, the peer of an outbound call), ``IP_URL_HOST`` for the URL of an outbound call (its
+    host is kept, its path and query are scrubbed). Unknown span kind counts as server side.
+    """
+    cache_key = (key, kind_name)
+    found = _policy_cache.get(cache_key)
+    if found is not None:
+        return found
+    k = key.lower()
+    outbound = kind_name in _NOT_SERVER_SIDE
+    if k in _CLIENT_KEYS or (any(h in k for h in _CLIENT_HINTS) and k not in _INFRA_KEYS):
+        found = IP_SCRUB
+    elif k in _PEER_KEYS:
+        found = IP_KEEP if outbound else IP_SCRUB
+    elif k in _URL_KEYS:
+        found = IP_URL_HOST if kind_name in ("CLIENT", "PRODUCER") else IP_SCRUB
+    elif k in _INFRA_KEYS or k.startswith(_INFRA_PREFIXES):
+        found = IP_KEEP
+    else:
+        found = IP_SCRUB
+    if len(_policy_cache) < 4096:
+        _policy_cache[cache_key] = found
+    return found
 
 
 def _is_sensitive_attr(key: str) -> bool:

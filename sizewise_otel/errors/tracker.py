@@ -1,8 +1,17 @@
-"""The ErrorTracker: capture -> scrub -> fingerprint -> group (queue) -> store, plus OTel and alerts.
+"""The ErrorTracker: capture -> (queue) -> scrub -> fingerprint -> group -> store, plus OTel and alerts.
 
-Everything the caller waits for is in :meth:`ErrorTracker.capture_error`: scrubbing, the
-fingerprint, the span event, the counter and a non-blocking ``put`` into a bounded queue. Grouping
-counts, samples, users, trends and alert signals are computed by the writer thread in batches.
+The request path (:meth:`ErrorTracker.capture_error`) does only what must happen while the caller
+waits, and nothing that formats, matches or hashes text: it keeps references (the exception, a
+snapshot of its traceback head and cause, a shallow copy of the context), takes an error id and a
+timestamp, increments ``sizewise_errors_total`` (cached attribute dicts), and, when the current span
+is recording, adds a lazy ``exception`` event plus status ERROR. Then a non-blocking ``put`` into a
+bounded queue (full: counted as dropped).
+
+The writer thread turns each capture into an :class:`ErrorEvent` (``ErrorTracker._prepare``):
+message and stack trace rendering, scrubbing of message, stack, context and locals, message
+parameterization, the fingerprint, the user hash; then grouping counts, samples, users, trends and
+alert signals, in batches. The span's lazy event reuses the same prepared event (computed once, by
+whichever thread reads it first), so the span and the store agree on the group id.
 """
 
 from __future__ import annotations
@@ -16,7 +25,6 @@ import inspect
 import os
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -28,17 +36,20 @@ from opentelemetry import trace
 from sizewise_otel.errors.alerts import AlertListener, AlertSignals, LogNotifier
 from sizewise_otel.errors.context import ErrorContext, ErrorEvent, ErrorSeverity, Frame
 from sizewise_otel.errors.fingerprint import (
+    ChainSnapshot,
+    StackEntry,
     error_type_name,
     extract_frames,
     fingerprint,
     format_stacktrace,
-    in_app_frames_of_current_stack,
+    frames_from_stack_snapshot,
     parameterize,
     parameterize_route,
+    stack_snapshot,
 )
 from sizewise_otel.errors.logging_handler import install_log_scrubbing
 from sizewise_otel.errors.scrub import Scrubber
-from sizewise_otel.errors.spans import install_span_scrubber, record_on_current_span
+from sizewise_otel.errors.spans import ERROR_ID_ATTR, GROUP_ID_ATTR, install_span_scrubber, record_lazy_on_span
 from sizewise_otel.errors.store import BatchResult, ErrorStore, resolve_store_url
 from sizewise_otel.errors.writer import EventWriter
 from sizewise_otel.settings import Settings
@@ -71,8 +82,65 @@ def default_severity(exc: BaseException | None) -> ErrorSeverity:
     return ErrorSeverity.MEDIUM
 
 
-class _Synthetic(Exception):
-    """Stands for an error reported without an exception object."""
+_severity_cache: dict[type, ErrorSeverity] = {}
+
+
+def _severity_of(exc: BaseException | None) -> ErrorSeverity:
+    """``default_severity`` cached per exception class (it depends on the class only)."""
+    if exc is None:
+        return ErrorSeverity.MEDIUM
+    cls = type(exc)
+    sev = _severity_cache.get(cls)
+    if sev is None:
+        sev = default_severity(exc)
+        if len(_severity_cache) < 4096:
+            _severity_cache[cls] = sev
+    return sev
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def new_error_id() -> str:
+    """A random (version 4) UUID string, as ``str(uuid.uuid4())`` but without the UUID object."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+class PendingError:
+    """One capture as the request path leaves it: references and snapshots, no strings built.
+
+    The writer thread (or the exporter thread, through the span's lazy event, whichever comes first)
+    turns it into the scrubbed :class:`ErrorEvent` once; the references to the exception and its
+    frames are released then.
+    """
+
+    __slots__ = ("context", "custom", "error_id", "error_type", "escaped", "event", "exception", "frames",
+                 "message", "severity", "snapshot", "source", "span_id", "stack", "timestamp", "trace_id")
+
+    def __init__(self, error_id: str, timestamp: float, error_type: str, severity: str,
+                 exception: BaseException | None, snapshot: ChainSnapshot | None, message: str | None,
+                 stack: list[StackEntry] | None, frames: list[Frame] | None, context: dict[str, Any] | None,
+                 custom: Sequence[str] | None, source: str) -> None:
+        self.error_id = error_id
+        self.timestamp = timestamp
+        self.error_type = error_type
+        self.severity = severity
+        self.exception = exception
+        self.snapshot = snapshot
+        self.message = message
+        self.stack = stack
+        self.frames = frames
+        self.context = context
+        self.custom = custom
+        self.source = source
+        self.escaped = source == "request"
+        self.trace_id = 0
+        self.span_id = 0
+        self.event: ErrorEvent | None = None
+
+
+_prepare_lock = threading.Lock()
 
 
 class ErrorTracker:
@@ -93,8 +161,10 @@ class ErrorTracker:
         self.alerts.add_listener(LogNotifier())
         self.writer = EventWriter(
             self._make_store, maxsize=settings.error_queue_size, on_dropped=self._count_dropped,
-            on_result=self._on_batch, retention_seconds=settings.error_retention_hours * 3600.0)
+            on_result=self._on_batch, retention_seconds=settings.error_retention_hours * 3600.0,
+            prepare=self._prepare)
         self.dropped: dict[str, int] = {"queue_full": 0, "store_unavailable": 0, "shutdown": 0}
+        self._metric_attrs: dict[tuple[str, str], dict[str, str]] = {}
         self._reader: ErrorStore | None = None
         self._reader_lock = threading.Lock()
         self._reader_pid = os.getpid()
@@ -171,8 +241,12 @@ class ErrorTracker:
     def capture_error(self, exception: BaseException | None = None, context: ErrorContext | None = None,
                       severity: ErrorSeverity | str | None = None, fingerprint: Sequence[str] | None = None,
                       *, message: str | None = None, source: str = "manual") -> str:
-        """Capture one error; returns its id. Never raises, never blocks."""
-        error_id = str(uuid.uuid4())
+        """Capture one error; returns its id. Never raises, never blocks.
+
+        Only the cheap, must-be-now part runs here (see the module docstring); scrubbing,
+        fingerprinting and grouping happen on the writer thread.
+        """
+        error_id = new_error_id()
         try:
             self._capture(error_id, exception, context, severity, fingerprint, message, source)
         except Exception as exc:  # the tracker must never be the reason a request fails
@@ -182,48 +256,110 @@ class ErrorTracker:
 
     def _capture(self, error_id: str, exception: BaseException | None, context: ErrorContext | None,
                  severity: ErrorSeverity | str | None, custom: Sequence[str] | None, message: str | None,
-                 source: str, status_type: str | None = None) -> None:
-        s = self.scrubber
-        ctx = context or ErrorContext()
-        sev = ErrorSeverity.parse(severity) if severity is not None else None
-        sev = sev or default_severity(exception)
+                 source: str, status_type: str | None = None, ctx_data: dict[str, Any] | None = None) -> None:
+        now = time.time()
+        sev = (ErrorSeverity.parse(severity) if severity is not None else None) or _severity_of(exception)
+        stack: list[StackEntry] | None = None
+        frames: list[Frame] | None = None
         if exception is not None:
             error_type = error_type_name(exception)
+            snapshot: ChainSnapshot | None = ChainSnapshot(exception)
+            if self.capture_locals:  # opt-in: locals must be read now, before the frames move on
+                frames = extract_frames(snapshot.tb, with_locals=True)  # type: ignore[union-attr]
+        else:
+            error_type = status_type or "CapturedMessage"
+            snapshot = None
+            message = message or "error captured without an exception"
+            if not status_type:
+                stack = stack_snapshot(3)  # the caller's stack: capture_error's caller is 3 up
+        pending = PendingError(error_id, now, error_type, sev.value, exception, snapshot, message, stack, frames,
+                               context.as_dict() if context is not None else ctx_data,
+                               tuple(custom) if custom else None, source)
+        span = trace.get_current_span()
+        span_ctx = span.get_span_context()
+        if span_ctx.is_valid:
+            pending.trace_id = span_ctx.trace_id
+            pending.span_id = span_ctx.span_id
+            if span.is_recording():
+                record_lazy_on_span(span, error_type, error_id, lambda: self._span_attributes(pending))
+        key = (error_type, pending.severity)
+        attrs = self._metric_attrs.get(key)
+        if attrs is None:
+            attrs = self._metric_attributes(key)
+        self._errors.add(1, attrs)
+        if not self.writer.submit(pending):
+            self._count_dropped("queue_full", 1)
+
+    def _metric_attributes(self, key: tuple[str, str]) -> dict[str, str]:
+        error_type, sev = key
+        metric_type = error_type if error_type in self._types else self._admit_type(error_type)
+        attrs = {"error.type": metric_type, "severity": sev}
+        if len(self._metric_attrs) < 1024:
+            self._metric_attrs[key] = attrs
+        return attrs
+
+    # --- off the request path: the writer thread, or the span exporter's thread ------------------
+    def _prepare(self, item: PendingError | ErrorEvent) -> ErrorEvent:
+        """The scrubbed, fingerprinted event of a capture, built once."""
+        if isinstance(item, ErrorEvent):
+            return item
+        event = item.event
+        if event is not None:
+            return event
+        with _prepare_lock:
+            if item.event is None:
+                item.event = self._build_event(item)
+                item.exception = item.snapshot = item.stack = item.frames = None  # free the frames
+            return item.event
+
+    def _span_attributes(self, pending: PendingError) -> dict[str, Any]:
+        ev = self._prepare(pending)
+        return {
+            "exception.type": ev.error_type,
+            "exception.message": ev.message,
+            "exception.stacktrace": ev.stacktrace,
+            "exception.escaped": pending.escaped,
+            ERROR_ID_ATTR: ev.id,
+            GROUP_ID_ATTR: ev.group_id,
+        }
+
+    def _build_event(self, p: PendingError) -> ErrorEvent:
+        s = self.scrubber
+        exception = p.exception
+        error_type = p.error_type
+        if exception is not None:
             try:
                 raw_message = str(exception)
             except Exception:
                 raw_message = f"<unprintable {type(exception).__name__}>"
-            frames = extract_frames(exception.__traceback__, with_locals=self.capture_locals)
+            snapshot = p.snapshot or ChainSnapshot(exception)
+            frames = p.frames if p.frames is not None else extract_frames(snapshot.tb)
             clean_message = s.text(raw_message)
-            stacktrace = format_stacktrace(exception, clean_message, s.text)
+            stacktrace = format_stacktrace(exception, clean_message, s.text, snapshot=snapshot)
         else:
-            error_type = status_type or "CapturedMessage"
-            raw_message = message or "error captured without an exception"
-            frames = [] if status_type else in_app_frames_of_current_stack(skip=3)
+            frames = frames_from_stack_snapshot(p.stack) if p.stack else []
             stacktrace = ""
-            clean_message = s.text(raw_message)
+            clean_message = s.text(p.message or "")
         title = parameterize(clean_message)
         if self.capture_locals:
             frames = [f if not f.locals else Frame(f.module, f.function, f.filename, f.lineno, f.in_app,
                                                    s.mapping(f.locals)) for f in frames]
-        route = ctx.endpoint
+        ctx = p.context or {}
+        if _RAW_SCOPE in ctx:
+            ctx = request_context(ctx[_RAW_SCOPE]).as_dict()
+        route = ctx.get("endpoint")
         route_key = parameterize_route(route) if route else None
-        group_id = fingerprint(error_type, frames, route_key, title, custom)
-        user_hash = (hashlib.sha256(f"sizewise-user|{ctx.user_id}".encode()).hexdigest()[:32]
-                     if ctx.user_id else None)
-        scrubbed_ctx = s.mapping(ctx.as_dict())
-        trace_id, span_id = record_on_current_span(
-            error_type=error_type, message=clean_message, stacktrace=stacktrace, error_id=error_id,
-            group_id=group_id, escaped=source == "request")
-        metric_type = error_type if error_type in self._types else self._admit_type(error_type)
-        self._errors.add(1, {"error.type": metric_type, "severity": str(sev)})
-        event = ErrorEvent(
-            id=error_id, group_id=group_id, timestamp=time.time(), error_type=error_type,
+        group_id = fingerprint(error_type, frames, route_key, title, p.custom)
+        user_id = ctx.get("user_id")
+        user_hash = (hashlib.sha256(f"sizewise-user|{user_id}".encode()).hexdigest()[:32]
+                     if user_id else None)
+        return ErrorEvent(
+            id=p.error_id, group_id=group_id, timestamp=p.timestamp, error_type=error_type,
             message=clean_message, title=f"{error_type.rsplit('.', 1)[-1]}: {title}"[:512],
-            stacktrace=stacktrace, frames=frames, route=route_key, method=ctx.method, severity=str(sev),
-            context=scrubbed_ctx, user_hash=user_hash, trace_id=trace_id, span_id=span_id, source=source)
-        if not self.writer.submit(event):
-            self._count_dropped("queue_full", 1)
+            stacktrace=stacktrace, frames=frames, route=route_key, method=ctx.get("method"),
+            severity=p.severity, context=s.mapping(ctx), user_hash=user_hash,
+            trace_id=format(p.trace_id, "032x") if p.trace_id else None,
+            span_id=format(p.span_id, "016x") if p.span_id else None, source=p.source)
 
     def _admit_type(self, error_type: str) -> str:
         if len(self._types) < MAX_ERROR_TYPES:
@@ -237,19 +373,26 @@ class ErrorTracker:
 
     # --- ASGI hooks (called by sizewise_otel.asgi.MonitoringMiddleware) --------------------------
     def capture_request_exception(self, exc: BaseException, scope: dict[str, Any]) -> str:
-        sev = default_severity(exc)
-        if sev.rank < ErrorSeverity.HIGH.rank:
-            sev = ErrorSeverity.HIGH  # unhandled in a request: a user saw a 500
-        return self.capture_error(exc, request_context(scope), sev, source="request")
+        error_id = new_error_id()
+        try:
+            sev = _severity_of(exc)
+            if sev.rank < ErrorSeverity.HIGH.rank:
+                sev = ErrorSeverity.HIGH  # unhandled in a request: a user saw a 500
+            # The scope's headers are decoded on the writer thread (request_context), not here.
+            self._capture(error_id, exc, None, sev, None, None, "request", ctx_data=scope_snapshot(scope))
+        except Exception as err:
+            with contextlib.suppress(Exception):
+                log.warning("error capture failed", error=type(err).__name__)
+        return error_id
 
     def capture_server_error_status(self, scope: dict[str, Any], status: int) -> None:
-        error_id = str(uuid.uuid4())
+        error_id = new_error_id()
         try:
-            ctx = request_context(scope)
-            if ctx.endpoint in STATUS_EXEMPT_ROUTES:
+            snap = scope_snapshot(scope)
+            if snap["endpoint"] in STATUS_EXEMPT_ROUTES:
                 return
-            self._capture(error_id, None, ctx, ErrorSeverity.HIGH, None, f"HTTP {int(status)} answered",
-                          "response", status_type=f"HTTPServerError{int(status)}")
+            self._capture(error_id, None, None, ErrorSeverity.HIGH, None, f"HTTP {int(status)} answered",
+                          "response", status_type=f"HTTPServerError{int(status)}", ctx_data=snap)
         except Exception as exc:
             with contextlib.suppress(Exception):
                 log.warning("error capture failed", error=type(exc).__name__)
@@ -326,10 +469,23 @@ class ErrorTracker:
         }
 
 
+_RAW_SCOPE = "\x00scope"
+
+
+def _route_template(scope: dict[str, Any]) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or getattr(route, "path_format", None) or "<unmatched>"
+
+
+def scope_snapshot(scope: dict[str, Any]) -> dict[str, Any]:
+    """The request path's copy of what :func:`request_context` needs: references, nothing decoded."""
+    return {"endpoint": _route_template(scope), _RAW_SCOPE: {
+        "route": scope.get("route"), "method": scope.get("method"), "headers": tuple(scope.get("headers") or ())}}
+
+
 def request_context(scope: dict[str, Any]) -> ErrorContext:
     """Context from an ASGI scope: the route *template* (never the raw path), method, a few headers."""
-    route = scope.get("route")
-    template = getattr(route, "path", None) or getattr(route, "path_format", None)
+    template = _route_template(scope)
     headers: dict[str, str] = {}
     request_id = None
     for raw_name, raw_value in scope.get("headers") or ():
@@ -339,7 +495,7 @@ def request_context(scope: dict[str, Any]) -> ErrorContext:
             headers[name] = value
             if name == "x-request-id":
                 request_id = value
-    return ErrorContext(endpoint=template or "<unmatched>", method=str(scope.get("method") or "") or None,
+    return ErrorContext(endpoint=template, method=str(scope.get("method") or "") or None,
                         request_id=request_id, user_agent=headers.get("user-agent"), headers=headers)
 
 

@@ -1,5 +1,10 @@
 """The background writer: a bounded queue drained in batches by one thread, off the request path.
 
+The queue carries what the request path captured cheaply (see ``ErrorTracker.capture_error``); the
+writer's ``prepare`` callback turns each item into a scrubbed, fingerprinted :class:`ErrorEvent` here,
+on this thread, before the batch is grouped and stored. An item that cannot be prepared is counted
+as dropped (reason ``capture_failed``).
+
 ``submit`` never blocks: when the queue is full the event is refused and the caller counts it as
 dropped. Store failures are retried with backoff for ``retry_seconds``; then the batch is dropped
 (counted, reason ``store_unavailable``) and the writer carries on, so a dead database costs the
@@ -31,8 +36,9 @@ class EventWriter:
     def __init__(self, store_factory: Callable[[], ErrorStore], *, maxsize: int,
                  on_dropped: Callable[[str, int], None], on_result: Callable[[BatchResult], None],
                  retention_seconds: float, cleanup_interval: float = 3600.0, batch_size: int = 500,
-                 retry_seconds: float = 30.0) -> None:
+                 retry_seconds: float = 30.0, prepare: Callable[[Any], ErrorEvent] | None = None) -> None:
         self._factory = store_factory
+        self._prepare = prepare
         self._queue: queue.Queue[Any] = queue.Queue(maxsize)
         self._on_dropped = on_dropped
         self._on_result = on_result
@@ -51,7 +57,8 @@ class EventWriter:
         self.store_ok: bool | None = None
 
     # --- producer side (request path) -----------------------------------------------------------
-    def submit(self, event: ErrorEvent) -> bool:
+    def submit(self, event: Any) -> bool:
+        """Queue an event (or a raw capture for ``prepare``); False when the queue is full."""
         if self._thread is None or self._pid != os.getpid():
             self.start()
         try:
@@ -167,13 +174,32 @@ class EventWriter:
                     batch.append(item)
             try:
                 if batch:
-                    self._write(batch)
+                    events = self._prepare_batch(batch)
+                    if events:
+                        self._write(events)
             finally:
                 for _ in range(len(batch) + (1 if stop else 0)):
                     q.task_done()
             if stop:
                 return
             self._maybe_cleanup()
+
+    def _prepare_batch(self, batch: Sequence[Any]) -> list[ErrorEvent]:
+        prepare = self._prepare
+        if prepare is None:
+            return list(batch)
+        events: list[ErrorEvent] = []
+        failed, last = 0, ""
+        for item in batch:
+            try:
+                events.append(prepare(item))
+            except Exception as exc:
+                failed += 1
+                last = type(exc).__name__
+        if failed:
+            log.warning("error events could not be prepared", count=failed, error=last)
+            self._drop("capture_failed", failed)
+        return events
 
     def _write(self, batch: Sequence[ErrorEvent]) -> None:
         deadline = time.monotonic() + self.retry_seconds

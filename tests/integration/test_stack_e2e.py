@@ -231,17 +231,20 @@ def test_traces_reach_the_trace_backend_and_exemplars_link_to_them(full_stack: S
                  if attrs.get("service.name") == "sizewise-hvac"}
     assert len(instances) >= 2
 
-    # Prometheus stores exemplars (exemplar storage on, OpenMetrics scrape of the collector).
-    def exemplars() -> list:
-        now = time.time()
-        resp = httpx.get(f"{s.prometheus.url}/api/v1/query_exemplars", timeout=5, params={
-            "query": "http_server_request_duration_seconds_bucket", "start": now - 600, "end": now})
-        return resp.json()["data"]
-
-    servers.wait_for(lambda: bool(exemplars()), 20, "exemplars in Prometheus")
-    trace_ids = {e["labels"]["trace_id"] for series in exemplars() for e in series["exemplars"]}
+    # Prometheus stores exemplars (exemplar storage on, OpenMetrics scrape of the collector), and
+    # their trace ids are traces the backend received: Grafana's exemplar link finds the trace.
+    servers.wait_for(lambda: bool(_exemplars(s, '{__name__=~".+_bucket"}')), 20, "exemplars in Prometheus")
+    trace_ids = {e["labels"]["trace_id"] for series in _exemplars(s, '{__name__=~".+_bucket"}')
+                 for e in series["exemplars"]}
     received = {span.trace_id.hex() for _, span in s.sink.spans()}
     assert trace_ids & received, "no exemplar trace id is a trace the backend received"
+
+
+def _exemplars(s: Stack, query: str) -> list:
+    now = time.time()
+    resp = httpx.get(f"{s.prometheus.url}/api/v1/query_exemplars", timeout=5,
+                     params={"query": query, "start": now - 600, "end": now})
+    return resp.json()["data"]
 
 
 # --- the Grafana dashboards, through this topology ------------------------------------------
@@ -332,3 +335,13 @@ def test_prometheus_scrapes_the_collector_and_its_own_telemetry(full_stack: Stac
     refused = full_stack.query('{__name__=~"otelcol_receiver_refused_metric_points.*"} > 0')
     assert not refused, refused
 
+
+def test_request_latency_histogram_carries_exemplars(full_stack: Stack) -> None:
+    """Issue 7: a slow bucket of the request-latency panels links to its trace in Jaeger."""
+    query = "http_server_request_duration_seconds_bucket"
+    try:
+        servers.wait_for(lambda: bool(_exemplars(full_stack, query)), 15, f"exemplars on {query}")
+    except TimeoutError:
+        pytest.fail(f"no exemplars on {query}: the HTTP server layer records the request duration "
+                    "without exemplars (sizewise_otel/httpserver.py LeanHistogram), so Grafana's "
+                    "latency panels cannot link to traces")

@@ -92,3 +92,28 @@ def test_nul_bytes_and_surrogates_are_made_storable(scrubber: Scrubber) -> None:
     out = scrubber.text("bad\x00value \udcff; DROP TABLE x;--")
     assert "\x00" not in out
     out.encode("utf-8")
+
+
+def test_span_attributes_keep_infrastructure_ips_and_drop_client_ips(scrubber: Scrubber) -> None:
+    attrs = {"server.address": "127.0.0.1", "network.peer.address": "10.0.0.5", "client.address": "203.0.113.9",
+             "http.request.header.x-forwarded-for": ("203.0.113.9",), "db.name": "hvac",
+             "url.full": "http://10.0.0.5:8001/x?for=203.0.113.9&token=abc123"}
+    client = scrubber.attributes(attrs, kind="CLIENT")
+    assert client is not None
+    assert client["server.address"] == "127.0.0.1" and client["network.peer.address"] == "10.0.0.5"
+    assert client["client.address"] == "[ip]" and client["http.request.header.x-forwarded-for"] == ("[ip]",)
+    assert client["url.full"].startswith("http://10.0.0.5:8001/x?") and "203.0.113.9" not in client["url.full"]
+    assert "abc123" not in client["url.full"]
+    server = scrubber.attributes(attrs, kind="SERVER")
+    assert server is not None
+    assert server["server.address"] == "127.0.0.1"  # the service's own address
+    assert server["network.peer.address"] == "[ip]"  # a server span's peer is its client
+    assert "10.0.0.5" not in server["url.full"]
+    # Secrets inside infrastructure attributes are still scrubbed.
+    infra = scrubber.attributes({"server.address": "ops@example.com", "db.connection_string":
+                                 "redis://:hunter2-Secret!@10.0.0.9:6379/0"}, kind="CLIENT")
+    assert infra == {"server.address": "[email]", "db.connection_string": "redis://[Filtered]@10.0.0.9:6379/0"}
+    # Free text keeps its IP scrubbing (the default for unknown keys), and so does a bare text() call.
+    assert scrubber.attributes({"app.note": "from 198.51.100.4"}, kind="CLIENT") == {"app.note": "from [ip]"}
+    assert scrubber.text("from 198.51.100.4") == "from [ip]"
+    assert scrubber.text("from 198.51.100.4", ips=False) == "from 198.51.100.4"

@@ -1,0 +1,296 @@
+"""The lean HTTP server layer: semconv metrics, route templates, spans only when sampled, W3C context."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse
+from opentelemetry import baggage
+from opentelemetry import trace as trace_api
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.trace import SpanKind
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
+
+from sizewise_otel.catalog import signal
+from sizewise_otel.httpserver import HTTPServerTelemetry, disable_native_fastapi_telemetry, route_template
+from sizewise_otel.telemetry import build_views
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+@dataclass
+class Rig:
+    app: Any
+    client: TestClient
+    reader: InMemoryMetricReader
+    spans: InMemorySpanExporter
+    seen: dict[str, Any]
+
+    def points(self, name: str = "http.server.request.duration") -> list[Any]:
+        data = self.reader.get_metrics_data()
+        out = []
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == name:
+                        out.extend(metric.data.data_points)
+        return out
+
+    def point(self, **match: Any) -> Any:
+        found = [p for p in self.points() if all(p.attributes.get(k) == v for k, v in match.items())]
+        assert len(found) == 1, (match, [dict(p.attributes) for p in self.points()])
+        return found[0]
+
+
+def build_app() -> tuple[FastAPI, dict[str, Any]]:
+    app = FastAPI()
+    seen: dict[str, Any] = {}
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        seen["span"] = trace_api.get_current_span()
+        seen["baggage"] = baggage.get_baggage("tenant")
+        return {"item_id": item_id}
+
+    @app.get("/unavailable")
+    async def unavailable() -> JSONResponse:
+        return JSONResponse({"detail": "down"}, status_code=503)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise ValueError("the legacy parser")
+
+    @app.get("/teapot")
+    async def teapot() -> None:
+        raise HTTPException(status_code=418)
+
+    @app.get("/metrics")
+    async def metrics() -> dict[str, str]:
+        return {}
+
+    @app.api_route("/any", methods=["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
+    async def anything() -> dict[str, str]:
+        return {}
+
+    sub = Starlette(routes=[Route("/status/{code}", lambda request: PlainTextResponse("ok"))])
+    app.mount("/sub", sub)
+    return app, seen
+
+
+def make_rig(sampler: Sampler = ALWAYS_ON, *, lean: bool = True,
+             temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE) -> Rig:
+    from opentelemetry.sdk.metrics import Histogram
+
+    reader = InMemoryMetricReader(preferred_temporality={Histogram: temporality})
+    meter_provider = MeterProvider(metric_readers=[reader], views=build_views())  # as Telemetry does
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=sampler)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    app, seen = build_app()
+    disable_native_fastapi_telemetry(app)
+    app.add_middleware(HTTPServerTelemetry, tracer_provider=tracer_provider, meter_provider=meter_provider,
+                       excluded_paths={"/metrics"}, lean=lean)
+    client = TestClient(app, raise_server_exceptions=False)
+    return Rig(app, client, reader, spans, seen)
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    r = make_rig()
+    with r.client:
+        yield r
+
+
+def test_duration_attributes_follow_stable_semconv(rig: Rig) -> None:
+    assert rig.client.get("/items/7").status_code == 200
+    p = rig.point(**{"http.route": "/items/{item_id}"})
+    assert dict(p.attributes) == {
+        "http.request.method": "GET", "http.route": "/items/{item_id}", "http.response.status_code": 200,
+        "url.scheme": "http", "network.protocol.version": "1.1",
+    }
+    assert p.count == 1 and p.sum > 0
+    assert list(p.explicit_bounds) == list(signal("http.server.request.duration").buckets)
+    assert sum(p.bucket_counts) == 1
+
+
+def test_route_template_not_raw_path_and_unmatched_has_no_route(rig: Rig) -> None:
+    for i in range(5):
+        rig.client.get(f"/items/{i}")
+    assert rig.point(**{"http.route": "/items/{item_id}"}).count == 5
+    rig.client.get("/no/such/page")
+    rig.client.get("/another/unknown")
+    unmatched = [p for p in rig.points() if "http.route" not in p.attributes]
+    assert len(unmatched) == 1 and unmatched[0].count == 2
+    assert unmatched[0].attributes["http.response.status_code"] == 404
+    assert not any("/no/such" in str(v) for p in rig.points() for v in p.attributes.values())
+
+
+def test_mounted_app_routes_keep_the_mount_prefix(rig: Rig) -> None:
+    assert rig.client.get("/sub/status/201").status_code == 200
+    assert rig.point(**{"http.route": "/sub/status/{code}"}).count == 1
+
+
+def test_unknown_methods_become_other(rig: Rig) -> None:
+    rig.client.request("BREW", "/any")
+    rig.client.request("PATCH", "/any")
+    methods = {p.attributes["http.request.method"] for p in rig.points()}
+    assert methods == {"_OTHER", "PATCH"}
+    span = next(s for s in rig.spans.get_finished_spans() if s.attributes["http.request.method"] == "_OTHER")
+    assert span.attributes["http.request.method_original"] == "BREW"
+    assert span.name.startswith("HTTP")
+
+
+def test_server_errors_carry_error_type(rig: Rig) -> None:
+    rig.client.get("/unavailable")
+    p = rig.point(**{"http.route": "/unavailable"})
+    assert p.attributes["http.response.status_code"] == 503 and p.attributes["error.type"] == "503"
+    rig.client.get("/teapot")  # 4xx is the client's error, not the server's
+    assert "error.type" not in rig.point(**{"http.route": "/teapot"}).attributes
+
+
+def test_unhandled_exception_is_a_500_with_the_exception_type(rig: Rig) -> None:
+    assert rig.client.get("/boom").status_code == 500
+    p = rig.point(**{"http.route": "/boom"})
+    assert p.attributes["http.response.status_code"] == 500
+    assert p.attributes["error.type"] == "ValueError"
+    (span,) = [s for s in rig.spans.get_finished_spans() if s.attributes.get("http.route") == "/boom"]
+    assert span.status.status_code is trace_api.StatusCode.ERROR
+    assert any(e.name == "exception" for e in span.events)
+
+
+def test_excluded_paths_record_nothing(rig: Rig) -> None:
+    rig.client.get("/metrics")
+    assert rig.points() == []
+    assert rig.spans.get_finished_spans() == ()
+
+
+def test_active_requests_are_counted_while_in_flight() -> None:
+    r = make_rig()
+
+    @r.app.get("/inflight")
+    async def inflight() -> dict[str, float]:
+        during = [p.value for p in r.points("http.server.active_requests")
+                  if p.attributes == {"http.request.method": "GET", "url.scheme": "http"}]
+        return {"during": during[0] if during else -1}
+
+    with r.client:
+        assert r.client.get("/inflight").json() == {"during": 1}
+        after = r.points("http.server.active_requests")
+    assert [p.value for p in after] == [0]
+
+
+def test_one_server_span_with_semconv_attributes_and_no_internal_spans(rig: Rig) -> None:
+    rig.client.get("/items/3?q=1", headers={"user-agent": "bench"})
+    (span,) = rig.spans.get_finished_spans()
+    assert span.kind is SpanKind.SERVER
+    assert span.name == "GET /items/{item_id}"
+    attrs = dict(span.attributes)
+    assert attrs["http.route"] == "/items/{item_id}" and attrs["http.response.status_code"] == 200
+    assert attrs["url.path"] == "/items/3" and attrs["url.query"] == "q=1"
+    assert attrs["user_agent.original"] == "bench" and attrs["url.scheme"] == "http"
+    assert rig.seen["span"].get_span_context().span_id == span.context.span_id
+
+
+def test_span_only_when_sampled() -> None:
+    r = make_rig(ALWAYS_OFF)
+    with r.client:
+        r.client.get("/items/1")
+    assert r.spans.get_finished_spans() == ()
+    # the handler still runs under a (non-recording) span context, so children are not sampled
+    ctx = r.seen["span"].get_span_context()
+    assert ctx.is_valid and not ctx.trace_flags.sampled
+    assert r.point(**{"http.route": "/items/{item_id}"}).count == 1  # metrics regardless
+
+
+def test_incoming_traceparent_and_baggage_are_honoured() -> None:
+    r = make_rig(ParentBased(ALWAYS_OFF))  # only a sampled remote parent makes this span record
+    with r.client:
+        r.client.get("/items/1", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01",
+                                          "baggage": "tenant=acme"})
+    (span,) = r.spans.get_finished_spans()
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.parent is not None and format(span.parent.span_id, "016x") == PARENT_ID
+    assert r.seen["baggage"] == "acme"
+
+
+@pytest.mark.parametrize("header", [
+    "garbage", "00-zz-00f067aa0ba902b7-01", f"00-{'0' * 32}-{PARENT_ID}-01", f"ff-{TRACE_ID}-{PARENT_ID}-01",
+    "00-" + "a" * 5000, "",
+])
+def test_malformed_traceparent_is_ignored(header: str) -> None:
+    r = make_rig(ALWAYS_ON)
+    with r.client:
+        assert r.client.get("/items/1", headers={"traceparent": header, "baggage": "%%%,=;"}).status_code == 200
+    (span,) = r.spans.get_finished_spans()
+    assert span.parent is None  # a fresh root, the header ignored
+    assert format(span.context.trace_id, "032x") != TRACE_ID
+
+
+def test_lean_histogram_matches_the_sdk_instrument() -> None:
+    results = []
+    for lean in (True, False):
+        r = make_rig(ALWAYS_OFF, lean=lean)
+        with r.client:
+            for path in ("/items/1", "/items/2", "/unavailable", "/nope", "/boom"):
+                r.client.get(path)
+        results.append({tuple(sorted(p.attributes.items())): (p.count, len(p.bucket_counts), list(p.explicit_bounds))
+                        for p in r.points()})
+    assert results[0] == results[1]
+
+
+def test_delta_temporality_falls_back_to_the_sdk_instrument() -> None:
+    from opentelemetry.sdk.metrics import Histogram
+
+    r = make_rig(ALWAYS_OFF, temporality=AggregationTemporality.DELTA)
+    delta = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
+    middleware = HTTPServerTelemetry(lambda *a: None, meter_provider=MeterProvider(metric_readers=[delta]))
+    assert middleware.lean is None and middleware.duration is not None
+    with r.client:
+        r.client.get("/items/1")
+    assert r.point(**{"http.route": "/items/{item_id}"}).count == 1
+
+
+def test_native_fastapi_telemetry_is_switched_off() -> None:
+    app = FastAPI()
+    disable_native_fastapi_telemetry(app)
+    assert not app._native_telemetry.enabled()
+
+
+def test_route_template_helper() -> None:
+    assert route_template({}, "") is None
+
+    class R:
+        path = "/a/{b}"
+
+    assert route_template({"route": R(), "root_path": ""}, "") == "/a/{b}"
+    assert route_template({"route": R(), "root_path": "/api"}, "") == "/api/a/{b}"
+    assert route_template({"route": R(), "root_path": "/proxy"}, "/proxy") == "/a/{b}"
+    mount = Mount("/static", app=PlainTextResponse("x"))
+    assert route_template({"route": mount, "root_path": "/static"}, "") == "/static/{path}"
+
+
+def test_instrument_http_server_is_idempotent_and_defers_to_zero_code() -> None:
+    from sizewise_otel.instrumentation import _instrument_http_server
+    from sizewise_otel.telemetry import get_telemetry
+
+    app = FastAPI()
+    _instrument_http_server(app, get_telemetry())
+    _instrument_http_server(app, get_telemetry())
+    assert sum(1 for m in app.user_middleware if m.cls is HTTPServerTelemetry) == 1
+    other = FastAPI()
+    other._is_instrumented_by_opentelemetry = True  # what opentelemetry-instrument leaves behind
+    _instrument_http_server(other, get_telemetry())
+    assert not any(m.cls is HTTPServerTelemetry for m in other.user_middleware)
