@@ -12,7 +12,7 @@ __all__ = ["app", "create_app"]
 
 
 def create_app(settings: Any = None) -> Any:
-    from sizewise_otel.demo.app import create_app as _create
+    from sizewise_otel.demo.service import create_app as _create
 
     return _create(settings)
 

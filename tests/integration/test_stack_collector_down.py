@@ -26,6 +26,7 @@ RATIO, SLACK = 1.10, 0.001
 
 @pytest.fixture(scope="module")
 def stack_(postgres: servers.Server, redis_srv: servers.Server) -> Iterator[Stack]:
+    # compose's app settings as they are (10 % of requests traced, 1 s metric export for speed).
     with running_stack(postgres, redis_srv, "stack_collector_down") as s:
         yield s
 

@@ -74,7 +74,6 @@ def app_env(collector: stack.RunningCollector, database_url: str, redis_url: str
         SIZEWISE_API_KEYS_FILE=str(stack.ROOT / "secrets" / "api_keys.example"),
         OTEL_EXPORTER_OTLP_ENDPOINT=collector.otlp_http,
         OTEL_METRIC_EXPORT_INTERVAL="1000",
-        OTEL_TRACES_SAMPLER_ARG="1.0",  # every request traced: exemplars on every export
     )
     return env
 
@@ -106,7 +105,8 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(postgres: servers.Server, redis_srv: servers.Server, database: str) -> Iterator[Stack]:
+def running_stack(postgres: servers.Server, redis_srv: servers.Server, database: str,
+                  **app_overrides: str) -> Iterator[Stack]:
     """Collector, Prometheus, materials and the demo under gunicorn, on loopback ports."""
     database_url = servers.create_database(postgres, database)
     # Migrate, then serve: the demo's tables exist before the two workers start. (Both workers
@@ -150,7 +150,8 @@ def running_stack(postgres: servers.Server, redis_srv: servers.Server, database:
         app_workdir = servers.tempdir("app")
         cleanup.callback(shutil.rmtree, app_workdir, ignore_errors=True)
         app = servers.Server("gunicorn", port, app_workdir, gunicorn_argv(port), app_workdir / "app.log",
-                             env=app_env(collector, database_url, redis_url, prometheus.url, materials.url))
+                             env={**app_env(collector, database_url, redis_url, prometheus.url, materials.url),
+                                  **app_overrides})
         app.ready = lambda: servers.http_ok(f"http://127.0.0.1:{port}/livez")
         app.start(timeout=60)
         cleanup.callback(app.stop)
@@ -159,7 +160,8 @@ def running_stack(postgres: servers.Server, redis_srv: servers.Server, database:
 
 @pytest.fixture(scope="module")
 def full_stack(postgres: servers.Server, redis_srv: servers.Server) -> Iterator[Stack]:
-    with running_stack(postgres, redis_srv, "stack_e2e") as s:
+    # Every request traced, so every export carries exemplars (compose samples 10 %).
+    with running_stack(postgres, redis_srv, "stack_e2e", OTEL_TRACES_SAMPLER_ARG="1.0") as s:
         yield s
 
 
