@@ -54,8 +54,15 @@ def create_engine(url: str) -> Engine:
     return engine
 
 
+_SCHEMA_LOCK_ID = 0x5157_0001  # any constant: serialises schema creation across workers
+
+
 def create_schema(engine: Engine) -> None:
-    metadata.create_all(engine, checkfirst=True)
+    """Create the tables once, even when several workers start together on an empty database."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
+        metadata.create_all(conn, checkfirst=True)
 
 
 def now() -> datetime:

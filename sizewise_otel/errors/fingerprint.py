@@ -167,7 +167,11 @@ def format_stacktrace(exc: BaseException, message: str | None = None,
             entries.append(tb)
             tb = tb.tb_next
         if entries:
-            key = (id(scrub), *((t.tb_frame.f_code, t.tb_lineno) for t in entries[-MAX_FRAMES:]))
+            # ``scrub`` is usually a bound method (a new object on every attribute access): key on its
+            # owner and the owner's rule version, so the cache hits for every capture of a hot error.
+            owner = getattr(scrub, "__self__", scrub)
+            key = (id(owner), getattr(owner, "version", 0), getattr(scrub, "__name__", ""),
+                   *((t.tb_frame.f_code, t.tb_lineno) for t in entries[-MAX_FRAMES:]))
             body = _body_cache.get(key)
             if body is None:
                 lines = ["Traceback (most recent call last):\n"]

@@ -104,6 +104,8 @@ def _builtin_patterns(ip_addresses: bool) -> list[Pattern]:
     return p
 
 
+_CACHED_LEN = 64  # strings up to this length have their scrubbed form cached
+
 # A cheap pre-check: strings with none of these characters cannot match any built-in pattern.
 _MAYBE = re.compile(r"[@=:\d]|bearer|basic|token|digest|eyJ|_live_|_test_|gh|AKIA|xox|AIza", re.I)
 
@@ -123,6 +125,9 @@ class Scrubber:
         self.max_depth = max_depth
         self.max_string = max_string
         self._key_cache: dict[str, bool] = {}
+        self.version = 0  # bumped by add_key / add_pattern (caches of scrubbed text key on it)
+        self._text_cache: dict[str, str] = {}
+        self._text_cache_no_ip: dict[str, str] = {}
 
     @staticmethod
     def _norm(key: str) -> str:
@@ -133,6 +138,7 @@ class Scrubber:
         """Filter the value of every key whose name contains one of ``keys`` (case-insensitive)."""
         self._deny += [self._norm(k) for k in keys]
         self._key_cache = {}
+        self.version += 1
 
     def add_pattern(self, name: str, regex: str | re.Pattern[str],
                     replacement: str | Callable[[re.Match[str]], str] = FILTERED) -> None:
@@ -141,6 +147,9 @@ class Scrubber:
         self._patterns.append(Pattern(name, compiled, replacement))
         self._patterns_no_ip.append(self._patterns[-1])
         self._custom = True
+        self.version += 1
+        self._text_cache = {}
+        self._text_cache_no_ip = {}
 
     # --- keys -------------------------------------------------------------------------------
     def sensitive_key(self, key: str) -> bool:
@@ -154,7 +163,23 @@ class Scrubber:
 
     # --- values -----------------------------------------------------------------------------
     def text(self, value: str, *, ips: bool = True) -> str:
-        """A scrubbed copy of ``value``. ``ips=False`` keeps IP addresses (infrastructure attributes)."""
+        """A scrubbed copy of ``value``. ``ips=False`` keeps IP addresses (infrastructure attributes).
+
+        Short strings (keys, methods, routes, header values) repeat from event to event: their
+        results are cached (bounded, per rule version), in memory only.
+        """
+        if len(value) > _CACHED_LEN:
+            return self._text(value, ips)
+        cache = self._text_cache if ips else self._text_cache_no_ip
+        out = cache.get(value)
+        if out is None:
+            out = self._text(value, ips)
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[value] = out
+        return out
+
+    def _text(self, value: str, ips: bool) -> str:
         if not value.isascii():  # lone surrogates and NULs break storage encodings
             value = value.encode("utf-8", "replace").decode("utf-8")
         if "\x00" in value:

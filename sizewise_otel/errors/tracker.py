@@ -141,6 +141,7 @@ class PendingError:
 
 
 _prepare_lock = threading.Lock()
+_DROP_ATTRS = {r: {"reason": r} for r in ("queue_full", "store_unavailable", "shutdown", "capture_failed")}
 
 
 class ErrorTracker:
@@ -369,7 +370,8 @@ class ErrorTracker:
 
     def _count_dropped(self, reason: str, n: int) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
-        self._dropped.add(n, {"reason": reason})
+        attrs = _DROP_ATTRS.get(reason) or {"reason": reason}
+        self._dropped.add(n, attrs)
 
     # --- ASGI hooks (called by sizewise_otel.asgi.MonitoringMiddleware) --------------------------
     def capture_request_exception(self, exc: BaseException, scope: dict[str, Any]) -> str:

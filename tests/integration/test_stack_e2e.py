@@ -108,15 +108,9 @@ class Stack:
 def running_stack(postgres: servers.Server, redis_srv: servers.Server, database: str,
                   **app_overrides: str) -> Iterator[Stack]:
     """Collector, Prometheus, materials and the demo under gunicorn, on loopback ports."""
+    # An empty database: both workers create the schema at start-up, serialised by the demo
+    # store's advisory lock, as in compose.
     database_url = servers.create_database(postgres, database)
-    # Migrate, then serve: the demo's tables exist before the two workers start. (Both workers
-    # running CREATE TABLE on an empty database at once can fail one of them; the demo store should
-    # serialise that as the error store does, with an advisory lock.)
-    from sizewise_otel.demo.store import create_engine, create_schema
-
-    engine = create_engine(database_url)
-    create_schema(engine)
-    engine.dispose()
     if redis_srv.proc is None or redis_srv.proc.poll() is not None:
         redis_srv.start()
     redis_url = f"redis://127.0.0.1:{redis_srv.port}/0"
@@ -217,6 +211,7 @@ def test_exactly_1000_requests_counted_once_across_workers(full_stack: Stack) ->
     by_instance = s.query(
         f'sum by (instance) (http_server_request_duration_seconds_count{{http_route="{ROUTE}"}})')
     served = {r["metric"]["instance"]: float(r["value"][1]) for r in by_instance}
+    print(f"{promql} = {s.scalar(promql):g}; by worker: {sorted(served.values())}")
     assert len(served) == 2, served  # both live workers served and exported their share
     assert sum(served.values()) == REQUESTS
     if "replacement" in s.state:

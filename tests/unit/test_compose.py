@@ -195,10 +195,14 @@ def test_grafana_and_alertmanager_files_match_their_mounts(compose: dict) -> Non
     for url in urls:
         assert url.split("//")[1].split(":")[0] in services, url
 
-    # Alertmanager reads the Slack webhook URL from the file compose mounts the secret at.
+    # Alertmanager reads the Slack webhook URL (and the relay key) from the files compose mounts
+    # the secrets at: the long syntax's target, or /run/secrets/<name> for the short one.
     am_text = (stack.ROOT / "alertmanager/alertmanager.yml").read_text()
-    secret_targets = {s["target"] for s in services["alertmanager"]["secrets"] if isinstance(s, dict)}
-    url_files = set(re.findall(r"api_url_file:\s*['\"]?([^\s'\"]+)", am_text))
+    secret_targets = {
+        (s.get("target") or f"/run/secrets/{s['source']}") if isinstance(s, dict) else f"/run/secrets/{s}"
+        for s in services["alertmanager"]["secrets"]
+    }
+    url_files = set(re.findall(r"(?:api_url_file|credentials_file):\s*['\"]?([^\s'\"]+)", am_text))
     assert url_files, "alertmanager.yml reads no webhook URL from a file"
     assert url_files <= secret_targets, (url_files, secret_targets)
 
