@@ -283,15 +283,36 @@ def bench_health(profile: Profile, res: Results, server: AppServer) -> None:
     res.health_ms = (statistics.median(times), times[int(len(times) * 0.99) - 1])
 
 
+def wrk_count(server: AppServer, script: Path, requests: int, seed: int) -> WrkResult:
+    """Run wrk until the Lua script has sent ``requests``, then stop it.
+
+    wrk's main thread sleeps for the whole ``-d`` even after the script stops its threads, so the
+    run is ended with SIGINT (wrk then prints its summary) once the server has gone idle.
+    """
+    binary = shutil.which("wrk") or "wrk"
+    env = {**os.environ, "BENCH_REQUESTS": str(requests), "BENCH_SEED": str(seed)}
+    proc = subprocess.Popen([binary, "-t1", "-c16", f"-d{requests // 200 + 60}s", "--latency", "-s", str(script),
+                             server.url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    time.sleep(2.0)
+    last = server.cpu_seconds()
+    while proc.poll() is None:
+        time.sleep(1.0)
+        now = server.cpu_seconds()
+        if now - last < 0.05:  # idle: the script has stopped sending
+            proc.send_signal(signal.SIGINT)
+            break
+        last = now
+    out, _ = proc.communicate(timeout=60)
+    return parse_wrk(out)
+
+
 def bench_rss(profile: Profile, res: Results, server: AppServer, workdir: Path) -> None:
     script = workdir / "random_paths.lua"
     script.write_text(RANDOM_PATHS_LUA)
-    warm = 2000
-    wrk(server.url, 30, script=script, env={"BENCH_REQUESTS": str(warm), "BENCH_SEED": "1"})
+    wrk_count(server, script, 2000, seed=1)  # warm-up: the one "no route" series, caches
     time.sleep(0.5)
     before = server.rss_mb()
-    out = wrk(server.url, profile.random_requests / 500 + 30, script=script,
-              env={"BENCH_REQUESTS": str(profile.random_requests), "BENCH_SEED": "2"})
+    out = wrk_count(server, script, profile.random_requests, seed=2)
     time.sleep(0.5)
     after = server.rss_mb()
     res.rss = (before, after, out.requests)
