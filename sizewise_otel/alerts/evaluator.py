@@ -47,6 +47,7 @@ from sizewise_otel.alerts.notify import (
 from sizewise_otel.alerts.rules import DEFAULT_RULES, AlertRule
 from sizewise_otel.auth import require
 from sizewise_otel.settings import Settings
+from sizewise_otel.tasks import cancel_task
 from sizewise_otel.telemetry import Telemetry
 
 log = structlog.get_logger("sizewise.alerts")
@@ -160,11 +161,8 @@ class AlertEvaluator:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="sizewise-alerts")
 
     async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_task(task)
         await self.dispatcher.stop()
 
     async def _loop(self) -> None:

@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
+from sizewise_otel.tasks import cancel_task
+
 log = structlog.get_logger("sizewise.alerts")
 
 SIGNATURE_HEADER = "X-SizeWise-Signature"
@@ -371,11 +373,8 @@ class Dispatcher:
     async def stop(self, timeout: float = 2.0) -> None:
         await self.drain(timeout)
         for lane in self._lanes:
-            if lane.task is not None:
-                lane.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await lane.task
-                lane.task = None
+            task, lane.task = lane.task, None
+            await cancel_task(task)
         for lane in self._lanes:
             with contextlib.suppress(Exception):
                 await lane.notifier.aclose()

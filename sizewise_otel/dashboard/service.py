@@ -23,6 +23,7 @@ from sizewise_otel.dashboard.history import RANGES, History, read_registry, vect
 from sizewise_otel.dashboard.promql import PrometheusError, PrometheusSource
 from sizewise_otel.dashboard.widgets import DASHBOARDS, Widget, metric_queries, widget, widgets
 from sizewise_otel.settings import Settings
+from sizewise_otel.tasks import cancel_task
 from sizewise_otel.telemetry import Telemetry, get_telemetry
 
 log = structlog.get_logger("sizewise.dashboard")
@@ -94,11 +95,8 @@ class PerformanceDashboard:
             self._task = asyncio.create_task(self._run(), name="sizewise-dashboard-sampler")
 
     async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_task(task)
         if self.prometheus is not None:
             await self.prometheus.close()
 

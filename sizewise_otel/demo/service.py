@@ -155,10 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/hvac/calculations/{calc_id}")
     def get_calculation(calc_id: int) -> JSONResponse:
-        found = store.get_calculation(calc_id)
-        if found is None:
-            return JSONResponse({"detail": f"calculation {calc_id} not found"}, status_code=404)
-        return JSONResponse(found)
+        return found_or_404(store.get_calculation(calc_id), f"calculation {calc_id}")
 
     @app.post("/api/hvac/import")
     def import_row(body: ImportIn) -> JSONResponse:
@@ -174,17 +171,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/projects/{project_id}")
     def get_project(project_id: int) -> JSONResponse:
-        found = store.get_project(project_id)
-        if found is None:
-            return JSONResponse({"detail": f"project {project_id} not found"}, status_code=404)
-        return JSONResponse(found)
+        return found_or_404(store.get_project(project_id), f"project {project_id}")
 
     @app.get("/api/projects/{project_id}/report")
     def project_report(project_id: int) -> JSONResponse:
-        found = store.project_report(project_id)
-        if found is None:
-            return JSONResponse({"detail": f"project {project_id} not found"}, status_code=404)
-        return JSONResponse(found)
+        return found_or_404(store.project_report(project_id), f"project {project_id}")
 
     @app.post("/api/sessions", status_code=201)
     async def open_session() -> JSONResponse:
@@ -197,6 +188,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"closed": session_id})
 
     return app
+
+
+def found_or_404(found: dict[str, Any] | None, what: str) -> JSONResponse:
+    if found is None:
+        return JSONResponse({"detail": f"{what} not found"}, status_code=404)
+    return JSONResponse(found)
 
 
 async def _in_thread(fn: Any, *args: Any) -> Any:

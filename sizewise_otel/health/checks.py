@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from sizewise_otel.health.model import CheckSpec, Outcome, Status
 from sizewise_otel.settings import Settings
+from sizewise_otel.tasks import cancel_task
 
 # Event-loop lag: how late a timer fires. Not a setting: these are properties of asyncio itself.
 LOOP_LAG_WARNING_S = 0.1
@@ -117,11 +118,8 @@ class LoopLagProbe:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="sizewise-loop-lag")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_task(task)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -24,6 +24,7 @@ from sizewise_otel.health.history import HealthHistory
 from sizewise_otel.health.model import Advice, CheckResult, CheckSpec, Status
 from sizewise_otel.health.runner import CheckRunner
 from sizewise_otel.settings import Settings
+from sizewise_otel.tasks import cancel_task
 from sizewise_otel.telemetry import Telemetry, get_telemetry
 
 log = structlog.get_logger("sizewise.health")
@@ -198,10 +199,7 @@ class HealthMonitor:
 
     async def shutdown(self) -> None:
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RuntimeError):
-                await task
+        await cancel_task(task)
         await self.loop_lag.stop()
         self.runner.cancel_inflight()
         pending, self._http_client = self._http_client, None
