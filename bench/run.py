@@ -482,7 +482,7 @@ def render(res: Results, profile: Profile) -> tuple[str, list[str]]:
     if "sizewise" in res.ratios:
         ratio = statistics.median(res.ratios["sizewise"])
         cpu_ratio = statistics.median(res.cpu_ratios["sizewise"])
-        ok = max(ratio, cpu_ratio) >= TARGETS["ratio"]
+        ok = cpu_ratio >= TARGETS["ratio"]  # judged on the view that survives a shared machine
         missed += [] if ok else ["throughput ratio"]
         lines.append(f"| instrument(app) throughput / bare (wrk req/s; server CPU per request) | "
                      f"{ratio:.2f}; {cpu_ratio:.2f} | >= {TARGETS['ratio']} | {_ok(ok)} |")

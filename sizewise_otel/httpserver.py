@@ -223,9 +223,30 @@ class LeanHistogram:
         return MetricsData(resource_metrics)
 
 
+_shared: dict[tuple[int, str, tuple[str, str, str]], tuple[Any, LeanHistogram]] = {}
+_shared_lock = threading.Lock()
+
+
 def lean_histogram(meter_provider: Any, name: str, unit: str, description: str, bounds: Iterable[float],
                    scope_identity: tuple[str, str, str]) -> LeanHistogram | None:
-    """Attach a :class:`LeanHistogram` to every reader of an SDK MeterProvider, or ``None``."""
+    """The :class:`LeanHistogram` for this provider and scope, or ``None`` (use the SDK instrument).
+
+    One per (provider, scope, name), shared by every app instrumented in the process, as the SDK
+    instrument would be: two apps must add into one stream, not export two same-named metrics.
+    """
+    key = (id(meter_provider), name, scope_identity)
+    with _shared_lock:
+        found = _shared.get(key)
+        if found is not None and found[0] is meter_provider:
+            return found[1]
+        hist = _attach_lean_histogram(meter_provider, name, unit, description, bounds, scope_identity)
+        if hist is not None:
+            _shared[key] = (meter_provider, hist)
+        return hist
+
+
+def _attach_lean_histogram(meter_provider: Any, name: str, unit: str, description: str,
+                           bounds: Iterable[float], scope_identity: tuple[str, str, str]) -> LeanHistogram | None:
     try:
         from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
         from opentelemetry.sdk.metrics._internal.instrument import _Histogram as SDKHistogram
