@@ -426,7 +426,9 @@ def bench_capture_error(profile: Profile, res: Results, settings: Any, telemetry
 
 
 def bench_metrics(profile: Profile, res: Results, telemetry: Any) -> None:
-    from prometheus_client import REGISTRY, generate_latest
+    from prometheus_client import REGISTRY
+
+    from sizewise_otel.exposition import generate_latest  # what GET /metrics serves
 
     # The SDK caps one metric at 2,000 attribute sets, so the series are spread over counters of
     # 1,000 each: a realistic shape (many metrics with bounded labels), not one giant family.

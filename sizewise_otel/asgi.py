@@ -1,5 +1,11 @@
-"""A thin ASGI layer: counts requests and 5xx for ``sizewise_error_rate_percent`` and hands
-unhandled exceptions and 5xx answers to the error tracker. Cheap: two integer increments a request.
+"""Request statistics and the error hand-off for ``sizewise_error_rate_percent`` and the tracker.
+
+``instrument(app)`` does this inside the HTTP layer (``sizewise_otel.httpserver.HTTPServerTelemetry``
+with ``stats=`` and ``errors=``): one middleware and one ``send`` wrapper per request. The
+standalone :class:`MonitoringMiddleware` is for zero-code mode (``opentelemetry-instrument``),
+where the contrib instrumentor owns the HTTP telemetry and the layer is not installed; both count
+and capture the same way: every request counts, an escaped ``Exception`` or a 5xx answer counts as
+an error, exceptions are captured and re-raised, a 5xx is captured unless ``CAPTURED_KEY`` is set.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class RequestStats:
 
 
 class MonitoringMiddleware:
+    """Counts requests and 5xx, hands exceptions and 5xx to the error tracker (zero-code mode)."""
+
     def __init__(self, app: Any, stats: RequestStats, sink: ErrorSink | None,
                  excluded: frozenset[str] = frozenset()) -> None:
         self.app = app

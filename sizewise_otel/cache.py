@@ -3,16 +3,73 @@
 Backed by Redis (sync ``redis.Redis``) when given, else by a bounded in-process LRU. A Redis
 failure is a cache miss with ``cache.result="error"``: callers bypass the cache, never fail, and a
 small circuit breaker keeps a hung Redis from costing a timeout on every request.
+
+Both catalog instruments are recorded per operation, cheaply (see docs/performance.md):
+
+- ``sizewise.cache.operations`` (``cache.backend``, ``cache.operation``, ``cache.result``): an
+  integer cell per attribute set, incremented under a lock and reported at collection time by an
+  observable counter: the same cumulative monotonic sum an SDK ``Counter.add`` per operation
+  produces, without validating, copying and hashing the attribute dict on every call. The cells
+  are shared per meter provider, so every cache of the process adds into one stream.
+- ``sizewise.cache.operation.duration`` (``cache.backend``, ``cache.operation``): the HTTP layer's
+  lean histogram aggregation (attribute set resolved once), or the SDK instrument when the
+  provider does not allow it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from threading import Lock
 from typing import Any
 
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from sizewise_otel.db import Recorder
 from sizewise_otel.telemetry import Telemetry
+
+_OPERATIONS = "sizewise.cache.operations"
+
+
+class OperationCounts:
+    """``sizewise.cache.operations`` as integer cells, reported by an observable counter."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        from sizewise_otel.catalog import signal
+
+        sig = signal(_OPERATIONS)
+        self.lock = threading.Lock()
+        self._cells: dict[tuple[str, str, str], tuple[list[int], dict[str, str]]] = {}
+        telemetry.meter.create_observable_counter(_OPERATIONS, callbacks=[self._observe], unit=sig.unit,
+                                                  description=sig.description)
+
+    def cell(self, backend: str, op: str, result: str) -> list[int]:
+        key = (backend, op, result)
+        found = self._cells.get(key)
+        if found is None:
+            with self.lock:
+                found = self._cells.setdefault(key, ([0], {"cache.backend": backend, "cache.operation": op,
+                                                           "cache.result": result}))
+        return found[0]
+
+    def _observe(self, _options: CallbackOptions) -> list[Observation]:
+        with self.lock:
+            return [Observation(cell[0], attrs) for cell, attrs in self._cells.values() if cell[0]]
+
+
+_counts: dict[int, tuple[Any, OperationCounts]] = {}
+_counts_lock = threading.Lock()
+
+
+def operation_counts(telemetry: Telemetry) -> OperationCounts:
+    """The process's cells for this meter provider (one observable counter per provider)."""
+    provider = telemetry.meter_provider
+    with _counts_lock:
+        found = _counts.get(id(provider))
+        if found is None or found[0] is not provider:
+            found = _counts[id(provider)] = (provider, OperationCounts(telemetry))
+        return found[1]
 
 
 class LocalLRU:
@@ -58,20 +115,20 @@ class InstrumentedCache:
         self.backend = "redis" if redis_client is not None else "local"
         self.ttl = ttl_seconds
         self._open_until = 0.0
-        self._ops = telemetry.instrument("sizewise.cache.operations")
-        self._dur = telemetry.instrument("sizewise.cache.operation.duration")
-        self._attrs: dict[tuple[str, str], dict[str, str]] = {}
-        self._dur_attrs = {op: {"cache.backend": self.backend, "cache.operation": op}
-                           for op in ("get", "set", "delete")}
+        counts = operation_counts(telemetry)
+        self._lock = counts.lock
+        self._dur = Recorder(telemetry, "sizewise.cache.operation.duration")
+        # (op, result) -> (count cell, duration handle): everything an operation touches, resolved once
+        self._cells = {(op, result): (counts.cell(self.backend, op, result),
+                                      self._dur.bind({"cache.backend": self.backend, "cache.operation": op}))
+                       for op, results in (("get", ("hit", "miss", "error")), ("set", ("set", "error")))
+                       for result in results}
 
     def _record(self, op: str, result: str, started: float) -> None:
-        key = (op, result)
-        attrs = self._attrs.get(key)
-        if attrs is None:
-            attrs = self._attrs[key] = {"cache.backend": self.backend, "cache.operation": op,
-                                        "cache.result": result}
-        self._ops.add(1, attrs)
-        self._dur.record(time.perf_counter() - started, self._dur_attrs[op])
+        cell, handle = self._cells[(op, result)]
+        with self._lock:
+            cell[0] += 1
+        self._dur.record(handle, time.perf_counter() - started)
 
     @property
     def bypassed(self) -> bool:

@@ -19,6 +19,11 @@ propagator reads is present.
 
 The metrics are recorded under the same instrumentation scope as the contrib instrumentor, so
 ``instrument(app)`` and zero-code mode (``opentelemetry-instrument``) expose identical series.
+
+The same layer also feeds SizeWise's request statistics (``RequestStats``, for the error-rate
+gauge) and hands unhandled exceptions and 5xx answers to the error tracker, so one middleware and
+one ``send`` wrapper serve both (``sizewise_otel.asgi.MonitoringMiddleware`` remains only for
+zero-code mode, where the contrib instrumentor owns the HTTP telemetry).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode, TracerProvider
 
+from sizewise_otel.asgi import CAPTURED_KEY, ErrorSink, RequestStats
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -52,6 +59,9 @@ DEFAULT_KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS"
 # builds fresh dicts, so a pathological app can never grow the cache without bound.
 MAX_CACHED_ATTRIBUTE_SETS = 4096
 _SCOPE_NAMES = {True: "opentelemetry.instrumentation.fastapi", False: "opentelemetry.instrumentation.asgi"}
+# Exemplar filter of the meter provider, as the lean histogram applies it (the SDK's default is
+# trace-based: only measurements made while a sampled span is current carry an exemplar).
+EXEMPLARS_OFF, EXEMPLARS_TRACE_BASED, EXEMPLARS_ALWAYS, EXEMPLARS_CUSTOM = 0, 1, 2, 3
 
 
 def known_methods() -> frozenset[str]:
@@ -114,9 +124,15 @@ def route_template(scope: Scope, root_path: str) -> str | None:
 
 
 class _Point:
-    """One attribute set's cumulative histogram state."""
+    """One attribute set's cumulative histogram state.
 
-    __slots__ = ("attributes", "count", "counts", "max", "min", "sum")
+    ``exemplars`` is ``None`` until the first exemplar, then one slot per bucket (the
+    AlignedHistogramBucketExemplarReservoir's layout): the latest offered measurement in that bucket
+    as ``(seq, value, time_unix_nano, span_id, trace_id, measurement_attributes)``. Fixed size, so
+    memory is bounded by buckets x attribute sets whatever the traffic.
+    """
+
+    __slots__ = ("attributes", "count", "counts", "exemplars", "max", "min", "sum")
 
     def __init__(self, attributes: dict[str, Any], buckets: int) -> None:
         self.attributes = attributes
@@ -125,6 +141,7 @@ class _Point:
         self.sum = 0.0
         self.min = math.inf
         self.max = -math.inf
+        self.exemplars: list[tuple[Any, ...] | None] | None = None
 
 
 class LeanHistogram:
@@ -137,7 +154,14 @@ class LeanHistogram:
     under a lock. At collection time each registered reader gets a standard cumulative
     ``Histogram`` metric (explicit buckets, count, sum, min, max) under the layer's scope, merged
     into what the SDK collected, so the Prometheus and OTLP exporters see exactly what the SDK
-    instrument would have produced (minus exemplars).
+    instrument would have produced.
+
+    Exemplars follow the provider's exemplar filter (trace-based by default) and the SDK's
+    ``AlignedHistogramBucketExemplarReservoir``: per data point and bucket, the latest measurement
+    offered since the reader's previous collection, with the trace and span id of the request's
+    span. Each reader has its own cursor (a sequence number), as each SDK reader has its own
+    reservoir: a collection by one reader does not hide exemplars from another. Offering one is a
+    few extra writes under the same lock, and only on requests whose span is sampled.
 
     It needs the SDK MeterProvider and cumulative histogram temporality on every reader; when
     either is missing, :func:`lean_histogram` returns ``None`` and the layer records through the
@@ -145,7 +169,7 @@ class LeanHistogram:
     """
 
     def __init__(self, name: str, unit: str, description: str, bounds: Iterable[float],
-                 scope: Any, resource: Any, cardinality_limit: int = 2000) -> None:
+                 scope: Any, resource: Any, cardinality_limit: int = 2000, exemplar_filter: Any = None) -> None:
         self.name, self.unit, self.description = name, unit, description
         self.bounds = tuple(float(b) for b in bounds)
         self.scope = scope
@@ -154,6 +178,10 @@ class LeanHistogram:
         self.start_time = time_ns()
         self._points: dict[Any, _Point] = {}
         self._lock = threading.Lock()
+        self.exemplar_filter = exemplar_filter
+        self.exemplar_mode = _exemplar_mode(exemplar_filter)
+        self._seq = 0  # exemplars offered so far; readers remember where they last collected
+        self._cursors: dict[int, int] = {}
 
     def point(self, key: Any, attributes: dict[str, Any]) -> _Point:
         found = self._points.get(key)
@@ -179,8 +207,59 @@ class LeanHistogram:
             if value > point.max:
                 point.max = value
 
-    def metric(self) -> Any:
-        """The current cumulative state as an SDK ``Metric`` (``None`` before the first request)."""
+    def record_with_exemplar(self, point: _Point, value: float, span_id: int | None, trace_id: int | None,
+                             attributes: dict[str, Any] | None) -> None:
+        """:meth:`record`, and the measurement kept as its bucket's exemplar (the latest wins)."""
+        index = bisect_left(self.bounds, value)
+        now = time_ns()
+        with self._lock:
+            point.counts[index] += 1
+            point.count += 1
+            point.sum += value
+            if value < point.min:
+                point.min = value
+            if value > point.max:
+                point.max = value
+            self._seq += 1
+            slots = point.exemplars
+            if slots is None:
+                slots = point.exemplars = [None] * len(point.counts)
+            slots[index] = (self._seq, value, now, span_id, trace_id, attributes)
+
+    def offer(self, point: _Point, value: float, span: trace.Span, attributes: dict[str, Any]) -> None:
+        """Record ``value``, with an exemplar when the provider's exemplar filter takes it.
+
+        ``span`` is the request's span, current in the active context (what the SDK's filter and
+        reservoir read the trace and span id from).
+        """
+        mode = self.exemplar_mode
+        if mode == EXEMPLARS_OFF:
+            self.record(point, value)
+            return
+        ctx = span.get_span_context()
+        if mode == EXEMPLARS_TRACE_BASED:
+            take = ctx.trace_flags.sampled
+        elif mode == EXEMPLARS_ALWAYS:
+            take = True
+        else:
+            try:
+                take = bool(self.exemplar_filter.should_sample(value, time_ns(), attributes,
+                                                               otel_context.get_current()))
+            except Exception:  # a broken custom filter must never fail the request
+                take = False
+        if not take:
+            self.record(point, value)
+        elif ctx.is_valid:
+            self.record_with_exemplar(point, value, ctx.span_id, ctx.trace_id, attributes)
+        else:
+            self.record_with_exemplar(point, value, None, None, attributes)
+
+    def metric(self, reader: Any = None) -> Any:
+        """The current cumulative state as an SDK ``Metric`` (``None`` before the first request).
+
+        ``reader`` identifies the collecting reader: its data points carry the exemplars offered
+        since that reader's previous collection (the SDK reservoir's collect-and-reset).
+        """
         from opentelemetry.sdk.metrics.export import (
             AggregationTemporality,
             HistogramDataPoint,
@@ -189,22 +268,29 @@ class LeanHistogram:
         from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 
         now = time_ns()
+        reader_key = id(reader)
         with self._lock:
-            points = [HistogramDataPoint(
-                attributes=p.attributes, start_time_unix_nano=self.start_time, time_unix_nano=now,
-                count=p.count, sum=p.sum, bucket_counts=list(p.counts), explicit_bounds=self.bounds,
-                min=p.min, max=p.max, exemplars=[]) for p in self._points.values() if p.count]
-        if not points:
+            cursor = self._cursors.get(reader_key, 0)
+            self._cursors[reader_key] = self._seq
+            live = [(p, p.count, p.sum, list(p.counts), p.min, p.max,
+                     [e for e in p.exemplars if e is not None and e[0] > cursor] if p.exemplars else None)
+                    for p in self._points.values() if p.count]
+        if not live:
             return None
+        points = [HistogramDataPoint(
+            attributes=p.attributes, start_time_unix_nano=self.start_time, time_unix_nano=now,
+            count=count, sum=total, bucket_counts=counts, explicit_bounds=self.bounds,
+            min=low, max=high, exemplars=_exemplars(p.attributes, slots) if slots else [])
+            for p, count, total, counts, low, high, slots in live]
         return Metric(name=self.name, description=self.description, unit=self.unit,
                       data=HistogramData(data_points=points,
                                          aggregation_temporality=AggregationTemporality.CUMULATIVE))
 
-    def merge_into(self, data: Any) -> Any:
+    def merge_into(self, data: Any, reader: Any = None) -> Any:
         """``data`` (what the SDK collected for one reader) with this histogram added."""
         from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics, ScopeMetrics
 
-        metric = self.metric()
+        metric = self.metric(reader)
         if metric is None:
             return data
         resource_metrics = list(data.resource_metrics) if data is not None else []
@@ -221,6 +307,39 @@ class LeanHistogram:
             scopes.append(ScopeMetrics(self.scope, [metric], self.scope.schema_url))
         resource_metrics[0] = ResourceMetrics(first.resource, scopes, first.schema_url)
         return MetricsData(resource_metrics)
+
+
+def _exemplars(point_attributes: dict[str, Any], slots: list[tuple[Any, ...]]) -> list[Any]:
+    """SDK ``Exemplar`` objects, as ``ExemplarBucket.collect`` builds them (bucket order)."""
+    from opentelemetry.sdk.metrics import Exemplar
+
+    out = []
+    for _seq, value, when, span_id, trace_id, attributes in slots:
+        # The measurement's attributes not already on the data point (none, unless the point is
+        # the cardinality-overflow point), exactly as the SDK filters them.
+        filtered = {k: v for k, v in attributes.items() if k not in point_attributes} if attributes else None
+        out.append(Exemplar(filtered, value, when, span_id, trace_id))
+    return out
+
+
+def _exemplar_mode(exemplar_filter: Any) -> int:
+    if exemplar_filter is None:
+        return EXEMPLARS_OFF
+    try:
+        from opentelemetry.sdk.metrics import (
+            AlwaysOffExemplarFilter,
+            AlwaysOnExemplarFilter,
+            TraceBasedExemplarFilter,
+        )
+    except ImportError:
+        return EXEMPLARS_OFF
+    if type(exemplar_filter) is TraceBasedExemplarFilter:
+        return EXEMPLARS_TRACE_BASED
+    if type(exemplar_filter) is AlwaysOffExemplarFilter:
+        return EXEMPLARS_OFF
+    if type(exemplar_filter) is AlwaysOnExemplarFilter:
+        return EXEMPLARS_ALWAYS
+    return EXEMPLARS_CUSTOM
 
 
 _shared: dict[tuple[int, str, tuple[str, str, str]], tuple[Any, LeanHistogram]] = {}
@@ -265,12 +384,13 @@ def _attach_lean_histogram(meter_provider: Any, name: str, unit: str, descriptio
             if temporality is not AggregationTemporality.CUMULATIVE or not callable(reader._collect):
                 return None
         scope = InstrumentationScope(scope_identity[0], scope_identity[1], scope_identity[2])
-        hist = LeanHistogram(name, unit, description, bounds, scope, config.resource)
+        hist = LeanHistogram(name, unit, description, bounds, scope, config.resource,
+                             exemplar_filter=getattr(config, "exemplar_filter", None))
         for reader in readers:
             inner = reader._collect
 
             def collect(reader_: Any, *args: Any, _inner: Any = inner, **kwargs: Any) -> Any:
-                return hist.merge_into(_inner(reader_, *args, **kwargs))
+                return hist.merge_into(_inner(reader_, *args, **kwargs), reader_)
 
             reader._set_collect_callback(collect)
         return hist
@@ -279,12 +399,22 @@ def _attach_lean_histogram(meter_provider: Any, name: str, unit: str, descriptio
 
 
 class HTTPServerTelemetry:
-    """ASGI middleware recording the semconv HTTP server metrics and (when sampled) a SERVER span."""
+    """ASGI middleware recording the semconv HTTP server metrics and (when sampled) a SERVER span.
+
+    With ``stats`` it also counts requests and 5xx answers (unhandled exceptions included) for the
+    error-rate gauge, and with ``errors`` it hands unhandled exceptions (re-raised afterwards) and
+    5xx answers to the error tracker, while the request's span is still current and open, unless
+    the scope carries ``CAPTURED_KEY`` (already captured by an exception handler). That is what
+    ``MonitoringMiddleware`` does, without a second middleware and ``send`` wrapper.
+    """
 
     def __init__(self, app: ASGIApp, *, tracer_provider: TracerProvider | None = None,
                  meter_provider: MeterProvider | None = None, excluded_paths: Iterable[str] = (),
-                 fastapi: bool = True, lean: bool = True) -> None:
+                 fastapi: bool = True, lean: bool = True, stats: RequestStats | None = None,
+                 errors: ErrorSink | None = None) -> None:
         self.app = app
+        self.stats = stats
+        self.errors = errors
         identity = _scope_identity(fastapi)
         name, version, schema_url = identity
         meter_provider = meter_provider or _global_meter_provider()
@@ -296,6 +426,11 @@ class HTTPServerTelemetry:
             if lean else None
         self.duration = None if self.lean is not None else meter.create_histogram(
             DURATION, unit="s", description=description)
+        # Which requests may carry an exemplar: with the default trace-based filter only those whose
+        # span records (the sampled ones), so the non-sampled path pays nothing for exemplars.
+        mode = self.lean.exemplar_mode if self.lean is not None else EXEMPLARS_OFF
+        self._exemplars_sampled = mode == EXEMPLARS_TRACE_BASED
+        self._exemplars_all = mode in (EXEMPLARS_ALWAYS, EXEMPLARS_CUSTOM)
         # In-flight counts live in plain integer cells, one per (method, scheme), and are reported
         # by an observable up-down counter at collection time: two SDK measurements a request
         # (each one validates, copies and hashes its attributes) become two integer updates. The
@@ -399,6 +534,9 @@ class HTTPServerTelemetry:
             await send(message)
 
         active[0] += 1
+        stats = self.stats
+        if stats is not None:
+            stats.total += 1
         error: str | None = None
         exception: BaseException | None = None
         try:
@@ -408,17 +546,28 @@ class HTTPServerTelemetry:
             error = error_type_of(exc)
             if not status:
                 status = 500  # ServerErrorMiddleware, outside this layer, answers it
+            if stats is not None and isinstance(exc, Exception):  # not cancellation / exit
+                stats.errors += 1
+                if self.errors is not None:
+                    self.errors.capture_request_exception(exc, scope)
             raise
         finally:
             if error is None and status >= 500:
                 error = str(status)
+                if stats is not None and exception is None:
+                    stats.errors += 1
+                    if self.errors is not None and not scope.get(CAPTURED_KEY):
+                        self.errors.capture_server_error_status(scope, status)
             route = route_template(scope, root_path)
             active[0] -= 1
             attrs, point = self._final_attributes((method, scheme, version, route, status, error),
                                                   request_attrs, route, status, error)
             try:
                 if point is not None:
-                    self.lean.record(point, perf_counter() - started)  # type: ignore[union-attr]
+                    if (recording and self._exemplars_sampled) or self._exemplars_all:
+                        self.lean.offer(point, perf_counter() - started, span, attrs)  # type: ignore[union-attr]
+                    else:
+                        self.lean.record(point, perf_counter() - started)  # type: ignore[union-attr]
                 else:  # recorded while the span is current, so exemplars can point at the trace
                     self.duration.record(perf_counter() - started, attrs)  # type: ignore[union-attr]
                 if recording:

@@ -100,12 +100,17 @@ def _instrument_once(name: str, fn: Any) -> None:
 
 
 def instrument_redis(client: Any, telemetry: Telemetry) -> None:
-    """OTel spans for a sync or asyncio Redis client (metrics come from InstrumentedCache)."""
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    """OTel CLIENT spans for a sync or asyncio Redis client (metrics come from InstrumentedCache).
 
-    if getattr(client, "_sizewise_instrumented", False) or RedisInstrumentor().is_instrumented_by_opentelemetry:
+    Lean wrappers (``sizewise_otel.redis_tracing``) instead of the contrib instrumentor: no span
+    work under a non-sampled parent, attributes only for recording spans. Zero-code mode (the
+    contrib instrumentor already patched redis-py globally) is left alone; a second call is a no-op.
+    """
+    from sizewise_otel.redis_tracing import redis_traced_globally, trace_redis_client
+
+    if getattr(client, "_sizewise_instrumented", False) or redis_traced_globally():
         return
-    RedisInstrumentor().instrument_client(client, tracer_provider=telemetry.tracer_provider)
+    trace_redis_client(client, telemetry.tracer_provider)
     with contextlib.suppress(AttributeError):
         client._sizewise_instrumented = True
 
@@ -127,23 +132,34 @@ def instrument_system(telemetry: Telemetry) -> None:
 def _instrument_http_server(app: Any, telemetry: Telemetry) -> None:
     """The lean semconv HTTP layer (sizewise_otel.httpserver); see docs/performance.md.
 
-    Zero-code mode keeps the contrib instrumentor: when it already wrapped the app, nothing is
-    added. FastAPI's own native telemetry is switched off for this app so no request is recorded
-    twice.
+    When ``instrument()`` is wiring the app (``app.state.sizewise``), the layer also counts
+    requests/5xx for the error-rate gauge and hands exceptions and 5xx answers to the error
+    tracker: one middleware does both. Zero-code mode keeps the contrib instrumentor: when it
+    already wrapped the app, only ``MonitoringMiddleware`` is added for that counting and hand-off.
+    FastAPI's own native telemetry is switched off for this app so no request is recorded twice.
     """
     from fastapi import FastAPI
 
     from sizewise_otel.httpserver import HTTPServerTelemetry, disable_native_fastapi_telemetry
 
-    if getattr(app, "_is_instrumented_by_opentelemetry", False) or getattr(app, "_sizewise_http", False):
-        return  # zero-code mode (or an earlier call) already did it
+    if getattr(app, "_sizewise_http", False):
+        return  # an earlier call already did it
     app._sizewise_http = True
+    handle = getattr(getattr(app, "state", None), "sizewise", None)
+    stats = getattr(handle, "stats", None)
+    tracker = getattr(handle, "tracker", None)
+    if getattr(app, "_is_instrumented_by_opentelemetry", False):
+        # zero-code mode: the contrib instrumentor records the HTTP telemetry
+        if stats is not None:
+            app.add_middleware(MonitoringMiddleware, stats=stats, sink=tracker,
+                               excluded=UNMEASURED_PATHS)
+        return
     is_fastapi = isinstance(app, FastAPI)
     if is_fastapi:
         disable_native_fastapi_telemetry(app)
     app.add_middleware(HTTPServerTelemetry, tracer_provider=telemetry.tracer_provider,
                        meter_provider=telemetry.meter_provider, excluded_paths=UNMEASURED_PATHS,
-                       fastapi=is_fastapi)
+                       fastapi=is_fastapi, stats=stats, errors=tracker)
 
 
 def _include(app: Any, router: Any) -> None:
@@ -195,7 +211,8 @@ def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Set
         system.register(telemetry)
         telemetry.observe("sizewise.error.rate", lambda: [(stats.error_rate_percent(), {})])
         instrument_system(telemetry)
-    app.add_middleware(MonitoringMiddleware, stats=stats, sink=tracker, excluded=UNMEASURED_PATHS)
+    # Request/5xx counting and the error hand-off (handle.stats, handle.tracker) ride on the HTTP
+    # layer, or on MonitoringMiddleware in zero-code mode: see _instrument_http_server.
     _instrument_http_server(app, telemetry)
     instrument_httpx(telemetry)
     if engine is not None:

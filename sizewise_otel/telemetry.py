@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import metrics, trace
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -31,6 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
 from sizewise_otel.catalog import SIGNALS, Kind, Signal, signal
+from sizewise_otel.exposition import FastPrometheusMetricReader
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in
 
 SCOPE = "sizewise_otel"
@@ -169,7 +169,8 @@ class Telemetry:
         self.settings = settings
         self.resource = build_resource(settings)
         self.export_stats = ExportStats()
-        self.prometheus_reader = PrometheusMetricReader()
+        # A PrometheusMetricReader (REGISTRY.collect() unchanged) that renders GET /metrics in one pass.
+        self.prometheus_reader = FastPrometheusMetricReader()
         all_readers: list[MetricReader] = [self.prometheus_reader, *readers]
         span_exporter_list = list(span_exporters)
         if settings.otlp_enabled:

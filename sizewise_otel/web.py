@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 
 from sizewise_otel.auth import keyring_of
+from sizewise_otel.exposition import generate_latest
 
 
 def metrics_router() -> APIRouter:
@@ -18,6 +19,8 @@ def metrics_router() -> APIRouter:
         if not keyring_of(request).metrics_allowed(request):
             return PlainTextResponse("missing or invalid metrics token\n", status_code=401,
                                      headers={"WWW-Authenticate": "Bearer"})
+        # The same text as prometheus_client.generate_latest(REGISTRY); the OTel reader's part is
+        # rendered in one pass from the SDK's data (sizewise_otel/exposition.py).
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
@@ -91,18 +92,21 @@ def build_app() -> tuple[FastAPI, dict[str, Any]]:
 
 
 def make_rig(sampler: Sampler = ALWAYS_ON, *, lean: bool = True,
-             temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE) -> Rig:
+             temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE,
+             **layer: Any) -> Rig:
     from opentelemetry.sdk.metrics import Histogram
 
+    exemplar_filter = layer.pop("exemplar_filter", None)
     reader = InMemoryMetricReader(preferred_temporality={Histogram: temporality})
-    meter_provider = MeterProvider(metric_readers=[reader], views=build_views())  # as Telemetry does
+    meter_provider = MeterProvider(metric_readers=[reader], views=build_views(),  # as Telemetry does
+                                   **({"exemplar_filter": exemplar_filter} if exemplar_filter else {}))
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider(sampler=sampler)
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     app, seen = build_app()
     disable_native_fastapi_telemetry(app)
     app.add_middleware(HTTPServerTelemetry, tracer_provider=tracer_provider, meter_provider=meter_provider,
-                       excluded_paths={"/metrics"}, lean=lean)
+                       excluded_paths={"/metrics"}, lean=lean, **layer)
     client = TestClient(app, raise_server_exceptions=False)
     return Rig(app, client, reader, spans, seen)
 
@@ -294,3 +298,187 @@ def test_instrument_http_server_is_idempotent_and_defers_to_zero_code() -> None:
     other._is_instrumented_by_opentelemetry = True  # what opentelemetry-instrument leaves behind
     _instrument_http_server(other, get_telemetry())
     assert not any(m.cls is HTTPServerTelemetry for m in other.user_middleware)
+
+
+# --- exemplars ---------------------------------------------------------------------------------
+
+def _exemplars(r: Rig) -> dict[str, list[Any]]:
+    return {p.attributes.get("http.route", ""): list(p.exemplars) for p in r.points()}
+
+
+def test_exemplars_point_at_the_request_span() -> None:
+    r = make_rig(ALWAYS_ON)
+    with r.client:
+        r.client.get("/items/1")
+    (span,) = r.spans.get_finished_spans()
+    p = r.point(**{"http.route": "/items/{item_id}"})
+    (exemplar,) = p.exemplars
+    assert exemplar.trace_id == span.context.trace_id and exemplar.span_id == span.context.span_id
+    assert exemplar.value == p.sum  # the one measurement
+    assert exemplar.filtered_attributes == {}  # every measured attribute is on the point already
+    assert span.start_time <= exemplar.time_unix_nano <= span.end_time
+    # in the bucket the value was counted in
+    index = next(i for i, b in enumerate(p.explicit_bounds) if exemplar.value <= b)
+    assert p.bucket_counts[index] == 1
+
+
+def test_exemplars_match_what_the_sdk_instrument_produces() -> None:
+    shapes = []
+    for lean in (True, False):
+        r = make_rig(ALWAYS_ON, lean=lean)
+        with r.client:
+            for path in ("/items/1", "/items/2", "/items/3", "/unavailable", "/nope", "/boom"):
+                r.client.get(path)
+        by_span = {s.context.span_id: s for s in r.spans.get_finished_spans()}
+        shape = {}
+        for p in r.points():
+            bounds = list(p.explicit_bounds)
+            indexes = [next((i for i, b in enumerate(bounds) if e.value <= b), len(bounds)) for e in p.exemplars]
+            # AlignedHistogramBucketExemplarReservoir: one per non-empty bucket, in bucket order
+            assert indexes == [i for i, n in enumerate(p.bucket_counts) if n]
+            assert all(by_span[e.span_id].context.trace_id == e.trace_id for e in p.exemplars)
+            shape[tuple(sorted(p.attributes.items()))] = [
+                (type(e), e.filtered_attributes, type(e.time_unix_nano)) for e in p.exemplars][:1]
+        shapes.append(shape)
+    assert shapes[0] == shapes[1]
+
+
+def test_unsampled_requests_add_no_exemplars() -> None:
+    r = make_rig(ParentBased(ALWAYS_OFF))
+    with r.client:
+        for i in range(20):
+            r.client.get(f"/items/{i}")
+        assert r.point(**{"http.route": "/items/{item_id}"}).exemplars == []
+        # one sampled request (remote sampled parent) among unsampled ones: exactly its exemplar
+        r.client.get("/items/99", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+        r.client.get("/items/100", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"})
+        (exemplar,) = r.point(**{"http.route": "/items/{item_id}"}).exemplars
+    assert format(exemplar.trace_id, "032x") == TRACE_ID
+
+
+def test_exemplars_follow_the_provider_exemplar_filter() -> None:
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, AlwaysOnExemplarFilter
+
+    off = make_rig(ALWAYS_ON, exemplar_filter=AlwaysOffExemplarFilter())
+    with off.client:
+        off.client.get("/items/1")
+        assert off.point(**{"http.route": "/items/{item_id}"}).exemplars == []
+    on = make_rig(ALWAYS_OFF, exemplar_filter=AlwaysOnExemplarFilter())
+    with on.client:
+        on.client.get("/items/1")
+        (exemplar,) = on.point(**{"http.route": "/items/{item_id}"}).exemplars
+    assert exemplar.trace_id == on.seen["span"].get_span_context().trace_id  # the non-recording span's ids
+
+
+def test_exemplars_are_bounded_latest_per_bucket_and_reset_per_collection() -> None:
+    r = make_rig(ALWAYS_ON)
+    with r.client:
+        for i in range(200):
+            r.client.get(f"/items/{i}")
+        p = r.point(**{"http.route": "/items/{item_id}"})
+        buckets = len(p.explicit_bounds) + 1
+        assert 1 <= len(p.exemplars) <= buckets
+        # one per bucket, in bucket order, and the newest request's is among them (latest wins)
+        indexes = [next((i for i, b in enumerate(p.explicit_bounds) if e.value <= b), buckets - 1)
+                   for e in p.exemplars]
+        assert indexes == sorted(set(indexes))
+        last = max(r.spans.get_finished_spans(), key=lambda s: s.end_time)
+        assert last.context.span_id in {e.span_id for e in p.exemplars}
+        layer = r.app.middleware_stack
+        while not isinstance(layer, HTTPServerTelemetry):
+            layer = layer.app
+        lean = layer.lean
+        point = next(iter(lean._points.values()))
+        assert len(point.exemplars) == buckets  # the fixed slot array, however many requests
+        # collected: the next collection carries only exemplars offered since (the SDK reservoir's reset)
+        assert r.point(**{"http.route": "/items/{item_id}"}).exemplars == []
+        r.client.get("/items/7")
+        assert len(r.point(**{"http.route": "/items/{item_id}"}).exemplars) == 1
+
+
+def test_each_reader_sees_exemplars_since_its_own_previous_collection() -> None:
+    from opentelemetry.sdk.metrics import Histogram
+
+    cumulative = {Histogram: AggregationTemporality.CUMULATIVE}
+    readers = [InMemoryMetricReader(preferred_temporality=cumulative) for _ in range(2)]
+    provider = MeterProvider(metric_readers=readers, views=build_views())
+    tracer_provider = TracerProvider(sampler=ALWAYS_ON)
+    app, _ = build_app()
+    disable_native_fastapi_telemetry(app)
+    app.add_middleware(HTTPServerTelemetry, tracer_provider=tracer_provider, meter_provider=provider)
+
+    def exemplars(reader: InMemoryMetricReader) -> int:
+        data = reader.get_metrics_data()
+        return sum(len(p.exemplars) for rm in data.resource_metrics for sm in rm.scope_metrics
+                   for m in sm.metrics if m.name == "http.server.request.duration" for p in m.data.data_points)
+
+    with TestClient(app) as client:
+        client.get("/items/1")
+        assert exemplars(readers[0]) == 1
+        assert exemplars(readers[0]) == 0
+        assert exemplars(readers[1]) == 1  # not consumed by the other reader's collection
+
+
+# --- request statistics and the error hand-off (formerly MonitoringMiddleware) -----------------
+
+class Sink:
+    def __init__(self) -> None:
+        self.exceptions: list[tuple[str, int | None]] = []
+        self.statuses: list[tuple[str, int]] = []
+
+    def capture_request_exception(self, exc: BaseException, scope: dict[str, Any]) -> str:
+        span = trace_api.get_current_span()  # captured while the request's span is current and open
+        self.exceptions.append((type(exc).__name__, span.get_span_context().span_id if span.is_recording()
+                                else None))
+        return "e1"
+
+    def capture_server_error_status(self, scope: dict[str, Any], status: int) -> None:
+        self.statuses.append((scope["path"], status))
+
+
+def test_one_layer_counts_requests_and_hands_errors_to_the_tracker() -> None:
+    from sizewise_otel.asgi import CAPTURED_KEY, RequestStats
+
+    stats, sink = RequestStats(), Sink()
+    r = make_rig(ALWAYS_ON, stats=stats, errors=sink)
+
+    @r.app.get("/handled")
+    async def handled(request: Request) -> JSONResponse:
+        request.scope[CAPTURED_KEY] = True  # an exception handler already captured it
+        return JSONResponse({}, status_code=503)
+
+    with r.client:
+        r.client.get("/items/1")
+        r.client.get("/teapot")
+        r.client.get("/metrics")  # excluded: not counted
+        assert r.client.get("/boom").status_code == 500  # re-raised, answered by ServerErrorMiddleware
+        r.client.get("/unavailable")
+        assert r.client.get("/handled").status_code == 503
+    assert (stats.total, stats.errors) == (5, 3)
+    boom = next(s for s in r.spans.get_finished_spans() if s.attributes.get("http.route") == "/boom")
+    assert sink.exceptions == [("ValueError", boom.context.span_id)]
+    assert sink.statuses == [("/unavailable", 503)]
+    assert not any(m.cls.__name__ == "MonitoringMiddleware" for m in r.app.user_middleware)
+
+
+def test_instrument_uses_one_layer_and_zero_code_keeps_monitoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sizewise_otel import instrument
+    from sizewise_otel.asgi import MonitoringMiddleware
+    from sizewise_otel.settings import Settings
+
+    app, _ = build_app()
+    handle = instrument(app, settings=Settings(error_store_url="sqlite://"))
+    (layer,) = [m for m in app.user_middleware if m.cls is HTTPServerTelemetry]
+    assert layer.kwargs["stats"] is handle.stats and layer.kwargs["errors"] is handle.tracker
+    assert not any(m.cls is MonitoringMiddleware for m in app.user_middleware)
+
+    zero_code, _ = build_app()
+    zero_code._is_instrumented_by_opentelemetry = True  # what opentelemetry-instrument leaves behind
+    handle = instrument(zero_code, settings=Settings(error_store_url="sqlite://"))
+    assert not any(m.cls is HTTPServerTelemetry for m in zero_code.user_middleware)
+    (monitoring,) = [m for m in zero_code.user_middleware if m.cls is MonitoringMiddleware]
+    assert monitoring.kwargs["stats"] is handle.stats
+    with TestClient(zero_code, raise_server_exceptions=False) as client:
+        client.get("/items/1")
+        client.get("/unavailable")
+    assert (handle.stats.total, handle.stats.errors) == (2, 1)

@@ -1,0 +1,197 @@
+"""Lean CLIENT spans for a redis-py client instance (sync ``redis.Redis`` or ``redis.asyncio.Redis``).
+
+It stands in for the contrib ``RedisInstrumentor.instrument_client`` (see docs/performance.md):
+the instance's ``execute_command`` (and the ``execute`` of the pipelines it creates) is wrapped
+by a plain function that
+
+- starts no span at all under a valid, non-sampled parent a parent-based sampler drops anyway
+  (:class:`sizewise_otel.db.SpanGate`), and otherwise lets the SDK sampler decide (a command
+  outside any request is a root span, subject to the ratio sampler);
+- builds attributes only for a recording span: the connection part (``db.system.name`` =
+  ``redis``, ``db.namespace`` = the database index, ``server.address``, ``server.port``,
+  ``network.transport``) once per client, ``db.operation.name`` and the sanitized
+  ``db.query.text`` (``SET ? ?``: the command name, never a key or value) per command;
+- on failure sets ``error.type`` (the exception's class) and ERROR status, without the message.
+
+The span is named after the command, as the contrib names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
+
+from sizewise_otel.db import SpanGate, contrib_tracer, error_type
+
+MARK = "_sizewise_redis_traced"
+_MAX_QUERY_TEXT = 1000
+_MAX_CACHED = 512
+
+
+def _command_name(args: tuple[Any, ...]) -> str:
+    if not args:
+        return "redis"
+    first = args[0]
+    if isinstance(first, bytes):
+        first = first.decode("utf-8", "replace")
+    return str(first).upper()
+
+
+def sanitized_command(args: tuple[Any, ...]) -> str:
+    """The command with every argument replaced by ``?`` (the contrib's ``COMMAND ? ?`` form)."""
+    if not args:
+        return ""
+    text = " ".join([_command_name(args), *(["?"] * (len(args) - 1))])
+    return text if len(text) <= _MAX_QUERY_TEXT else text[:_MAX_QUERY_TEXT - 3] + "..."
+
+
+def connection_attributes(client: Any) -> dict[str, Any]:
+    """The semconv connection attributes of a client, from its pool's connection kwargs."""
+    attrs: dict[str, Any] = {"db.system.name": "redis"}
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None) or {}
+    db = kwargs.get("db")
+    attrs["db.namespace"] = str(db if db is not None else 0)
+    if "path" in kwargs:
+        attrs["server.address"] = str(kwargs.get("path") or "")
+        attrs["network.transport"] = "unix"
+    else:
+        attrs["server.address"] = str(kwargs.get("host") or "localhost")
+        attrs["server.port"] = int(kwargs.get("port") or 6379)
+        attrs["network.transport"] = "tcp"
+    return attrs
+
+
+def _is_async(client: Any) -> bool:
+    try:
+        import redis.asyncio
+    except ImportError:  # pragma: no cover - redis without asyncio
+        return False
+    return isinstance(client, (redis.asyncio.Redis, getattr(redis.asyncio, "RedisCluster", ())))
+
+
+class _ClientTracer:
+    def __init__(self, client: Any, tracer_provider: Any) -> None:
+        self.tracer = contrib_tracer(tracer_provider, "redis")
+        self.gate = SpanGate(tracer_provider)
+        self.static = connection_attributes(client)
+        self._commands: dict[tuple[Any, int], tuple[str, dict[str, Any]]] = {}
+
+    def command(self, args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+        """(span name, attributes) for a command, cached per (command, argument count)."""
+        key = (args[0] if args else None, len(args))
+        found = self._commands.get(key)
+        if found is None:
+            name = _command_name(args)
+            attrs = dict(self.static)
+            attrs["db.operation.name"] = name
+            attrs["db.query.text"] = sanitized_command(args)
+            found = (name, attrs)
+            if len(self._commands) < _MAX_CACHED:
+                self._commands[key] = found
+        return found
+
+    def pipeline(self, pipe: Any) -> tuple[str, dict[str, Any]]:
+        stack = getattr(pipe, "command_stack", None) or getattr(pipe, "_command_stack", None) or []
+        commands = []
+        for entry in stack:
+            args = getattr(entry, "args", None)
+            if args is None:
+                args = entry[0] if isinstance(entry, tuple) and entry else ()
+            commands.append(sanitized_command(tuple(args)))
+        text = "\n".join(commands)
+        attrs = dict(self.static)
+        attrs["db.operation.name"] = "PIPELINE"
+        attrs["db.operation.batch.size"] = len(commands)
+        attrs["db.query.text"] = text if len(text) <= _MAX_QUERY_TEXT else text[:_MAX_QUERY_TEXT - 3] + "..."
+        return "PIPELINE", attrs
+
+    def start(self, args: tuple[Any, ...], pipe: Any) -> Any:
+        """A recording span (attributes set), or ``None`` when nothing would be sampled."""
+        ctx = trace.get_current_span().get_span_context()
+        gate = self.gate
+        if not ctx.trace_flags.sampled and ctx.is_valid and (gate.drop_remote if ctx.is_remote else gate.drop_local):
+            return None
+        name, attrs = self.command(args) if pipe is None else self.pipeline(pipe)
+        # The cached attribute dict goes to start_span: the sampler ignores it, a recording span
+        # copies it once.
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        return span if span.is_recording() else None
+
+
+def _failed(span: Any, exc: BaseException) -> None:
+    err = error_type(exc)
+    span.set_attribute("error.type", err)
+    span.set_status(StatusCode.ERROR, err)  # never the message
+    span.end()
+
+
+def _wrap_sync(target: Any, attr: str, traced: _ClientTracer, pipe: Any) -> None:
+    """Replace ``target.<attr>`` (a command, or a pipeline's ``execute`` when ``pipe`` is given)."""
+    original = getattr(target, attr)
+    start = traced.start
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        span = start(args, pipe)
+        if span is None:
+            return original(*args, **kwargs)
+        try:
+            result = original(*args, **kwargs)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        span.end()
+        return result
+
+    setattr(target, attr, wrapper)
+
+
+def _wrap_async(target: Any, attr: str, traced: _ClientTracer, pipe: Any) -> None:
+    original = getattr(target, attr)
+    start = traced.start
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        span = start(args, pipe)
+        if span is None:
+            return await original(*args, **kwargs)
+        try:
+            result = await original(*args, **kwargs)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        span.end()
+        return result
+
+    setattr(target, attr, wrapper)
+
+
+def trace_redis_client(client: Any, tracer_provider: Any) -> bool:
+    """Wrap one client instance; ``False`` when it was already traced (by us or the contrib)."""
+    if getattr(client, MARK, False) or getattr(client, "_is_instrumented_by_opentelemetry", False):
+        return False
+    traced = _ClientTracer(client, tracer_provider)
+    wrap = _wrap_async if _is_async(client) else _wrap_sync
+    wrap(client, "execute_command", traced, None)
+    original_pipeline = client.pipeline
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = original_pipeline(*args, **kwargs)
+        with contextlib.suppress(AttributeError, TypeError):
+            wrap(pipe, "execute", traced, pipe)
+        return pipe
+
+    client.pipeline = pipeline
+    setattr(client, MARK, True)
+    return True
+
+
+def redis_traced_globally() -> bool:
+    """Zero-code mode: the contrib instrumentor already patched redis-py for every client."""
+    try:
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+    except ImportError:
+        return False
+    return bool(RedisInstrumentor().is_instrumented_by_opentelemetry)
