@@ -25,6 +25,7 @@ from threading import Lock
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import get_current_span
 
 from sizewise_otel.db import Recorder
 from sizewise_otel.telemetry import Telemetry
@@ -114,26 +115,45 @@ class InstrumentedCache:
         self.client = redis_client if redis_client is not None else LocalLRU()
         self.backend = "redis" if redis_client is not None else "local"
         self.ttl = ttl_seconds
-        self._open_until = 0.0
+        self._open_until = 0.0  # 0.0 while closed: the hot path skips the clock
         counts = operation_counts(telemetry)
         self._lock = counts.lock
         self._dur = Recorder(telemetry, "sizewise.cache.operation.duration")
+        # A plain lean record when no measurement can carry an exemplar unless a sampled span is
+        # current (the SDK's default trace-based filter); the Recorder otherwise.
+        self._plain = self._dur.lean.record if self._dur.lean is not None and self._dur.sampled_only else None
         # (op, result) -> (count cell, duration handle): everything an operation touches, resolved once
         self._cells = {(op, result): (counts.cell(self.backend, op, result),
                                       self._dur.bind({"cache.backend": self.backend, "cache.operation": op}))
                        for op, results in (("get", ("hit", "miss", "error")), ("set", ("set", "error")))
                        for result in results}
+        self._hit, self._miss, self._set = self._cells[("get", "hit")], self._cells[("get", "miss")], \
+            self._cells[("set", "set")]
 
     def _record(self, op: str, result: str, started: float) -> None:
-        cell, handle = self._cells[(op, result)]
+        self._count(self._cells[(op, result)], started)
+
+    def _count(self, cell_handle: tuple[list[int], Any], started: float) -> None:
+        cell, handle = cell_handle
         with self._lock:
             cell[0] += 1
-        self._dur.record(handle, time.perf_counter() - started)
+        span = get_current_span()
+        if span.get_span_context().trace_flags.sampled:  # may carry an exemplar, as the SDK's would
+            self._dur.record(handle, time.perf_counter() - started, span)
+        elif self._plain is not None:
+            self._plain(handle, time.perf_counter() - started)
+        else:
+            self._dur.record(handle, time.perf_counter() - started)
 
     @property
     def bypassed(self) -> bool:
         """True while the breaker is open after a backend failure."""
-        return time.monotonic() < self._open_until
+        if not self._open_until:
+            return False
+        if time.monotonic() < self._open_until:
+            return True
+        self._open_until = 0.0  # elapsed: closed again (the next failure reopens it)
+        return False
 
     def _fail(self, op: str, t0: float) -> None:
         # Open the breaker: a hung or dead Redis costs one timeout per BREAKER_SECONDS, not one
@@ -143,7 +163,7 @@ class InstrumentedCache:
 
     def get(self, key: str) -> bytes | None:
         t0 = time.perf_counter()
-        if self.bypassed:
+        if self._open_until and self.bypassed:
             self._record("get", "error", t0)
             return None
         try:
@@ -151,12 +171,12 @@ class InstrumentedCache:
         except Exception:
             self._fail("get", t0)
             return None
-        self._record("get", "hit" if value is not None else "miss", t0)
+        self._count(self._hit if value is not None else self._miss, t0)
         return value
 
     def set(self, key: str, value: bytes) -> bool:
         t0 = time.perf_counter()
-        if self.bypassed:
+        if self._open_until and self.bypassed:
             self._record("set", "error", t0)
             return False
         try:
@@ -164,5 +184,5 @@ class InstrumentedCache:
         except Exception:
             self._fail("set", t0)
             return False
-        self._record("set", "set", t0)
+        self._count(self._set, t0)
         return True

@@ -22,11 +22,18 @@ metric.
 from __future__ import annotations
 
 import re
+import threading
 import time
+from random import getrandbits
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
+
+try:
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+except ImportError:  # pragma: no cover - API-only install
+    RandomIdGenerator = None  # type: ignore[assignment,misc]
 from sqlalchemy.engine import Engine
 
 from sizewise_otel.telemetry import SCOPE, Telemetry
@@ -67,22 +74,111 @@ def error_type(exc: BaseException) -> str:
 
 
 class SpanGate:
-    """Whether a CLIENT span below the current context can be sampled, decided before SDK work.
+    """Starts a CLIENT span below the current context only when it can be sampled.
 
-    A parent-based sampler drops every child of a valid, non-sampled parent (its default
-    ``*_parent_not_sampled`` samplers are ``ALWAYS_OFF``): then the SDK would still generate ids,
-    run the sampler and build a ``NonRecordingSpan`` for nothing. Any other sampler (or a custom
-    parent-based configuration) is always asked through ``tracer.start_span``.
+    Decided before any SDK work, with the SDK's own sampler semantics:
+
+    - under a valid, non-sampled parent, a parent-based sampler whose ``*_parent_not_sampled``
+      samplers are ``ALWAYS_OFF`` (the default) drops the child: no span is started at all (the
+      SDK would still generate ids, run the sampler and build a ``NonRecordingSpan``);
+    - with no valid parent the operation is a root span. When the root sampler is the SDK's
+      ``TraceIdRatioBased`` (the default ``parentbased_traceidratio``), the trace id is drawn
+      first from the provider's id generator and the ratio rule applied to it: a dropped root
+      costs one random draw. A kept root is started with exactly that trace id (this tracer's
+      id generator hands it over), so the SDK sampler runs on it and reaches the same decision:
+      the sampled fraction and the ids are what the SDK alone would produce;
+    - anything else (another sampler, a custom parent-based configuration) goes through
+      ``tracer.start_span`` and the SDK decides.
     """
 
-    def __init__(self, tracer_provider: Any) -> None:
-        self.drop_local, self.drop_remote = _unsampled_parent_dropped(getattr(tracer_provider, "sampler", None))
+    def __init__(self, tracer_provider: Any, tracer: Any = None) -> None:
+        sampler = getattr(tracer_provider, "sampler", None)
+        self.drop_local, self.drop_remote = _unsampled_parent_dropped(sampler)
+        self.tracer = tracer
+        self.root_bound: int | None = None
+        self._ids: _PresetTraceIds | None = None
+        root = _ratio_root(sampler)
+        if tracer is not None and root is not None and hasattr(tracer, "id_generator"):
+            self._ids = _PresetTraceIds(tracer.id_generator)
+            tracer.id_generator = self._ids  # this tracer only: every tracer has its own attribute
+            self._draw = self._ids.inner.generate_trace_id
+            if type(self._ids.inner) is RandomIdGenerator:
+                self._draw = _random_trace_id  # the same draw, one call less
+            self.root_bound = root.bound
+            self._limit = root.TRACE_ID_LIMIT
 
     def skip(self) -> bool:
+        """True when a valid, non-sampled parent makes the sampler drop any child."""
         ctx = trace.get_current_span().get_span_context()
         if ctx.trace_flags.sampled or not ctx.is_valid:
             return False
         return self.drop_remote if ctx.is_remote else self.drop_local
+
+    def start(self, name: str, attributes: dict[str, Any]) -> Any:
+        """A recording CLIENT span (``attributes`` set), or ``None`` when it would not be sampled.
+
+        The cached attribute dict goes to ``start_span``: the sampler ignores it, a recording span
+        copies it once (about half the cost of ``set_attributes`` afterwards).
+        """
+        ctx = trace.get_current_span().get_span_context()
+        ids = self._ids
+        if ctx.is_valid:
+            if not ctx.trace_flags.sampled and (self.drop_remote if ctx.is_remote else self.drop_local):
+                return None
+        elif ids is not None:
+            trace_id = self._draw()
+            if trace_id & self._limit >= self.root_bound:  # TraceIdRatioBased's own rule
+                return None
+            ids.local.trace_id = trace_id
+            try:
+                span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            finally:
+                ids.local.trace_id = None
+            return span if span.is_recording() else None
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        return span if span.is_recording() else None
+
+
+def _random_trace_id() -> int:
+    """``RandomIdGenerator.generate_trace_id``: 128 random bits, never the invalid id 0."""
+    trace_id = getrandbits(128)
+    while trace_id == 0:
+        trace_id = getrandbits(128)
+    return trace_id
+
+
+class _PresetTraceIds:
+    """An SDK ``IdGenerator`` handing out one pre-drawn trace id, else delegating."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.local = threading.local()
+
+    def generate_trace_id(self) -> int:
+        trace_id = getattr(self.local, "trace_id", None)
+        if trace_id is not None:
+            self.local.trace_id = None
+            return trace_id
+        return self.inner.generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        return self.inner.generate_span_id()
+
+    def is_trace_id_random(self) -> bool:
+        check = getattr(self.inner, "is_trace_id_random", None)
+        return bool(check()) if check is not None else False
+
+
+def _ratio_root(sampler: Any) -> Any:
+    """The ``TraceIdRatioBased`` root of a parent-based sampler, else ``None``."""
+    try:
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    except ImportError:  # pragma: no cover - API-only install
+        return None
+    root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else None
+    if type(root) is TraceIdRatioBased and isinstance(getattr(root, "bound", None), int):
+        return root
+    return None
 
 
 def _unsampled_parent_dropped(sampler: Any) -> tuple[bool, bool]:
@@ -115,7 +211,12 @@ def contrib_tracer(tracer_provider: Any, package: str) -> trace.Tracer:
 
 
 class Recorder:
-    """One histogram's measurements with cached attribute sets: lean aggregation or SDK instrument."""
+    """One histogram's measurements with cached attribute sets: lean aggregation or SDK instrument.
+
+    Exemplars keep the SDK's semantics: under the default trace-based filter a measurement made
+    under a sampled span carries an exemplar (here: the operation's own CLIENT span), others do
+    not, so the non-sampled path stays a plain record.
+    """
 
     def __init__(self, telemetry: Telemetry, name: str) -> None:
         from sizewise_otel.catalog import signal
@@ -131,7 +232,9 @@ class Recorder:
                                        sig.buckets or (), (SCOPE, telemetry.settings.service_version, None))
         except Exception:  # the SDK instrument is always a correct fallback
             self.lean = None
-        self._points: dict[Any, Any] = {}
+        # Only sampled measurements can carry an exemplar (trace-based filter) or none can (off).
+        self.sampled_only = self.lean is not None and (
+            not hasattr(self.lean, "offer") or getattr(self.lean, "exemplar_mode", 0) in (0, 1))
 
     def bind(self, attributes: dict[str, str]) -> Any:
         """A handle for ``record`` (resolve once per attribute set, keep it)."""
@@ -140,11 +243,17 @@ class Recorder:
         key = (self.name, *sorted(attributes.items()))
         return self.lean.point(key, attributes)
 
-    def record(self, handle: Any, value: float) -> None:
-        if self.lean is None:
+    def record(self, handle: Any, value: float, span: Any = None) -> None:
+        """Record ``value``; ``span`` is the operation's recording span, if any (exemplars)."""
+        lean = self.lean
+        if lean is None:
             self.instrument.record(value, handle)
+        elif span is None and self.sampled_only:
+            lean.record(handle, value)
+        elif hasattr(lean, "offer"):
+            lean.offer(handle, value, span if span is not None else trace.get_current_span(), handle.attributes)
         else:
-            self.lean.record(handle, value)
+            lean.record(handle, value)
 
 
 def instrument_engine(engine: Any, telemetry: Telemetry) -> Engine:
@@ -196,7 +305,7 @@ class _DialectTracer:
         self.recorder = Recorder(telemetry, "db.client.operation.duration")
         self.tracing = not _contrib_traces_sqlalchemy()
         self.tracer = contrib_tracer(telemetry.tracer_provider, "sqlalchemy")
-        self.gate = SpanGate(telemetry.tracer_provider)
+        self.gate = SpanGate(telemetry.tracer_provider, self.tracer)
         url = engine.url
         self.namespace = url.database or None
         static: dict[str, Any] = {"db.system.name": self.system}
@@ -247,17 +356,14 @@ class _DialectTracer:
         return found
 
     def _start(self, stmt: _Statement, parameters: Any, many: bool) -> Any:
-        # The cached attribute dict goes to start_span: the sampler ignores it, a recording span
-        # copies it once (about half the cost of set_attributes afterwards).
         attributes = stmt.attributes
         if many and isinstance(parameters, (list, tuple)) and len(parameters) > 1:
             attributes = {**attributes, "db.operation.batch.size": len(parameters)}
-        span = self.tracer.start_span(stmt.name, kind=SpanKind.CLIENT, attributes=attributes)
-        return span if span.is_recording() else None  # a dropped root: nothing to end
+        return self.gate.start(stmt.name, attributes)
 
     def _failed(self, stmt: _Statement, span: Any, exc: BaseException, elapsed: float) -> None:
         err = error_type(exc)
-        self.recorder.record(self._handle(stmt.op, err), elapsed)
+        self.recorder.record(self._handle(stmt.op, err), elapsed, span)
         if span is not None:
             span.set_attribute("error.type", err)
             span.set_status(StatusCode.ERROR, err)  # never the message: it can quote parameters
@@ -268,27 +374,22 @@ class _DialectTracer:
         record = self.recorder.record
         start = self._start
         failed = self._failed
-        gate = self.gate
         tracing = self.tracing
-        get_current_span = trace.get_current_span
         perf_counter = time.perf_counter
 
         def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
             stmt = statement_of(statement)
-            span = None
-            if tracing:
-                ctx = get_current_span().get_span_context()
-                if ctx.trace_flags.sampled or not ctx.is_valid or not (
-                        gate.drop_remote if ctx.is_remote else gate.drop_local):
-                    span = start(stmt, parameters, many)
+            span = start(stmt, parameters, many) if tracing else None
             t0 = perf_counter()
             try:
                 original(cursor, statement, parameters, context)
             except BaseException as exc:
                 failed(stmt, span, exc, perf_counter() - t0)
                 raise
-            record(stmt.handle, perf_counter() - t0)
-            if span is not None:
+            if span is None:
+                record(stmt.handle, perf_counter() - t0)
+            else:
+                record(stmt.handle, perf_counter() - t0, span)
                 span.end()
 
         return do_execute

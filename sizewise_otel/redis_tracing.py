@@ -7,10 +7,10 @@ by a plain function that
 - starts no span at all under a valid, non-sampled parent a parent-based sampler drops anyway
   (:class:`sizewise_otel.db.SpanGate`), and otherwise lets the SDK sampler decide (a command
   outside any request is a root span, subject to the ratio sampler);
-- builds attributes only for a recording span: the connection part (``db.system.name`` =
-  ``redis``, ``db.namespace`` = the database index, ``server.address``, ``server.port``,
-  ``network.transport``) once per client, ``db.operation.name`` and the sanitized
-  ``db.query.text`` (``SET ? ?``: the command name, never a key or value) per command;
+- hands ``start_span`` a cached attribute dict: the connection part (``db.system.name`` =
+  ``redis``, ``db.namespace`` = the database index, ``server.address``, ``server.port``) built
+  once per client, plus ``db.operation.name`` and the sanitized ``db.query.text`` (``SET ? ?``:
+  the command name, never a key or value) once per (command, argument count);
 - on failure sets ``error.type`` (the exception's class) and ERROR status, without the message.
 
 The span is named after the command, as the contrib names it.
@@ -21,8 +21,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 
 from sizewise_otel.db import SpanGate, contrib_tracer, error_type
 
@@ -57,11 +56,9 @@ def connection_attributes(client: Any) -> dict[str, Any]:
     attrs["db.namespace"] = str(db if db is not None else 0)
     if "path" in kwargs:
         attrs["server.address"] = str(kwargs.get("path") or "")
-        attrs["network.transport"] = "unix"
     else:
         attrs["server.address"] = str(kwargs.get("host") or "localhost")
         attrs["server.port"] = int(kwargs.get("port") or 6379)
-        attrs["network.transport"] = "tcp"
     return attrs
 
 
@@ -76,7 +73,7 @@ def _is_async(client: Any) -> bool:
 class _ClientTracer:
     def __init__(self, client: Any, tracer_provider: Any) -> None:
         self.tracer = contrib_tracer(tracer_provider, "redis")
-        self.gate = SpanGate(tracer_provider)
+        self.gate = SpanGate(tracer_provider, self.tracer)
         self.static = connection_attributes(client)
         self._commands: dict[tuple[Any, int], tuple[str, dict[str, Any]]] = {}
 
@@ -111,15 +108,13 @@ class _ClientTracer:
 
     def start(self, args: tuple[Any, ...], pipe: Any) -> Any:
         """A recording span (attributes set), or ``None`` when nothing would be sampled."""
-        ctx = trace.get_current_span().get_span_context()
-        gate = self.gate
-        if not ctx.trace_flags.sampled and ctx.is_valid and (gate.drop_remote if ctx.is_remote else gate.drop_local):
-            return None
-        name, attrs = self.command(args) if pipe is None else self.pipeline(pipe)
-        # The cached attribute dict goes to start_span: the sampler ignores it, a recording span
-        # copies it once.
-        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
-        return span if span.is_recording() else None
+        if pipe is not None:
+            if self.gate.skip():
+                return None
+            name, attrs = self.pipeline(pipe)
+        else:
+            name, attrs = self.command(args)
+        return self.gate.start(name, attrs)
 
 
 def _failed(span: Any, exc: BaseException) -> None:
@@ -129,13 +124,30 @@ def _failed(span: Any, exc: BaseException) -> None:
     span.end()
 
 
+def _starter(traced: _ClientTracer, pipe: Any) -> Any:
+    """``args -> recording span | None`` for commands (cached lookups inline) or a pipeline."""
+    if pipe is not None:
+        return lambda args: traced.start(args, pipe)
+    commands = traced._commands
+    command = traced.command
+    gate_start = traced.gate.start
+
+    def start(args: tuple[Any, ...]) -> Any:
+        found = commands.get((args[0], len(args))) if args else None
+        if found is None:
+            found = command(args)
+        return gate_start(found[0], found[1])
+
+    return start
+
+
 def _wrap_sync(target: Any, attr: str, traced: _ClientTracer, pipe: Any) -> None:
     """Replace ``target.<attr>`` (a command, or a pipeline's ``execute`` when ``pipe`` is given)."""
     original = getattr(target, attr)
-    start = traced.start
+    start = _starter(traced, pipe)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        span = start(args, pipe)
+        span = start(args)
         if span is None:
             return original(*args, **kwargs)
         try:
@@ -151,10 +163,10 @@ def _wrap_sync(target: Any, attr: str, traced: _ClientTracer, pipe: Any) -> None
 
 def _wrap_async(target: Any, attr: str, traced: _ClientTracer, pipe: Any) -> None:
     original = getattr(target, attr)
-    start = traced.start
+    start = _starter(traced, pipe)
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        span = start(args, pipe)
+        span = start(args)
         if span is None:
             return await original(*args, **kwargs)
         try:
