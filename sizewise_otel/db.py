@@ -262,7 +262,9 @@ def instrument_engine(engine: Any, telemetry: Telemetry) -> Engine:
     if getattr(sync_engine, _MARK, False):
         return sync_engine
     setattr(sync_engine, _MARK, True)
-    _DialectTracer(sync_engine, telemetry).install()
+    if not getattr(sync_engine.dialect, _MARK, False):  # engine.execution_options() copies share it
+        setattr(sync_engine.dialect, _MARK, True)
+        _DialectTracer(sync_engine, telemetry).install()
     _observe_pool(sync_engine, telemetry)
     return sync_engine
 

@@ -128,6 +128,7 @@ class Scrubber:
         self.version = 0  # bumped by add_key / add_pattern (caches of scrubbed text key on it)
         self._text_cache: dict[str, str] = {}
         self._text_cache_no_ip: dict[str, str] = {}
+        self._plans: dict[tuple[str, str | None], str] = {}  # (span attribute key, kind) -> plan
 
     @staticmethod
     def _norm(key: str) -> str:
@@ -138,6 +139,7 @@ class Scrubber:
         """Filter the value of every key whose name contains one of ``keys`` (case-insensitive)."""
         self._deny += [self._norm(k) for k in keys]
         self._key_cache = {}
+        self._plans = {}
         self.version += 1
 
     def add_pattern(self, name: str, regex: str | re.Pattern[str],
@@ -150,6 +152,7 @@ class Scrubber:
         self.version += 1
         self._text_cache = {}
         self._text_cache_no_ip = {}
+        self._plans = {}
 
     # --- keys -------------------------------------------------------------------------------
     def sensitive_key(self, key: str) -> bool:
@@ -232,27 +235,64 @@ class Scrubber:
         :func:`ip_policy`): the addresses of the servers and databases a service talks to stay, or the
         service map has no edges.
         """
-        changed = False
-        out: dict[str, Any] = {}
-        kind_name = getattr(kind, "name", kind)
-        for key, value in attrs.items():
-            new: Any = value
-            if self.sensitive_key(key.rsplit(".", 1)[-1]) and _is_sensitive_attr(key):
-                new = FILTERED if isinstance(value, str) else (
-                    (FILTERED,) * len(value) if isinstance(value, list | tuple) else value)
-            elif isinstance(value, str):
-                new = self._attr_text(key, value, kind_name)
-            elif isinstance(value, tuple | list) and value and isinstance(value[0], str):
-                new = tuple(self._attr_text(key, v, kind_name) for v in value)
-            if new is not value and new != value:
-                changed = True
-            out[key] = new
-        return out if changed else None
+        changes = self.attribute_changes(attrs, kind=kind)
+        return {**attrs, **changes} if changes else None
 
-    def _attr_text(self, key: str, value: str, kind_name: str | None) -> str:
-        if not self.ip_addresses:
-            return self.text(value)
-        policy = ip_policy(key, kind_name)
+    def attribute_changes(self, attrs: Mapping[str, Any], *, kind: Any = None) -> dict[str, Any] | None:
+        """Only the span attributes that scrubbing changes (key -> scrubbed value), or None.
+
+        The hot path of the span processor (it runs on the request thread for every sampled span):
+        each (key, span kind) gets a cached plan, structural keys with bounded values
+        (``http.request.method``, ``http.route``, status codes, ports, ...) and non-string values
+        of non-sensitive keys are skipped, and short strings hit the scrubbed-text cache.
+        """
+        changes: dict[str, Any] | None = None
+        kind_name = getattr(kind, "name", kind)
+        plans = self._plans
+        for key, value in attrs.items():
+            plan = plans.get((key, kind_name))
+            if plan is None:
+                plan = self._plan(key, kind_name)
+            if plan is _SKIP:
+                continue
+            if plan is _FILTER:
+                if isinstance(value, str):
+                    new: Any = FILTERED
+                elif isinstance(value, list | tuple):
+                    new = (FILTERED,) * len(value)
+                else:
+                    continue
+            elif value.__class__ is str:
+                new = self._attr_text(plan, value)
+            elif isinstance(value, tuple | list) and value and isinstance(value[0], str):
+                new = tuple(self._attr_text(plan, v) for v in value)
+                if new == tuple(value):
+                    continue
+            elif isinstance(value, str):
+                new = self._attr_text(plan, value)
+            else:
+                continue
+            if new is not value and new != value:
+                if changes is None:
+                    changes = {}
+                changes[key] = new
+        return changes
+
+    def _plan(self, key: str, kind_name: str | None) -> str:
+        if self.sensitive_key(key.rsplit(".", 1)[-1]) and _is_sensitive_attr(key):
+            plan = _FILTER
+        elif key in _STRUCTURAL_KEYS:
+            plan = _SKIP
+        elif not self.ip_addresses:
+            plan = IP_SCRUB
+        else:
+            plan = ip_policy(key, kind_name)
+        if len(self._plans) >= 4096:
+            self._plans = {}
+        self._plans[(key, kind_name)] = plan
+        return plan
+
+    def _attr_text(self, policy: str, value: str) -> str:
         if policy == IP_SCRUB:
             return self.text(value)
         if policy == IP_KEEP:
@@ -289,6 +329,19 @@ _INFRA_KEYS = frozenset({"server.address", "server.port", "server.socket.address
 _INFRA_PREFIXES = ("host.", "k8s.", "container.", "cloud.", "service.", "deployment.", "os.", "process.",
                    "telemetry.", "otel.", "server.")
 _policy_cache: dict[tuple[str, str | None], str] = {}
+# Span attribute plans besides the IP policies: filter the whole value, or leave it alone.
+_FILTER, _SKIP = "filter", "skip"
+# Structural attributes whose values are bounded by the semantic conventions or by code (methods,
+# route templates, status codes, schemes, protocol versions, ports, exception class names): no
+# personal data can be in them, so the span processor does not look at them.
+_STRUCTURAL_KEYS = frozenset({
+    "http.request.method", "http.request.method_original", "http.method", "http.route",
+    "http.response.status_code", "http.status_code", "url.scheme", "http.scheme",
+    "network.protocol.name", "network.protocol.version", "http.flavor", "network.transport",
+    "network.type", "server.port", "client.port", "network.peer.port", "network.local.port",
+    "net.host.port", "net.peer.port", "error.type", "exception.type", "otel.status_code",
+    "rpc.grpc.status_code", "db.system", "db.system.name", "messaging.system", "rpc.system",
+})
 
 
 def ip_policy(key: str, kind_name: str | None) -> str:

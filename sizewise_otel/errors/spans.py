@@ -132,11 +132,9 @@ class ScrubbingSpanProcessor(SpanProcessor):
         attrs = getattr(span, "_attributes", None)
         kind = getattr(span, "kind", None)
         if attrs:
-            new = s.attributes(dict(attrs), kind=kind)
-            if new is not None:
-                span._attributes = BoundedAttributes(
-                    maxlen=getattr(attrs, "maxlen", None), attributes=new, immutable=True,
-                    max_value_len=getattr(attrs, "max_value_len", None))
+            changes = s.attribute_changes(attrs, kind=kind)
+            if changes:
+                _apply_changes(span, attrs, changes)
         events = getattr(span, "_events", None)
         if events:
             # Our events: lazy ones are scrubbed by construction and must stay lazy (reading their
@@ -181,6 +179,28 @@ class ScrubbingSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _apply_changes(span: Any, attrs: Any, changes: dict[str, Any]) -> None:
+    """Put the scrubbed values into the span's attributes.
+
+    The span's ``BoundedAttributes`` are rewritten in place, key by key (the values are already
+    valid attribute values: strings or tuples of strings, truncated here to the span's limit), so
+    the other attributes are not cleaned and copied again; anything else gets a new mapping.
+    """
+    store = getattr(attrs, "_dict", None)
+    lock = getattr(attrs, "_lock", None)
+    if isinstance(attrs, BoundedAttributes) and isinstance(store, dict) and lock is not None:
+        limit = attrs.max_value_len
+        with lock:
+            for key, value in changes.items():
+                if limit is not None:
+                    value = value[:limit] if isinstance(value, str) else tuple(v[:limit] for v in value)
+                store[key] = value
+        return
+    span._attributes = BoundedAttributes(
+        maxlen=getattr(attrs, "maxlen", None), attributes={**attrs, **changes}, immutable=True,
+        max_value_len=getattr(attrs, "max_value_len", None))
 
 
 def _short_type(value: Any) -> str:

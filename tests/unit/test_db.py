@@ -261,3 +261,13 @@ def test_ratio_sampled_roots_keep_the_sdk_decision_and_ids(sqlite_engine: Any) -
     # the pre-drawn id never leaks: a span started afterwards by the provider gets a fresh one
     other = rig.tracer_provider.get_tracer("other").start_span("x")
     assert other.get_span_context().trace_id not in {s.context.trace_id for s in spans}
+
+
+def test_an_option_engine_sharing_the_dialect_is_not_wrapped_twice(sqlite_engine: Any) -> None:
+    rig = TelemetryRig()
+    instrument_engine(sqlite_engine, rig)
+    copy = sqlite_engine.execution_options(isolation_level="AUTOCOMMIT")
+    instrument_engine(copy, rig)
+    with copy.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    assert len(rig.finished()) == 1
