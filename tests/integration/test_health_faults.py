@@ -120,7 +120,7 @@ def monitor(**kwargs: Any) -> HealthMonitor:
 
 @contextlib.asynccontextmanager
 async def served(m: HealthMonitor) -> Any:
-    app = FastAPI()
+    app = FastAPI(telemetry={"metrics": False})  # not instrumented: keep it out of the shared registry
     app.include_router(m.router())
     await m.initialize()
     try:

@@ -58,7 +58,7 @@ def make(**settings: Any) -> tuple[PerformanceDashboard, dict[str, Gauge]]:
 
 
 def app_for(dash: PerformanceDashboard) -> FastAPI:
-    app = FastAPI()
+    app = FastAPI(telemetry={"metrics": False})  # not instrumented: keep it out of the shared registry
     app.state.sizewise_keyring = KeyRing(dash.settings)
     app.include_router(dash.router())
     return app

@@ -69,7 +69,7 @@ test_settings.__test__ = False  # type: ignore[attr-defined]
 def build_app(settings: Settings) -> FastAPI:
     """Three code sites whose messages vary in ids, emails and numbers; a manual capture; a 503."""
     reset_error_tracker()
-    app = FastAPI()
+    app = FastAPI(telemetry={"metrics": False})  # not instrumented: keep it out of the shared registry
 
     @app.get("/calc/duct/{duct_id}")
     async def duct(duct_id: int) -> dict[str, Any]:

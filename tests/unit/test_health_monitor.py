@@ -172,7 +172,7 @@ async def test_background_refresh_fills_cache_and_history() -> None:
 
 async def test_endpoints_status_codes_and_content_type() -> None:
     m = make()
-    app = FastAPI()
+    app = FastAPI(telemetry={"metrics": False})  # not instrumented: keep it out of the shared registry
     app.include_router(m.router())
     async with client(app) as c:
         for path in ("/livez", "/readyz", "/health"):
@@ -192,7 +192,7 @@ async def test_health_details_only_for_viewers_and_audited(monkeypatch: pytest.M
 
     monkeypatch.setattr(api, "_audit", lambda p, req, route, result: audits.append((p.role, route, result)))
     m = make(sizewise_api_keys="viewer:vk-123,admin:ak-456")
-    app = FastAPI()
+    app = FastAPI(telemetry={"metrics": False})  # not instrumented: keep it out of the shared registry
     app.include_router(m.router())
     async with client(app) as c:
         anon = (await c.get("/health")).json()
