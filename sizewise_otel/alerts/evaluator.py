@@ -63,19 +63,26 @@ class MetricSource(Protocol):
 
 
 class RegistrySource:
-    """Samples of a ``prometheus_client`` registry: what ``GET /metrics`` would serve."""
+    """Samples of a ``prometheus_client`` registry: what ``GET /metrics`` would serve.
 
-    def __init__(self, registry: Any = None) -> None:
+    With ``names`` only those samples are read, and only the metrics that can produce them are
+    translated from the OTel SDK (see :func:`sizewise_otel.dashboard.history.collect_samples`): the
+    evaluator sets them to its rules' metrics, the only samples a rule ever looks at.
+    """
+
+    def __init__(self, registry: Any = None, names: Iterable[str] | None = None) -> None:
         if registry is None:
             from prometheus_client import REGISTRY
 
             registry = REGISTRY
         self.registry = registry
+        self.names: set[str] | None = None if names is None else set(names)
 
     def collect(self) -> Iterable[Sample]:
-        for family in self.registry.collect():
-            for sample in family.samples:
-                yield sample.name, dict(sample.labels), float(sample.value)
+        from sizewise_otel.dashboard.history import collect_samples
+
+        for sample in collect_samples(self.names, self.registry):
+            yield sample.name, dict(sample.labels), float(sample.value)
 
 
 def _key(labels: Labels) -> SeriesKey:
@@ -109,7 +116,10 @@ class AlertEvaluator:
         self.settings = settings
         self.telemetry = telemetry
         self.rules = [r for r in (DEFAULT_RULES if rules is None else rules) if r.embedded]
-        self.source = source or RegistrySource()
+        rule_metrics = {r.metric_name for r in self.rules}
+        self.source = source or RegistrySource(names=rule_metrics)
+        if isinstance(self.source, RegistrySource) and self.source.names is None:
+            self.source.names = rule_metrics  # a rule reads nothing else: don't translate the rest
         self.interval = float(interval or settings.metrics_collection_interval)
         self.cooldown = settings.alert_cooldown_minutes * 60.0
         self.clock = clock

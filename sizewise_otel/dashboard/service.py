@@ -82,6 +82,7 @@ class PerformanceDashboard:
         self._latest: dict[str, list[Vector]] = {}
         self._task: asyncio.Task[None] | None = None
         self._tick_lock = asyncio.Lock()
+        self._plan_cache: tuple[Any, list[tuple[Signal, str, Any]], set[str]] | None = None
 
     @property
     def source(self) -> str:
@@ -124,14 +125,8 @@ class PerformanceDashboard:
 
     def _sample_sync(self, now: float | None = None) -> None:
         ts = time.time() if now is None else now
-        names: set[str] = set()
         current = widgets()
-        for w in current:
-            for q in w.queries:
-                names |= q.expr.metric_names()
-        derived = [(sig, stat, e) for sig in SIGNALS for stat, e in metric_queries(sig)]
-        for _, _, e in derived:
-            names |= e.metric_names()
+        derived, names = self._plan(current)
         self.history.add_snapshot(ts, read_registry(names, self.registry))
         samples = self.history.samples()
         values: dict[Any, float] = {}
@@ -154,6 +149,27 @@ class PerformanceDashboard:
             values.update(vectors_to_values(f"m:{sig.name}:{stat}", vec, METRIC_SERIES_LIMIT))
         self.history.record(ts, values)
         self._latest = latest
+
+    def _plan(self, current: list[Widget]) -> tuple[list[tuple[Signal, str, Any]], set[str]]:
+        """The catalog's derived queries and every metric name the widgets and queries read.
+
+        Computed once per set of widgets and signals (walking every expression each 5 s costs more
+        than reading the few metrics it names).
+        """
+        key = (*current, *SIGNALS)  # the objects themselves: held, so compared by identity safely
+        cached = self._plan_cache
+        if cached is not None and len(cached[0]) == len(key) and all(
+                a is b for a, b in zip(cached[0], key, strict=True)):
+            return cached[1], cached[2]
+        names: set[str] = set()
+        for w in current:
+            for q in w.queries:
+                names |= q.expr.metric_names()
+        derived = [(sig, stat, e) for sig in SIGNALS for stat, e in metric_queries(sig)]
+        for _, _, e in derived:
+            names |= e.metric_names()
+        self._plan_cache = (key, derived, names)
+        return derived, names
 
     async def _embedded_ready(self) -> None:
         if self.history.last_sample is None:

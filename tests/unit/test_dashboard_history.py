@@ -136,3 +136,51 @@ def test_read_registry_drops_scope_labels_and_adds_up() -> None:
     snap = read_registry({"demo_things_total", "up"}, registry=reg)
     assert snap["demo_things_total"] == {lbl(kind="a"): 3.0}
     assert snap["up"] == {(): 1.0}
+
+
+def test_collect_samples_translates_only_the_named_otel_metrics() -> None:
+    """The sampler's and evaluator's read: one private SDK collection, only the wanted metrics
+    translated, and the same samples ``REGISTRY.collect()`` yields for those names."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import REGISTRY
+
+    from sizewise_otel.dashboard import history
+    from sizewise_otel.exposition import FastPrometheusMetricReader
+
+    reader = FastPrometheusMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        meter = provider.get_meter("test-collect-samples")
+        wanted = meter.create_counter("zz_collect_wanted", unit="By")
+        other = meter.create_histogram("zz_collect_other", unit="s")
+        for i in range(5):
+            wanted.add(i + 1, {"k": str(i)})
+            other.record(0.1 * i, {"k": str(i)})
+        names = {"zz_collect_wanted_bytes_total", "zz_collect_other_seconds_count"}
+
+        def full(keep: set[str]) -> list[tuple[str, tuple, float]]:
+            return sorted((s.name, tuple(sorted(s.labels.items())), s.value)
+                          for f in REGISTRY.collect() for s in f.samples if s.name in keep)
+
+        def fast(keep: set[str]) -> list[tuple[str, tuple, float]]:
+            return sorted((s.name, tuple(sorted(s.labels.items())), s.value)
+                          for s in history.collect_samples(keep, registry=REGISTRY))
+
+        expected = full(names)
+        assert len(expected) == 10
+        assert fast(names) == expected
+        only = {"zz_collect_wanted_bytes_total"}
+        assert fast(only) == full(only)
+        translated: list[str] = []
+        original = reader._collector._translate_metric
+        reader._collector._translate_metric = lambda **kw: (translated.append(kw["metric"].name),
+                                                            original(**kw))[1]
+        try:
+            fast(only)
+        finally:
+            del reader._collector._translate_metric
+        assert translated == ["zz_collect_wanted"]
+        # the private collection left nothing behind for the next scrape
+        assert not reader._collector._metrics_datas
+    finally:
+        provider.shutdown()  # unregisters the reader's collector

@@ -221,3 +221,30 @@ def test_ip_setting_off_keeps_every_address() -> None:
     out = _export(Scrubber(ip_addresses=False), SpanKind.SERVER, {"client.address": "203.0.113.9",
                                                                    "server.address": "10.0.0.5"})
     assert out == {"client.address": "203.0.113.9", "server.address": "10.0.0.5"}
+
+
+def test_scrubbed_attributes_rewritten_in_place_within_limits() -> None:
+    """Only the values that change are replaced, in the span's own bounded attributes, cut to the
+    span's value-length limit; structural attributes are left alone."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    p = TracerProvider(sampler=ALWAYS_ON, span_limits=SpanLimits(max_span_attribute_length=8))
+    install_span_scrubber(p, Scrubber())
+    exporter = InMemorySpanExporter()
+    p.add_span_processor(SimpleSpanProcessor(exporter))
+    with p.get_tracer("t").start_as_current_span("GET /x", kind=SpanKind.SERVER) as span:
+        span.set_attribute("http.request.method", "GET")
+        span.set_attribute("http.response.status_code", 200)
+        span.set_attribute("app.user", "a@b.io")
+        span.set_attribute("app.auth_token", "abcdef")
+        span.set_attribute("client.address", "10.1.2.3")
+        span.set_attribute("app.tags", ("x", "10.0.0.1"))
+        attrs_before = span._attributes
+    assert span._attributes is attrs_before  # rewritten in place, not rebuilt
+    (done,) = exporter.get_finished_spans()
+    assert dict(done.attributes) == {
+        "http.request.method": "GET", "http.response.status_code": 200,
+        "app.user": "[email]", "app.auth_token": FILTERED[:8], "client.address": "[ip]",
+        "app.tags": ("x", "[ip]")}
+    assert list(done.attributes) == ["http.request.method", "http.response.status_code", "app.user",
+                                     "app.auth_token", "client.address", "app.tags"]
