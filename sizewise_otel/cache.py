@@ -25,9 +25,9 @@ from threading import Lock
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import INVALID_SPAN
 
-from sizewise_otel.db import Recorder
+from sizewise_otel.db import Recorder, current_span
 from sizewise_otel.telemetry import Telemetry
 
 _OPERATIONS = "sizewise.cache.operations"
@@ -40,7 +40,11 @@ class OperationCounts:
         from sizewise_otel.catalog import signal
 
         sig = signal(_OPERATIONS)
-        self.lock = threading.Lock()
+        # The duration histogram's lock when it is the lean one: an operation then counts and
+        # records its duration under a single acquisition (InstrumentedCache._count).
+        lean = Recorder(telemetry, "sizewise.cache.operation.duration").lean
+        lock = getattr(lean, "_lock", None)
+        self.lock = lock if lock is not None and hasattr(lean, "record_counting") else threading.Lock()
         self._cells: dict[tuple[str, str, str], tuple[list[int], dict[str, str]]] = {}
         telemetry.meter.create_observable_counter(_OPERATIONS, callbacks=[self._observe], unit=sig.unit,
                                                   description=sig.description)
@@ -122,6 +126,9 @@ class InstrumentedCache:
         # A plain lean record when no measurement can carry an exemplar unless a sampled span is
         # current (the SDK's default trace-based filter); the Recorder otherwise.
         self._plain = self._dur.lean.record if self._dur.lean is not None and self._dur.sampled_only else None
+        # ... and counting in the same acquisition when the count cells share the histogram's lock.
+        self._plain_counting = self._dur.lean.record_counting \
+            if self._plain is not None and getattr(self._dur.lean, "_lock", None) is self._lock else None
         # (op, result) -> (count cell, duration handle): everything an operation touches, resolved once
         self._cells = {(op, result): (counts.cell(self.backend, op, result),
                                       self._dur.bind({"cache.backend": self.backend, "cache.operation": op}))
@@ -135,10 +142,14 @@ class InstrumentedCache:
 
     def _count(self, cell_handle: tuple[list[int], Any], started: float) -> None:
         cell, handle = cell_handle
+        span = current_span()
+        sampled = span is not INVALID_SPAN and span.get_span_context().trace_flags.sampled
+        if not sampled and self._plain_counting is not None:
+            self._plain_counting(handle, time.perf_counter() - started, cell)
+            return
         with self._lock:
             cell[0] += 1
-        span = get_current_span()
-        if span.get_span_context().trace_flags.sampled:  # may carry an exemplar, as the SDK's would
+        if sampled:  # may carry an exemplar, as the SDK's would
             self._dur.record(handle, time.perf_counter() - started, span)
         elif self._plain is not None:
             self._plain(handle, time.perf_counter() - started)

@@ -64,6 +64,40 @@ def sanitize_sql(statement: str) -> str:
     return text if len(text) <= _MAX_QUERY_TEXT else text[:_MAX_QUERY_TEXT - 3] + "..."
 
 
+def _current_span_reader() -> Any:
+    """``trace.get_current_span`` without its call chain (get_value, get_current, the runtime).
+
+    With the default contextvars runtime context the current context is one ``ContextVar`` read:
+    the same lookup and the same ``INVALID_SPAN`` fallback, about four Python calls less a read.
+    Any other runtime context keeps the API function.
+    """
+    try:
+        from opentelemetry import context as otel_context
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+        from opentelemetry.trace import INVALID_SPAN, Span
+        from opentelemetry.trace.propagation import _SPAN_KEY
+
+        runtime = otel_context._RUNTIME_CONTEXT
+        var = runtime._current_context if type(runtime) is ContextVarsRuntimeContext else None
+    except (ImportError, AttributeError):  # pragma: no cover - a changed API
+        var = None
+    if var is None:  # pragma: no cover - a custom runtime context
+        return trace.get_current_span
+    current = var.get
+
+    def current_span() -> Any:
+        span = current().get(_SPAN_KEY)
+        if span is None or not isinstance(span, Span):
+            return INVALID_SPAN
+        return span
+
+    return current_span
+
+
+current_span = _current_span_reader()
+_INVALID_SPAN = trace.INVALID_SPAN
+
+
 def sync_engine_of(engine: Any) -> Engine:
     return getattr(engine, "sync_engine", engine)
 
@@ -97,6 +131,7 @@ class SpanGate:
         self.tracer = tracer
         self.root_bound: int | None = None
         self._ids: _PresetTraceIds | None = None
+        self._inline_draw = False
         root = _ratio_root(sampler)
         if tracer is not None and root is not None and hasattr(tracer, "id_generator"):
             self._ids = _PresetTraceIds(tracer.id_generator)
@@ -104,12 +139,13 @@ class SpanGate:
             self._draw = self._ids.inner.generate_trace_id
             if type(self._ids.inner) is RandomIdGenerator:
                 self._draw = _random_trace_id  # the same draw, one call less
+                self._inline_draw = True
             self.root_bound = root.bound
             self._limit = root.TRACE_ID_LIMIT
 
     def skip(self) -> bool:
         """True when a valid, non-sampled parent makes the sampler drop any child."""
-        ctx = trace.get_current_span().get_span_context()
+        ctx = current_span().get_span_context()
         if ctx.trace_flags.sampled or not ctx.is_valid:
             return False
         return self.drop_remote if ctx.is_remote else self.drop_local
@@ -120,13 +156,14 @@ class SpanGate:
         The cached attribute dict goes to ``start_span``: the sampler ignores it, a recording span
         copies it once (about half the cost of ``set_attributes`` afterwards).
         """
-        ctx = trace.get_current_span().get_span_context()
+        span = current_span()
         ids = self._ids
-        if ctx.is_valid:
+        if span is not _INVALID_SPAN and (ctx := span.get_span_context()).is_valid:
             if not ctx.trace_flags.sampled and (self.drop_remote if ctx.is_remote else self.drop_local):
                 return None
         elif ids is not None:
-            trace_id = self._draw()
+            # RandomIdGenerator's draw inline (0, the invalid id, is drawn again), else the generator's
+            trace_id = (getrandbits(128) or _random_trace_id()) if self._inline_draw else self._draw()
             if trace_id & self._limit >= self.root_bound:  # TraceIdRatioBased's own rule
                 return None
             ids.local.trace_id = trace_id
@@ -372,16 +409,26 @@ class _DialectTracer:
             span.end()
 
     def _wrap(self, original: Any, *, many: bool) -> Any:
+        statements = self._statements
         statement_of = self.statement
-        record = self.recorder.record
+        recorder = self.recorder
+        record = recorder.record
+        # Without a span the measurement is a plain lean record when no exemplar can be taken.
+        plain = recorder.lean.record if recorder.lean is not None and recorder.sampled_only else record
         start = self._start
+        gate_start = self.gate.start
         failed = self._failed
         tracing = self.tracing
         perf_counter = time.perf_counter
 
         def do_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-            stmt = statement_of(statement)
-            span = start(stmt, parameters, many) if tracing else None
+            stmt = statements.get(statement) or statement_of(statement)
+            if not tracing:
+                span = None
+            elif many:
+                span = start(stmt, parameters, many)
+            else:  # a single statement's span needs no per-call attributes: straight to the gate
+                span = gate_start(stmt.name, stmt.attributes)
             t0 = perf_counter()
             try:
                 original(cursor, statement, parameters, context)
@@ -389,7 +436,7 @@ class _DialectTracer:
                 failed(stmt, span, exc, perf_counter() - t0)
                 raise
             if span is None:
-                record(stmt.handle, perf_counter() - t0)
+                plain(stmt.handle, perf_counter() - t0)
             else:
                 record(stmt.handle, perf_counter() - t0, span)
                 span.end()

@@ -207,6 +207,19 @@ class LeanHistogram:
             if value > point.max:
                 point.max = value
 
+    def record_counting(self, point: _Point, value: float, cell: list[int]) -> None:
+        """:meth:`record`, and ``cell[0] += 1`` under the same lock (one acquisition for both)."""
+        index = bisect_left(self.bounds, value)
+        with self._lock:
+            cell[0] += 1
+            point.counts[index] += 1
+            point.count += 1
+            point.sum += value
+            if value < point.min:
+                point.min = value
+            if value > point.max:
+                point.max = value
+
     def record_with_exemplar(self, point: _Point, value: float, span_id: int | None, trace_id: int | None,
                              attributes: dict[str, Any] | None) -> None:
         """:meth:`record`, and the measurement kept as its bucket's exemplar (the latest wins)."""
