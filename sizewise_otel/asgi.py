@@ -47,6 +47,20 @@ class RequestStats:
         return 100.0 * (self.errors - errors0) / requests if requests else 0.0
 
 
+def count_exception(stats: RequestStats, sink: ErrorSink | None, exc: Exception, scope: Scope) -> None:
+    """An unhandled exception: one error for the error rate, handed to the tracker."""
+    stats.errors += 1
+    if sink is not None:
+        sink.capture_request_exception(exc, scope)
+
+
+def count_server_error(stats: RequestStats, sink: ErrorSink | None, scope: Scope, status: int) -> None:
+    """A 5xx answer without an escaping exception: counted, captured unless already captured."""
+    stats.errors += 1
+    if sink is not None and not scope.get(CAPTURED_KEY):
+        sink.capture_server_error_status(scope, status)
+
+
 class MonitoringMiddleware:
     """Counts requests and 5xx, hands exceptions and 5xx to the error tracker (zero-code mode)."""
 
@@ -73,12 +87,8 @@ class MonitoringMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
-            stats.errors += 1
-            if self.sink is not None:
-                self.sink.capture_request_exception(exc, scope)
+            count_exception(stats, self.sink, exc, scope)
             raise
         status = status_holder[0]
         if status >= 500:
-            stats.errors += 1
-            if self.sink is not None and not scope.get(CAPTURED_KEY):
-                self.sink.capture_server_error_status(scope, status)
+            count_server_error(stats, self.sink, scope, status)

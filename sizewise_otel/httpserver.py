@@ -42,7 +42,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode, TracerProvider
 
-from sizewise_otel.asgi import CAPTURED_KEY, ErrorSink, RequestStats
+from sizewise_otel.asgi import ErrorSink, RequestStats, count_exception, count_server_error
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -560,17 +560,13 @@ class HTTPServerTelemetry:
             if not status:
                 status = 500  # ServerErrorMiddleware, outside this layer, answers it
             if stats is not None and isinstance(exc, Exception):  # not cancellation / exit
-                stats.errors += 1
-                if self.errors is not None:
-                    self.errors.capture_request_exception(exc, scope)
+                count_exception(stats, self.errors, exc, scope)
             raise
         finally:
             if error is None and status >= 500:
                 error = str(status)
                 if stats is not None and exception is None:
-                    stats.errors += 1
-                    if self.errors is not None and not scope.get(CAPTURED_KEY):
-                        self.errors.capture_server_error_status(scope, status)
+                    count_server_error(stats, self.errors, scope, status)
             route = route_template(scope, root_path)
             active[0] -= 1
             attrs, point = self._final_attributes((method, scheme, version, route, status, error),
