@@ -22,21 +22,17 @@ metric.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from random import getrandbits
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, StatusCode
-
-try:
-    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-except ImportError:  # pragma: no cover - API-only install
-    RandomIdGenerator = None  # type: ignore[assignment,misc]
+from opentelemetry.trace import StatusCode
 from sqlalchemy.engine import Engine
 
+from sizewise_otel.spangate import SpanGate, current_span
 from sizewise_otel.telemetry import SCOPE, Telemetry
+
+__all__ = ["SpanGate", "current_span", "instrument_engine", "operation_name", "sanitize_sql"]
 
 _VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK", "CREATE",
                     "DROP", "ALTER", "WITH", "PRAGMA"})
@@ -64,40 +60,6 @@ def sanitize_sql(statement: str) -> str:
     return text if len(text) <= _MAX_QUERY_TEXT else text[:_MAX_QUERY_TEXT - 3] + "..."
 
 
-def _current_span_reader() -> Any:
-    """``trace.get_current_span`` without its call chain (get_value, get_current, the runtime).
-
-    With the default contextvars runtime context the current context is one ``ContextVar`` read:
-    the same lookup and the same ``INVALID_SPAN`` fallback, about four Python calls less a read.
-    Any other runtime context keeps the API function.
-    """
-    try:
-        from opentelemetry import context as otel_context
-        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-        from opentelemetry.trace import INVALID_SPAN, Span
-        from opentelemetry.trace.propagation import _SPAN_KEY
-
-        runtime = otel_context._RUNTIME_CONTEXT
-        var = runtime._current_context if type(runtime) is ContextVarsRuntimeContext else None
-    except (ImportError, AttributeError):  # pragma: no cover - a changed API
-        var = None
-    if var is None:  # pragma: no cover - a custom runtime context
-        return trace.get_current_span
-    current = var.get
-
-    def current_span() -> Any:
-        span = current().get(_SPAN_KEY)
-        if span is None or not isinstance(span, Span):
-            return INVALID_SPAN
-        return span
-
-    return current_span
-
-
-current_span = _current_span_reader()
-_INVALID_SPAN = trace.INVALID_SPAN
-
-
 def sync_engine_of(engine: Any) -> Engine:
     return getattr(engine, "sync_engine", engine)
 
@@ -105,132 +67,6 @@ def sync_engine_of(engine: Any) -> Engine:
 def error_type(exc: BaseException) -> str:
     """``error.type`` for a failed operation: the exception's class name (bounded by code)."""
     return type(exc).__name__
-
-
-class SpanGate:
-    """Starts a CLIENT span below the current context only when it can be sampled.
-
-    Decided before any SDK work, with the SDK's own sampler semantics:
-
-    - under a valid, non-sampled parent, a parent-based sampler whose ``*_parent_not_sampled``
-      samplers are ``ALWAYS_OFF`` (the default) drops the child: no span is started at all (the
-      SDK would still generate ids, run the sampler and build a ``NonRecordingSpan``);
-    - with no valid parent the operation is a root span. When the root sampler is the SDK's
-      ``TraceIdRatioBased`` (the default ``parentbased_traceidratio``), the trace id is drawn
-      first from the provider's id generator and the ratio rule applied to it: a dropped root
-      costs one random draw. A kept root is started with exactly that trace id (this tracer's
-      id generator hands it over), so the SDK sampler runs on it and reaches the same decision:
-      the sampled fraction and the ids are what the SDK alone would produce;
-    - anything else (another sampler, a custom parent-based configuration) goes through
-      ``tracer.start_span`` and the SDK decides.
-    """
-
-    def __init__(self, tracer_provider: Any, tracer: Any = None) -> None:
-        sampler = getattr(tracer_provider, "sampler", None)
-        self.drop_local, self.drop_remote = _unsampled_parent_dropped(sampler)
-        self.tracer = tracer
-        self.root_bound: int | None = None
-        self._ids: _PresetTraceIds | None = None
-        self._inline_draw = False
-        root = _ratio_root(sampler)
-        if tracer is not None and root is not None and hasattr(tracer, "id_generator"):
-            self._ids = _PresetTraceIds(tracer.id_generator)
-            tracer.id_generator = self._ids  # this tracer only: every tracer has its own attribute
-            self._draw = self._ids.inner.generate_trace_id
-            if type(self._ids.inner) is RandomIdGenerator:
-                self._draw = _random_trace_id  # the same draw, one call less
-                self._inline_draw = True
-            self.root_bound = root.bound
-            self._limit = root.TRACE_ID_LIMIT
-
-    def skip(self) -> bool:
-        """True when a valid, non-sampled parent makes the sampler drop any child."""
-        ctx = current_span().get_span_context()
-        if ctx.trace_flags.sampled or not ctx.is_valid:
-            return False
-        return self.drop_remote if ctx.is_remote else self.drop_local
-
-    def start(self, name: str, attributes: dict[str, Any]) -> Any:
-        """A recording CLIENT span (``attributes`` set), or ``None`` when it would not be sampled.
-
-        The cached attribute dict goes to ``start_span``: the sampler ignores it, a recording span
-        copies it once (about half the cost of ``set_attributes`` afterwards).
-        """
-        span = current_span()
-        ids = self._ids
-        if span is not _INVALID_SPAN and (ctx := span.get_span_context()).is_valid:
-            if not ctx.trace_flags.sampled and (self.drop_remote if ctx.is_remote else self.drop_local):
-                return None
-        elif ids is not None:
-            # RandomIdGenerator's draw inline (0, the invalid id, is drawn again), else the generator's
-            trace_id = (getrandbits(128) or _random_trace_id()) if self._inline_draw else self._draw()
-            if trace_id & self._limit >= self.root_bound:  # TraceIdRatioBased's own rule
-                return None
-            ids.local.trace_id = trace_id
-            try:
-                span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-            finally:
-                ids.local.trace_id = None
-            return span if span.is_recording() else None
-        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-        return span if span.is_recording() else None
-
-
-def _random_trace_id() -> int:
-    """``RandomIdGenerator.generate_trace_id``: 128 random bits, never the invalid id 0."""
-    trace_id = getrandbits(128)
-    while trace_id == 0:
-        trace_id = getrandbits(128)
-    return trace_id
-
-
-class _PresetTraceIds:
-    """An SDK ``IdGenerator`` handing out one pre-drawn trace id, else delegating."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.local = threading.local()
-
-    def generate_trace_id(self) -> int:
-        trace_id = getattr(self.local, "trace_id", None)
-        if trace_id is not None:
-            self.local.trace_id = None
-            return trace_id
-        return self.inner.generate_trace_id()
-
-    def generate_span_id(self) -> int:
-        return self.inner.generate_span_id()
-
-    def is_trace_id_random(self) -> bool:
-        check = getattr(self.inner, "is_trace_id_random", None)
-        return bool(check()) if check is not None else False
-
-
-def _ratio_root(sampler: Any) -> Any:
-    """The ``TraceIdRatioBased`` root of a parent-based sampler, else ``None``."""
-    try:
-        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-    except ImportError:  # pragma: no cover - API-only install
-        return None
-    root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else None
-    if type(root) is TraceIdRatioBased and isinstance(getattr(root, "bound", None), int):
-        return root
-    return None
-
-
-def _unsampled_parent_dropped(sampler: Any) -> tuple[bool, bool]:
-    try:
-        from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
-    except ImportError:  # pragma: no cover - API-only install
-        return False, False
-    if not isinstance(sampler, ParentBased):
-        return False, False
-
-    def off(inner: Any) -> bool:
-        return isinstance(inner, StaticSampler) and getattr(inner, "_decision", None) is Decision.DROP
-
-    return (off(getattr(sampler, "_local_parent_not_sampled", None)),
-            off(getattr(sampler, "_remote_parent_not_sampled", None)))
 
 
 def contrib_tracer(tracer_provider: Any, package: str) -> trace.Tracer:

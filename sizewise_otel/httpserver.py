@@ -40,9 +40,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind, StatusCode, TracerProvider
+from opentelemetry.trace import StatusCode, TracerProvider
 
 from sizewise_otel.asgi import ErrorSink, RequestStats, count_exception, count_server_error
+from sizewise_otel.spangate import ServerSpanGate, attach_span, detach
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -432,8 +433,10 @@ class HTTPServerTelemetry:
         name, version, schema_url = identity
         meter_provider = meter_provider or _global_meter_provider()
         meter = meter_provider.get_meter(name, version, schema_url=schema_url)
-        self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
-            name, version, schema_url=schema_url)
+        tracer_provider = tracer_provider or trace.get_tracer_provider()
+        self.tracer = tracer_provider.get_tracer(name, version, schema_url=schema_url)
+        # Non-sampled requests get their non-recording span without the SDK's sampler machinery.
+        self.gate = ServerSpanGate(tracer_provider, self.tracer)
         description = "Duration of HTTP server requests."
         self.lean = lean_histogram(meter_provider, DURATION, "s", description, duration_buckets(), identity) \
             if lean else None
@@ -532,11 +535,11 @@ class HTTPServerTelemetry:
 
         parent = self._parent_context(scope.get("headers", ()))
         span_name = method if method != "_OTHER" else "HTTP"
-        span = self.tracer.start_span(span_name, context=parent, kind=SpanKind.SERVER)
+        span = self.gate.start(span_name, parent)
         recording = span.is_recording()
         if recording:
             _set_request_span_attributes(span, scope, request_attrs, raw_method, method)
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        token = attach_span(span, parent)
 
         status = 0
 
@@ -582,7 +585,7 @@ class HTTPServerTelemetry:
                 if recording:
                     _finish_span(span, attrs, method, route, status, exception)
             finally:
-                otel_context.detach(token)
+                detach(token)
 
 
 def _set_request_span_attributes(span: trace.Span, scope: Scope, request_attrs: dict[str, str],

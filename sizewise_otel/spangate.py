@@ -1,0 +1,295 @@
+"""Deciding a span before the SDK does the work: the SDK sampler's semantics at a fraction of the cost.
+
+Two gates, both reaching exactly the decision (and the ids) ``Tracer.start_span`` would:
+
+- :class:`SpanGate` for CLIENT spans (SQL, Redis): under a non-sampled parent the span is not
+  started at all; a root operation draws its trace id and applies the ratio rule first.
+- :class:`ServerSpanGate` for the HTTP layer's SERVER span: a request that will not be sampled
+  (90 % at the default 10 % ratio) still needs a span context, so its ids travel downstream and
+  children follow the decision; the gate builds the very ``NonRecordingSpan`` the SDK would build
+  (same trace id rule, span id draw, trace flags and trace state) without the SDK's sampler
+  objects, and hands every other case to ``Tracer.start_span``.
+
+Both fall back to the SDK whenever the configuration is not one they mirror (another sampler,
+another id generator, a disabled tracer, the SDK's own span metrics switched on).
+"""
+
+from __future__ import annotations
+
+import threading
+from random import getrandbits
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation import _SPAN_KEY
+
+try:
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+except ImportError:  # pragma: no cover - API-only install
+    RandomIdGenerator = None  # type: ignore[assignment,misc]
+
+
+def _context_var() -> Any:
+    """The ``ContextVar`` behind OTel's default runtime context, or ``None`` for any other runtime."""
+    try:
+        from opentelemetry import context as otel_context
+        from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+        runtime = otel_context._RUNTIME_CONTEXT
+        return runtime._current_context if type(runtime) is ContextVarsRuntimeContext else None
+    except (ImportError, AttributeError):  # pragma: no cover - a changed API
+        return None
+
+
+# With the default contextvars runtime the current context is one ContextVar read: the helpers
+# below skip the API's call chain (get_value, get_current, the runtime object), about four Python
+# calls a use. Any other runtime context keeps the API functions.
+_CONTEXT_VAR = _context_var()
+_INVALID_SPAN = trace.INVALID_SPAN
+
+
+def _current_context_reader() -> Any:
+    if _CONTEXT_VAR is None:  # pragma: no cover - a custom runtime context
+        from opentelemetry import context as otel_context
+
+        return otel_context.get_current
+    return _CONTEXT_VAR.get
+
+
+_current_context = _current_context_reader()
+
+
+def current_span() -> Any:
+    """``trace.get_current_span()``: the same lookup and the same ``INVALID_SPAN`` fallback."""
+    span = _current_context().get(_SPAN_KEY)
+    if span is None or not isinstance(span, trace.Span):
+        return _INVALID_SPAN
+    return span
+
+
+def attach_span(span: Any, parent: Any = None) -> Any:
+    """``context.attach(trace.set_span_in_context(span, parent))``: the same new context made current."""
+    var = _CONTEXT_VAR
+    if var is None:  # pragma: no cover - a custom runtime context
+        from opentelemetry import context as otel_context
+
+        return otel_context.attach(trace.set_span_in_context(span, parent))
+    values = (parent if parent is not None else var.get()).copy()
+    values[_SPAN_KEY] = span
+    return var.set(Context(values))
+
+
+def detach(token: Any) -> None:
+    """``context.detach(token)``; a token from another context is reported the way OTel reports it."""
+    var = _CONTEXT_VAR
+    try:
+        if var is None:  # pragma: no cover - a custom runtime context
+            raise ValueError
+        var.reset(token)
+    except (ValueError, RuntimeError, TypeError):
+        from opentelemetry import context as otel_context
+
+        otel_context.detach(token)
+
+
+class SpanGate:
+    """Starts a CLIENT span below the current context only when it can be sampled.
+
+    Decided before any SDK work, with the SDK's own sampler semantics:
+
+    - under a valid, non-sampled parent, a parent-based sampler whose ``*_parent_not_sampled``
+      samplers are ``ALWAYS_OFF`` (the default) drops the child: no span is started at all (the
+      SDK would still generate ids, run the sampler and build a ``NonRecordingSpan``);
+    - with no valid parent the operation is a root span. When the root sampler is the SDK's
+      ``TraceIdRatioBased`` (the default ``parentbased_traceidratio``), the trace id is drawn
+      first from the provider's id generator and the ratio rule applied to it: a dropped root
+      costs one random draw. A kept root is started with exactly that trace id (this tracer's
+      id generator hands it over), so the SDK sampler runs on it and reaches the same decision:
+      the sampled fraction and the ids are what the SDK alone would produce;
+    - anything else (another sampler, a custom parent-based configuration) goes through
+      ``tracer.start_span`` and the SDK decides.
+    """
+
+    def __init__(self, tracer_provider: Any, tracer: Any = None) -> None:
+        sampler = getattr(tracer_provider, "sampler", None)
+        self.drop_local, self.drop_remote = _unsampled_parent_dropped(sampler)
+        self.tracer = tracer
+        self.root_bound: int | None = None
+        self._ids: _PresetTraceIds | None = None
+        self._inline_draw = False
+        root = _ratio_root(sampler)
+        if tracer is not None and root is not None and hasattr(tracer, "id_generator"):
+            self._ids = _preset_ids(tracer)
+            self._draw = self._ids.inner.generate_trace_id
+            if type(self._ids.inner) is RandomIdGenerator:
+                self._draw = _random_trace_id  # the same draw, one call less
+                self._inline_draw = True
+            self.root_bound = root.bound
+            self._limit = root.TRACE_ID_LIMIT
+
+    def skip(self) -> bool:
+        """True when a valid, non-sampled parent makes the sampler drop any child."""
+        ctx = current_span().get_span_context()
+        if ctx.trace_flags.sampled or not ctx.is_valid:
+            return False
+        return self.drop_remote if ctx.is_remote else self.drop_local
+
+    def start(self, name: str, attributes: dict[str, Any]) -> Any:
+        """A recording CLIENT span (``attributes`` set), or ``None`` when it would not be sampled.
+
+        The cached attribute dict goes to ``start_span``: the sampler ignores it, a recording span
+        copies it once (about half the cost of ``set_attributes`` afterwards).
+        """
+        span = current_span()
+        ids = self._ids
+        if span is not _INVALID_SPAN and (ctx := span.get_span_context()).is_valid:
+            if not ctx.trace_flags.sampled and (self.drop_remote if ctx.is_remote else self.drop_local):
+                return None
+        elif ids is not None:
+            # RandomIdGenerator's draw inline (0, the invalid id, is drawn again), else the generator's
+            trace_id = (getrandbits(128) or _random_trace_id()) if self._inline_draw else self._draw()
+            if trace_id & self._limit >= self.root_bound:  # TraceIdRatioBased's own rule
+                return None
+            ids.local.trace_id = trace_id
+            try:
+                span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            finally:
+                ids.local.trace_id = None
+            return span if span.is_recording() else None
+        span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        return span if span.is_recording() else None
+
+
+def _random_trace_id() -> int:
+    """``RandomIdGenerator.generate_trace_id``: 128 random bits, never the invalid id 0."""
+    trace_id = getrandbits(128)
+    while trace_id == 0:
+        trace_id = getrandbits(128)
+    return trace_id
+
+
+class _PresetTraceIds:
+    """An SDK ``IdGenerator`` handing out one pre-drawn trace id, else delegating."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.local = threading.local()
+
+    def generate_trace_id(self) -> int:
+        trace_id = getattr(self.local, "trace_id", None)
+        if trace_id is not None:
+            self.local.trace_id = None
+            return trace_id
+        return self.inner.generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        return self.inner.generate_span_id()
+
+    def is_trace_id_random(self) -> bool:
+        check = getattr(self.inner, "is_trace_id_random", None)
+        return bool(check()) if check is not None else False
+
+
+def _ratio_root(sampler: Any) -> Any:
+    """The ``TraceIdRatioBased`` root of a parent-based sampler, else ``None``."""
+    try:
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    except ImportError:  # pragma: no cover - API-only install
+        return None
+    root = getattr(sampler, "_root", None) if isinstance(sampler, ParentBased) else None
+    if type(root) is TraceIdRatioBased and isinstance(getattr(root, "bound", None), int):
+        return root
+    return None
+
+
+def _unsampled_parent_dropped(sampler: Any) -> tuple[bool, bool]:
+    try:
+        from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
+    except ImportError:  # pragma: no cover - API-only install
+        return False, False
+    if not isinstance(sampler, ParentBased):
+        return False, False
+
+    def off(inner: Any) -> bool:
+        return isinstance(inner, StaticSampler) and getattr(inner, "_decision", None) is Decision.DROP
+
+    return (off(getattr(sampler, "_local_parent_not_sampled", None)),
+            off(getattr(sampler, "_remote_parent_not_sampled", None)))
+
+
+
+
+# Trace flags of a span the sampler dropped: not sampled, plus the W3C level-2 "random trace id"
+# flag the SDK sets when the trace id came from a random generator (or the parent says so).
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_UNSAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
+
+
+def _random_span_id() -> int:
+    """``RandomIdGenerator.generate_span_id``: 64 random bits, never the invalid id 0."""
+    span_id = getrandbits(64)
+    while span_id == 0:
+        span_id = getrandbits(64)
+    return span_id
+
+
+def _preset_ids(tracer: Any) -> _PresetTraceIds:
+    """The tracer's pre-drawn-trace-id generator, installed once per tracer."""
+    ids = tracer.id_generator
+    if not isinstance(ids, _PresetTraceIds):
+        ids = _PresetTraceIds(ids)
+        tracer.id_generator = ids  # this tracer only: every tracer has its own attribute
+    return ids
+
+
+def _mirrors_sdk(tracer: Any) -> bool:
+    """True when ``tracer`` is the SDK's, with a random id generator and no span self-metrics."""
+    if RandomIdGenerator is None or not hasattr(tracer, "id_generator") or not hasattr(tracer, "_is_enabled"):
+        return False
+    inner = tracer.id_generator
+    inner = inner.inner if isinstance(inner, _PresetTraceIds) else inner
+    metrics = type(getattr(tracer, "_tracer_metrics", None)).__name__
+    return type(inner) is RandomIdGenerator and metrics == "NoOpTracerMetrics"
+
+
+class ServerSpanGate:
+    """The request's SERVER span: the SDK's when it records, else the SDK's non-recording span built
+    directly (see the module docstring). ``start(name, context, attributes)`` has the meaning of
+    ``tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=attributes)``.
+    """
+
+    def __init__(self, tracer_provider: Any, tracer: Any) -> None:
+        self.tracer = tracer
+        sampler = getattr(tracer_provider, "sampler", None)
+        self.drop_local, self.drop_remote = _unsampled_parent_dropped(sampler)
+        root = _ratio_root(sampler)
+        self.fast = _mirrors_sdk(tracer)
+        self.root_bound: int | None = None
+        if self.fast and root is not None:
+            self._ids = _preset_ids(tracer)
+            self.root_bound = root.bound
+            self._limit = root.TRACE_ID_LIMIT
+
+    def start(self, name: str, context: Any, attributes: dict[str, Any] | None = None) -> Any:
+        tracer = self.tracer
+        if self.fast and tracer._is_enabled():
+            span = (context if context is not None else _current_context()).get(_SPAN_KEY)
+            ctx = span.get_span_context() if isinstance(span, trace.Span) else None
+            if ctx is not None and ctx.is_valid:
+                if not ctx.trace_flags.sampled and (self.drop_remote if ctx.is_remote else self.drop_local):
+                    # ParentBased -> ALWAYS_OFF: the parent's trace id and trace state, a new span id
+                    flags = _UNSAMPLED_RANDOM if ctx.trace_flags.random_trace_id else _UNSAMPLED
+                    return NonRecordingSpan(SpanContext(ctx.trace_id, _random_span_id(), False, flags,
+                                                        ctx.trace_state))
+            elif self.root_bound is not None:
+                trace_id = getrandbits(128) or _random_trace_id()
+                if trace_id & self._limit >= self.root_bound:  # TraceIdRatioBased drops this root
+                    return NonRecordingSpan(SpanContext(trace_id, _random_span_id(), False, _UNSAMPLED_RANDOM))
+                self._ids.local.trace_id = trace_id  # kept: the SDK starts it with this very id
+                try:
+                    return tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=attributes)
+                finally:
+                    self._ids.local.trace_id = None
+        return tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=attributes)

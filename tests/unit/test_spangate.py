@@ -1,0 +1,117 @@
+"""ServerSpanGate reaches the SDK's decision and ids; attach_span/detach match the context API."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
+
+from sizewise_otel.spangate import ServerSpanGate, attach_span, current_span, detach
+
+
+def _pair(sampler: object) -> tuple[ServerSpanGate, trace.Tracer]:
+    """A gate over one provider and a plain SDK tracer over another, same sampler."""
+    gated = TracerProvider(sampler=sampler)
+    plain = TracerProvider(sampler=sampler)
+    return ServerSpanGate(gated, gated.get_tracer("gate")), plain.get_tracer("sdk")
+
+
+def _same(seed: int, gate: ServerSpanGate, sdk: trace.Tracer, context: object = None) -> tuple[object, object]:
+    # RandomIdGenerator draws from the random module: one seed, the same draws on both sides.
+    random.seed(seed)
+    ours = gate.start("GET", context)
+    random.seed(seed)
+    theirs = sdk.start_span("GET", context=context, kind=SpanKind.SERVER)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("ratio", [0.1, 0.5])
+def test_roots_get_the_sdks_decision_ids_and_flags(ratio: float) -> None:
+    gate, sdk = _pair(ParentBased(TraceIdRatioBased(ratio)))
+    assert gate.fast and gate.root_bound is not None
+    kept = 0
+    for seed in range(300):
+        ours, theirs = _same(seed, gate, sdk)
+        assert ours.is_recording() == theirs.is_recording()
+        assert ours.get_span_context() == theirs.get_span_context()  # ids, flags, trace state
+        assert ours.get_span_context().trace_flags == theirs.get_span_context().trace_flags
+        kept += ours.is_recording()
+        if not ours.is_recording():
+            assert type(ours) is NonRecordingSpan
+    assert 0.5 * ratio * 300 < kept < 1.6 * ratio * 300
+
+
+def test_unsampled_remote_parent_keeps_trace_id_state_and_random_flag() -> None:
+    gate, sdk = _pair(ParentBased(TraceIdRatioBased(0.1)))
+    state = TraceState([("vendor", "abc")])
+    for flags in (TraceFlags(0), TraceFlags(0x02)):
+        parent = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=flags, trace_state=state)
+        ctx = trace.set_span_in_context(NonRecordingSpan(parent))
+        ours, theirs = _same(7, gate, sdk, ctx)
+        assert not ours.is_recording() and not theirs.is_recording()
+        assert ours.get_span_context() == theirs.get_span_context()
+        assert ours.get_span_context().trace_id == 0x1234
+        assert ours.get_span_context().trace_state == state
+        assert ours.get_span_context().trace_flags == theirs.get_span_context().trace_flags
+
+
+def test_sampled_parent_and_the_current_context_go_through_the_sdk() -> None:
+    gate, sdk = _pair(ParentBased(TraceIdRatioBased(0.0)))
+    parent = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    ctx = trace.set_span_in_context(NonRecordingSpan(parent))
+    ours, theirs = _same(3, gate, sdk, ctx)
+    assert ours.is_recording() and theirs.is_recording()
+    assert ours.parent == parent and ours.kind is SpanKind.SERVER
+    # No explicit context: the current one is the parent, as for tracer.start_span(context=None).
+    token = otel_context.attach(ctx)
+    try:
+        child = gate.start("GET", None)
+    finally:
+        otel_context.detach(token)
+    assert child.is_recording() and child.get_span_context().trace_id == 0xABC
+
+
+def test_configurations_it_does_not_mirror_fall_back_to_the_sdk() -> None:
+    class Sequential(IdGenerator):
+        def __init__(self) -> None:
+            self.n = 0
+
+        def generate_span_id(self) -> int:
+            self.n += 1
+            return self.n
+
+        def generate_trace_id(self) -> int:
+            self.n += 1
+            return self.n
+
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)), id_generator=Sequential())
+    gate = ServerSpanGate(provider, provider.get_tracer("custom"))
+    assert not gate.fast
+    span = gate.start("GET", None)
+    assert span.get_span_context().trace_id == 1 and span.get_span_context().span_id == 2  # the SDK's ids
+    always = TracerProvider(sampler=ALWAYS_ON)
+    gate = ServerSpanGate(always, always.get_tracer("on"))
+    assert gate.root_bound is None and gate.start("GET", None).is_recording()
+
+
+def test_attach_span_matches_the_context_api() -> None:
+    span = NonRecordingSpan(SpanContext(1, 2, is_remote=False))
+    parent = baggage.set_baggage("tenant", "t1")
+    before = otel_context.get_current()
+    token = attach_span(span, parent)
+    try:
+        assert current_span() is span and trace.get_current_span() is span
+        assert baggage.get_baggage("tenant") == "t1"  # the parent's other values are kept
+        assert otel_context.get_current() == trace.set_span_in_context(span, parent)
+    finally:
+        detach(token)
+    assert otel_context.get_current() == before
+    token = attach_span(span)  # no parent: the current context is the base
+    detach(token)
+    assert current_span() is trace.INVALID_SPAN
