@@ -111,29 +111,6 @@ def main(argv: list[str]) -> None:
     variant, port = argv[0], int(argv[1])
     os.environ.setdefault("SIZEWISE_API_KEYS", f"viewer:{API_KEY}")
     app = build(variant)
-    if os.environ.get("BENCH_GC_DEBUG"):
-        import atexit, gc, signal, time as _t
-        st = {"t": 0.0, "n": [0, 0, 0], "s": 0.0, "max": 0.0}
-        def cb(phase, info):
-            if phase == "start":
-                st["s"] = _t.perf_counter()
-            else:
-                d = _t.perf_counter() - st["s"]; st["t"] += d; st["n"][info["generation"]] += 1
-                st["max"] = max(st["max"], d)
-        gc.callbacks.append(cb)
-        if os.environ.get("BENCH_GC_DEBUG") == "garbage":
-            gc.set_debug(gc.DEBUG_SAVEALL)
-        if os.environ.get("BENCH_GC_DEBUG") == "freeze":
-            gc.freeze()
-        def report(*_a):
-            if os.environ.get("BENCH_GC_DEBUG") == "garbage":
-                import collections
-                gc.collect()
-                c = collections.Counter(type(o).__qualname__ for o in gc.garbage)
-                print("GARBAGE", len(gc.garbage), c.most_common(25), file=sys.stderr, flush=True)
-                gc.garbage.clear()
-            print("GC", st["n"], f"total {st['t']*1000:.0f} ms max {st['max']*1000:.1f} ms objects {len(gc.get_objects())}", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGUSR1, report)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                 lifespan="on")
 

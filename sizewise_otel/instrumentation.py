@@ -17,6 +17,7 @@ from sizewise_otel.dashboard import PerformanceDashboard, initialize_performance
 from sizewise_otel.db import instrument_engine
 from sizewise_otel.errors import ErrorTracker, initialize_error_tracker
 from sizewise_otel.health import HealthMonitor, initialize_health_monitor
+from sizewise_otel.heap import freeze_startup_heap
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in, get_settings
 from sizewise_otel.system import SystemMetrics
 from sizewise_otel.telemetry import Telemetry, get_telemetry
@@ -177,6 +178,9 @@ def _wrap_lifespan(app: Starlette, handle: Instrumentation) -> None:
         await handle.start()
         try:
             async with inner(app_) as state:
+                if handle.settings.sizewise_gc_freeze:
+                    # Start-up is over: what exists now lives until exit (see sizewise_otel/heap.py).
+                    log.info("startup_heap_frozen", objects=freeze_startup_heap())
                 yield state
         finally:
             await handle.stop()

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     sizewise_api_keys_file: str = ""
     sizewise_metrics_token: str = ""
 
+    # --- runtime ---------------------------------------------------------------------------
+    sizewise_gc_freeze: bool = True  # gc.freeze() after start-up (sizewise_otel/heap.py)
+
     # --- logging --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests import servers
+
+# Hundreds of apps start in this one process: freezing the heap at each start-up would keep every
+# earlier test's cyclic garbage for good. tests/unit/test_heap.py checks the freeze itself.
+os.environ.setdefault("SIZEWISE_GC_FREEZE", "false")
 
 _db_counter = itertools.count()
 
