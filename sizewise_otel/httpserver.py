@@ -623,13 +623,10 @@ def _set_request_span_attributes(span: trace.Span, scope: Scope, request_attrs: 
 
 def _finish_span(span: trace.Span, attrs: dict[str, Any], method: str, route: str | None, status: int,
                  exception: BaseException | None) -> None:
-    # Method, scheme and protocol were set at the start; add what the response decided.
-    if route is not None:
-        span.set_attribute("http.route", route)
-    if status:
-        span.set_attribute("http.response.status_code", status)
-    if "error.type" in attrs:
-        span.set_attribute("error.type", attrs["error.type"])
+    # ``attrs`` is the duration's cached attribute set: method, scheme and protocol (already on the
+    # span, same values) plus what the response decided (route, status, error.type). One call sets
+    # them all: each ``set_attribute`` takes the span's lock and checks it is not ended.
+    span.set_attributes(attrs)
     if route is not None:
         span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
     if exception is not None:
