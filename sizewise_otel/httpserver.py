@@ -623,10 +623,15 @@ def _set_request_span_attributes(span: trace.Span, scope: Scope, request_attrs: 
 
 def _finish_span(span: trace.Span, attrs: dict[str, Any], method: str, route: str | None, status: int,
                  exception: BaseException | None) -> None:
-    # ``attrs`` is the duration's cached attribute set: method, scheme and protocol (already on the
-    # span, same values) plus what the response decided (route, status, error.type). One call sets
-    # them all: each ``set_attribute`` takes the span's lock and checks it is not ended.
-    span.set_attributes(attrs)
+    # Method, scheme and protocol were set at the start; add what the response decided, in one
+    # call (each ``set_attribute`` takes the span's lock and checks that it has not ended).
+    response: dict[str, Any] = {"http.route": route} if route is not None else {}
+    if status:
+        response["http.response.status_code"] = status
+    if "error.type" in attrs:
+        response["error.type"] = attrs["error.type"]
+    if response:
+        span.set_attributes(response)
     if route is not None:
         span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
     if exception is not None:
