@@ -126,6 +126,8 @@ class AppServer:
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.apps", self.variant, str(self.port)],
                                      cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        if CPU_PLAN is not None:  # every thread the server starts inherits the mask
+            os.sched_setaffinity(self.proc.pid, CPU_PLAN[0])
         wait_http(self.url + TRIVIAL_PATH, proc=self.proc)
         return self
 
@@ -202,6 +204,27 @@ def parse_wrk(out: str) -> WrkResult:
                      sum(int(x) for x in errors.groups()) if errors else 0)
 
 
+def _cpu_plan() -> tuple[set[int], set[int]] | None:
+    """(server CPUs, load-generator CPUs): the first usable CPU serves, the others load it.
+
+    Pinning keeps the scheduler from sometimes putting wrk and the server on one core and
+    sometimes on two, the largest source of run-to-run spread on a 2-core machine. Every variant
+    gets the same placement. ``BENCH_PIN=0`` leaves placement to the scheduler.
+    """
+    if os.environ.get("BENCH_PIN", "1") == "0" or not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else None
+
+
+CPU_PLAN = _cpu_plan()
+
+
+def _pin_loadgen() -> None:  # runs in the wrk child between fork and exec
+    if CPU_PLAN is not None:
+        os.sched_setaffinity(0, CPU_PLAN[1])
+
+
 def wrk(url: str, seconds: float, *, connections: int = 16, script: Path | None = None,
         env: dict[str, str] | None = None) -> WrkResult:
     binary = shutil.which("wrk")
@@ -211,7 +234,8 @@ def wrk(url: str, seconds: float, *, connections: int = 16, script: Path | None 
     if script is not None:
         argv += ["-s", str(script)]
     out = subprocess.run([*argv, url], capture_output=True, text=True, check=True,
-                         env={**os.environ, **(env or {})}, timeout=seconds + 60).stdout
+                         env={**os.environ, **(env or {})}, timeout=seconds + 60,
+                         preexec_fn=_pin_loadgen).stdout  # only sets the CPU mask
     return parse_wrk(out)
 
 
@@ -292,7 +316,8 @@ def wrk_count(server: AppServer, script: Path, requests: int, seed: int) -> WrkR
     binary = shutil.which("wrk") or "wrk"
     env = {**os.environ, "BENCH_REQUESTS": str(requests), "BENCH_SEED": str(seed)}
     proc = subprocess.Popen([binary, "-t1", "-c16", f"-d{requests // 200 + 60}s", "--latency", "-s", str(script),
-                             server.url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                             server.url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=_pin_loadgen)
     time.sleep(2.0)
     last = server.cpu_seconds()
     while proc.poll() is None:
