@@ -8,7 +8,9 @@ It records exactly what the OTel ASGI/FastAPI instrumentation records for SizeWi
   ``network.protocol.version``;
 - ``http.server.active_requests`` with ``http.request.method`` and ``url.scheme``;
 - a SERVER span with the semconv attributes, W3C context propagation through the global
-  propagator (traceparent, baggage; malformed headers are ignored), the SDK sampler deciding.
+  propagator (traceparent, baggage; malformed headers are ignored), the SDK sampler deciding
+  (:class:`sizewise_otel.spangate.ServerSpanGate` builds a non-sampled request's span the way the
+  SDK would, without its sampler objects).
 
 What it leaves out is where the stock instrumentation's time goes (see docs/performance.md):
 no internal ``receive``/``send`` spans, no route matching of its own (the route template is read
