@@ -76,7 +76,7 @@ def attach_span(span: Any, parent: Any = None) -> Any:
         from opentelemetry import context as otel_context
 
         return otel_context.attach(trace.set_span_in_context(span, parent))
-    values = (parent if parent is not None else var.get()).copy()
+    values = (parent if parent is not None else var.get()).copy()  # set_value's own rule
     values[_SPAN_KEY] = span
     return var.set(Context(values))
 

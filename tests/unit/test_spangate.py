@@ -115,3 +115,13 @@ def test_attach_span_matches_the_context_api() -> None:
     token = attach_span(span)  # no parent: the current context is the base
     detach(token)
     assert current_span() is trace.INVALID_SPAN
+    # An empty context (what a propagator extracts from a malformed header) is a base of its own,
+    # as in set_value: the current context's values are not merged in.
+    outer = otel_context.attach(parent)
+    try:
+        token = attach_span(span, otel_context.Context())
+        assert otel_context.get_current() == trace.set_span_in_context(span, otel_context.Context())
+        assert baggage.get_baggage("tenant") is None
+        detach(token)
+    finally:
+        otel_context.detach(outer)
