@@ -152,11 +152,7 @@ class SpanGate:
             trace_id = (getrandbits(128) or _random_trace_id()) if self._inline_draw else self._draw()
             if trace_id & self._limit >= self.root_bound:  # TraceIdRatioBased's own rule
                 return None
-            ids.local.trace_id = trace_id
-            try:
-                span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-            finally:
-                ids.local.trace_id = None
+            span = ids.start_span(self.tracer, trace_id, name, kind=SpanKind.CLIENT, attributes=attributes)
             return span if span.is_recording() else None
         span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         return span if span.is_recording() else None
@@ -183,6 +179,15 @@ class _PresetTraceIds:
             self.local.trace_id = None
             return trace_id
         return self.inner.generate_trace_id()
+
+    def start_span(self, tracer: Any, trace_id: int, name: str, **kwargs: Any) -> Any:
+        """``tracer.start_span`` for a kept root, with ``trace_id`` (already drawn) as its trace id:
+        the SDK's sampler then sees the very id the ratio rule was applied to."""
+        self.local.trace_id = trace_id
+        try:
+            return tracer.start_span(name, **kwargs)
+        finally:
+            self.local.trace_id = None
 
     def generate_span_id(self) -> int:
         return self.inner.generate_span_id()
@@ -217,8 +222,6 @@ def _unsampled_parent_dropped(sampler: Any) -> tuple[bool, bool]:
 
     return (off(getattr(sampler, "_local_parent_not_sampled", None)),
             off(getattr(sampler, "_remote_parent_not_sampled", None)))
-
-
 
 
 # Trace flags of a span the sampler dropped: not sampled, plus the W3C level-2 "random trace id"
@@ -287,9 +290,6 @@ class ServerSpanGate:
                 trace_id = getrandbits(128) or _random_trace_id()
                 if trace_id & self._limit >= self.root_bound:  # TraceIdRatioBased drops this root
                     return NonRecordingSpan(SpanContext(trace_id, _random_span_id(), False, _UNSAMPLED_RANDOM))
-                self._ids.local.trace_id = trace_id  # kept: the SDK starts it with this very id
-                try:
-                    return tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=attributes)
-                finally:
-                    self._ids.local.trace_id = None
+                return self._ids.start_span(tracer, trace_id, name, context=context, kind=SpanKind.SERVER,
+                                            attributes=attributes)
         return tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=attributes)
