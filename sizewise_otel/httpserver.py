@@ -146,6 +146,16 @@ class _Point:
         self.max = -math.inf
         self.exemplars: list[tuple[Any, ...] | None] | None = None
 
+    def add(self, index: int, value: float) -> None:
+        """One measurement in bucket ``index`` (the caller holds the histogram's lock)."""
+        self.counts[index] += 1
+        self.count += 1
+        self.sum += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+
 
 class LeanHistogram:
     """``http.server.request.duration`` aggregated in the layer, exported by the SDK's readers.
@@ -202,26 +212,14 @@ class LeanHistogram:
     def record(self, point: _Point, value: float) -> None:
         index = bisect_left(self.bounds, value)
         with self._lock:
-            point.counts[index] += 1
-            point.count += 1
-            point.sum += value
-            if value < point.min:
-                point.min = value
-            if value > point.max:
-                point.max = value
+            point.add(index, value)
 
     def record_counting(self, point: _Point, value: float, cell: list[int]) -> None:
         """:meth:`record`, and ``cell[0] += 1`` under the same lock (one acquisition for both)."""
         index = bisect_left(self.bounds, value)
         with self._lock:
             cell[0] += 1
-            point.counts[index] += 1
-            point.count += 1
-            point.sum += value
-            if value < point.min:
-                point.min = value
-            if value > point.max:
-                point.max = value
+            point.add(index, value)
 
     def record_with_exemplar(self, point: _Point, value: float, span_id: int | None, trace_id: int | None,
                              attributes: dict[str, Any] | None) -> None:
@@ -229,13 +227,7 @@ class LeanHistogram:
         index = bisect_left(self.bounds, value)
         now = time_ns()
         with self._lock:
-            point.counts[index] += 1
-            point.count += 1
-            point.sum += value
-            if value < point.min:
-                point.min = value
-            if value > point.max:
-                point.max = value
+            point.add(index, value)
             self._seq += 1
             slots = point.exemplars
             if slots is None:
