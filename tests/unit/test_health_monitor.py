@@ -140,15 +140,15 @@ async def test_gauges_report_status_and_duration_per_check() -> None:
 
 async def test_initialize_does_not_wait_and_shutdown_is_idempotent() -> None:
     m = make()
+    never = asyncio.Event()
 
-    async def slow() -> None:
-        await asyncio.sleep(5)
+    async def hangs() -> None:
+        await never.wait()  # never set: an initialize() that waited for checks would not return
 
-    m.add_check("slow", slow)
-    t0 = time.perf_counter()
-    await m.initialize()
-    await m.initialize()
-    assert time.perf_counter() - t0 < 0.05 and m.running
+    m.add_check("slow", hangs)
+    await asyncio.wait_for(m.initialize(), 10)
+    await asyncio.wait_for(m.initialize(), 10)
+    assert m.running and "slow" not in m.runner.results
     await m.shutdown()
     await m.shutdown()
     assert not m.running
@@ -159,10 +159,14 @@ async def test_background_refresh_fills_cache_and_history() -> None:
     m = HealthMonitor(s, FakeTelemetry(s), system=FakeSystem(), refresh_interval=0.1)  # type: ignore[arg-type]
     await m.initialize()
     try:
-        await asyncio.sleep(0.35)
+        def runs() -> int:
+            return sum(b[4] for b in m.history.of("cpu").minutes.data)
+
+        deadline = time.monotonic() + 10  # three refreshes take 0.2 s; a loaded machine may take longer
+        while runs() < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert runs() >= 3
         assert set(m.runner.results) == set(m.checks)
-        runs = sum(b[4] for b in m.history.of("cpu").minutes.data)
-        assert runs >= 3
         history = m.get_history("cpu")
         assert history["checks"]["cpu"]["uptime"]["1h"] == 1.0
         assert history["checks"]["cpu"]["transitions"][0]["current"] == "healthy"

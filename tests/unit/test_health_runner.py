@@ -5,11 +5,27 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sizewise_otel.health.model import CheckSpec, Outcome, Status
 from sizewise_otel.health.runner import CheckRunner
 
-MARGIN = 0.25
+T = TypeVar("T")
+
+# Far beyond any answer these tests expect, far below a hang: bounds compare with it, so a loaded
+# machine cannot fail them, while a run that waited for a hung check would.
+HANG = 30.0
+
+
+async def until(run: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within: float = 10.0) -> T:
+    """Call ``run`` until ``ok`` holds of its result or ``within`` seconds pass; the last result."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await run()
+        if ok(result) or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.05)
 
 
 async def test_sync_check_runs_in_a_thread_not_the_loop() -> None:
@@ -30,41 +46,47 @@ async def test_hung_sync_check_times_out_and_never_stacks_threads() -> None:
     def hang() -> None:
         nonlocal calls
         calls += 1
-        release.wait(10)
+        release.wait(HANG)
 
     runner = CheckRunner(0.3, 0)
     spec = CheckSpec("hung", hang, advice="do something")
     t0 = time.perf_counter()
     r = await runner.run(spec)
-    assert time.perf_counter() - t0 < 0.3 + MARGIN
+    # "timeout" while the thread still hangs: the run returned without waiting for the check
     assert (r.status, r.outcome.reason, r.outcome.advice) == (Status.CRITICAL, "timeout", "do something")
-    # the first thread is still stuck: the next run reports at once and starts no second thread
+    assert time.perf_counter() - t0 < HANG / 2
+    # the first thread is still stuck: the next run reports at once (not after its own 30 s
+    # timeout) and starts no second thread
     t0 = time.perf_counter()
-    r2 = await runner.run(spec)
-    assert time.perf_counter() - t0 < 0.05
+    r2 = await runner.run(CheckSpec("hung", hang, timeout=HANG / 2))
+    assert time.perf_counter() - t0 < HANG / 4
     assert r2.outcome.reason == "timeout" and "still waiting" in r2.outcome.message
     assert calls == 1
     release.set()
-    await asyncio.sleep(0.1)
-    r3 = await runner.run(spec)
+    r3 = await until(lambda: runner.run(spec), lambda r: r.status is Status.HEALTHY)
     assert r3.status is Status.HEALTHY and calls == 2
 
 
 async def test_async_check_that_swallows_cancellation_is_still_bounded() -> None:
+    done = False
+
     async def stubborn() -> None:
-        for _ in range(20):
+        while not done:  # misbehaving: ignores every cancel, would run until the test ends
             try:
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
             except asyncio.CancelledError:
-                continue  # misbehaving: ignores the cancel
+                continue
 
     runner = CheckRunner(0.2, 0)
-    t0 = time.perf_counter()
-    r = await runner.run(CheckSpec("stubborn", stubborn))
-    assert time.perf_counter() - t0 < 0.2 + MARGIN
-    assert r.outcome.reason == "timeout"
-    r2 = await runner.run(CheckSpec("stubborn", stubborn))
-    assert "still waiting" in r2.outcome.message
+    try:
+        t0 = time.perf_counter()
+        r = await runner.run(CheckSpec("stubborn", stubborn))
+        assert r.outcome.reason == "timeout"
+        assert time.perf_counter() - t0 < HANG / 2
+        r2 = await runner.run(CheckSpec("stubborn", stubborn))
+        assert "still waiting" in r2.outcome.message
+    finally:
+        done = True
 
 
 async def test_exceptions_are_critical_with_reason_error_and_redacted() -> None:
@@ -79,24 +101,42 @@ async def test_exceptions_are_critical_with_reason_error_and_redacted() -> None:
 
 async def test_per_check_timeout_overrides_the_default() -> None:
     async def slow() -> None:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.3)
 
-    r = await CheckRunner(0.1, 0).run(CheckSpec("slow", slow, timeout=1.0))
+    # 0.3 s is three default timeouts, and a hundredth of the check's own
+    r = await CheckRunner(0.1, 0).run(CheckSpec("slow", slow, timeout=HANG))
     assert r.status is Status.HEALTHY
 
 
 async def test_checks_run_concurrently() -> None:
-    async def slow() -> None:
-        await asyncio.sleep(0.3)
+    # Each check waits until all ten are running at once: run one after another, none would see the
+    # others and each would fail at its deadline. No wall-clock bound: only concurrency passes.
+    n = 10
+    lock = threading.Lock()
+    arrived = 0
+    all_here = threading.Event()
 
-    def slow_sync() -> None:
-        time.sleep(0.3)
+    def arrive() -> None:
+        nonlocal arrived
+        with lock:
+            arrived += 1
+            if arrived == n:
+                all_here.set()
 
-    specs = [CheckSpec(f"a{i}", slow) for i in range(5)] + [CheckSpec(f"s{i}", slow_sync) for i in range(5)]
-    t0 = time.perf_counter()
-    results = await CheckRunner(2.0, 0).get_many(specs)
-    assert time.perf_counter() - t0 < 0.3 + MARGIN
-    assert all(r.status is Status.HEALTHY for r in results)
+    async def together() -> bool:
+        arrive()
+        deadline = time.monotonic() + HANG / 3
+        while not all_here.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return all_here.is_set()
+
+    def together_sync() -> bool:
+        arrive()
+        return all_here.wait(HANG / 3)
+
+    specs = [CheckSpec(f"a{i}", together) for i in range(5)] + [CheckSpec(f"s{i}", together_sync) for i in range(5)]
+    results = await CheckRunner(HANG / 2, 0).get_many(specs)
+    assert [r.name for r in results if r.status is not Status.HEALTHY] == []
 
 
 async def test_ttl_cache_and_single_flight() -> None:
@@ -107,7 +147,7 @@ async def test_ttl_cache_and_single_flight() -> None:
         calls += 1
         await asyncio.sleep(0.1)
 
-    runner = CheckRunner(1.0, ttl=5.0)
+    runner = CheckRunner(1.0, ttl=HANG)
     spec = CheckSpec("c", counted)
     results = await asyncio.gather(*(runner.get(spec) for _ in range(20)))
     assert calls == 1 and len({id(r) for r in results}) == 1
