@@ -4,8 +4,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The venv's console scripts (check-jsonschema, opentelemetry-instrument, uvicorn, ...) come first, so a
+# shell that activated nothing runs the same tools as CI; the tests also find them beside sys.executable.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test lint render bench soak system-deps collector clean
+.PHONY: demo test lint render bench soak system-deps collector servers clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,7 +25,12 @@ system-deps:
 collector:
 	bash scripts/build-collector.sh
 
-test: $(STAMP) system-deps collector
+# Prometheus, promtool, Alertmanager, amtool and kustomize at the versions compose.yaml pins, built
+# from the Go module proxy once and cached under build/tools/ (the first Prometheus build takes ~8 min).
+servers:
+	bash scripts/build-servers.sh
+
+test: $(STAMP) system-deps collector servers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/sizewise-otel render --check
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -33,7 +41,7 @@ lint: $(STAMP)
 render: $(STAMP)
 	$(VENV)/bin/sizewise-otel render
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps collector
 	$(PY) bench/run.py
 
 soak: $(STAMP) system-deps

@@ -6,7 +6,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import free_port, wait_for
+from tests.servers import clean_env, free_port, tempdir, wait_for
 
 
 @dataclass
@@ -44,31 +43,47 @@ def parse_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
 @contextlib.contextmanager
 def run_demo(env: dict[str, str] | None = None, args: list[str] | None = None,
              timeout: float = 30.0, cmd: list[str] | None = None) -> Iterator[RunningApp]:
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="sizewise-demo-"))
+    """The demo (or ``cmd``, with ``{port}`` for its port) in a clean environment, until the block ends."""
+    workdir = tempdir("demo")
     log = workdir / "demo.log"
-    full_env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'demo.db'}",
-                "ERROR_STORE_URL": f"sqlite:///{workdir / 'errors.db'}", **(env or {})}
-    argv = cmd or [sys.executable, "-m", "sizewise_otel.cli", "demo", "--host", "127.0.0.1",
-                   "--port", str(port), *(args or [])]
-    argv = [a.replace("{port}", str(port)) for a in argv]
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=workdir,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def ready() -> bool:
+    full_env = clean_env({"DATABASE_URL": f"sqlite:///{workdir / 'demo.db'}",
+                          "ERROR_STORE_URL": f"sqlite:///{workdir / 'errors.db'}", **(env or {})})
+    template = cmd or [sys.executable, "-m", "sizewise_otel.cli", "demo", "--host", "127.0.0.1",
+                       "--port", "{port}", *(args or [])]
+    for attempt in range(3):
+        port = free_port()
+        argv = [a.replace("{port}", str(port)) for a in template]
+        offset = log.stat().st_size if log.exists() else 0
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=full_env, cwd=workdir,
+                                    start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+
+        def ready(proc: subprocess.Popen = proc, url: str = url) -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(f"demo exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
             return httpx.get(f"{url}/livez", timeout=1).status_code == 200
 
-        wait_for(ready, timeout, "demo service")
+        try:
+            wait_for(ready, timeout, "demo service")
+            break
+        except Exception:
+            stop(proc)
+            taken = b"address already in use" in log.read_bytes()[offset:].lower()
+            if attempt == 2 or not taken:  # retried only when another process took the port first
+                raise
+    try:
         yield RunningApp(url, proc, log, workdir)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait(5)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group, SIGKILL after 15 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(5)

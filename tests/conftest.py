@@ -64,3 +64,28 @@ def process_telemetry():
         span_exporters=[exporter])
     tel.memory_exporter = exporter  # type: ignore[attr-defined]
     yield tel
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Under SIZEWISE_REQUIRE_INTEGRATION=1 (CI, fresh-clone-test) any skip is a failure, whatever raised it."""
+    outcome = yield
+    report = outcome.get_result()
+    if servers.REQUIRE and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"SIZEWISE_REQUIRE_INTEGRATION=1 turns this skip into a failure: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """The same for a module that skips itself at import (``pytest.importorskip`` at the top)."""
+    outcome = yield
+    report = outcome.get_result()
+    if servers.REQUIRE and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"SIZEWISE_REQUIRE_INTEGRATION=1 turns this skip into a failure: {report.longrepr}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    servers.remove_session_tmp()

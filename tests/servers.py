@@ -1,14 +1,19 @@
 """Real servers for integration tests: each started on a free loopback port with a temp dir.
 
 Nothing here depends on a system service being up. A missing binary skips the test with a clear
-reason, or fails it when SIZEWISE_REQUIRE_INTEGRATION=1 (as in CI).
+reason, or fails it when SIZEWISE_REQUIRE_INTEGRATION=1 (as in CI). Prometheus, Alertmanager and their
+tools are the builds of scripts/build-servers.sh at the versions compose.yaml pins, never whatever a
+PATH happens to hold. Every temp dir lives under one session folder that conftest removes at the end.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
+import random
+import re
 import shutil
 import signal
 import socket
@@ -20,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.tools import built_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRE = os.environ.get("SIZEWISE_REQUIRE_INTEGRATION") == "1"
@@ -35,10 +42,38 @@ def need(binary: str | None, what: str) -> str:
     pytest.skip(reason)
 
 
+# Ports are drawn below the kernel's ephemeral range (32768-60999 on Linux), so the client side of some
+# other loopback connection cannot take one between free_port() and the server's bind; a port is handed
+# out once per process. A server that still finds its port taken is restarted on another (Server.start).
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(500):
+        port = random.randint(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {_PORT_RANGE}")
+
+
+# Settings a developer's shell may hold that would point a test's subprocess at the wrong place.
+_INHERITED = re.compile(r"^(OTEL_|SIZEWISE_|PROMETHEUS_URL$|REDIS_URL$|DATABASE_URL$|ERROR_STORE_URL$|"
+                        r"MATERIALS_SERVICE_URL$|ALERT_|PYTHONSTARTUP$)")
+_KEEP = {"SIZEWISE_GC_FREEZE"}  # set by tests/conftest.py on purpose
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment without SizeWise/OTel settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k in _KEEP or not _INHERITED.match(k)}
+    return {**env, **(extra or {})}
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -84,14 +119,25 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> Server:
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError:
+                if attempt + 1 == attempts or not self._port_taken():
+                    raise
+                self._move_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> Server:
         # Run as the given user directly (not through runuser), so a stop signal reaches the
         # server itself and not a wrapper that escalates to SIGKILL.
         user_kw = {"user": self.user, "group": self.user, "extra_groups": []} if self.user else {}
+        self._log_offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                env={**os.environ, **self.env}, start_new_session=True, **user_kw,
+                env=clean_env(self.env), start_new_session=True, **user_kw,
             )
         try:
             wait_for(lambda: self._alive() and (self.ready or (lambda: port_open(self.port)))(),
@@ -100,6 +146,17 @@ class Server:
             self.stop()
             raise RuntimeError(f"{self.name} failed to start; log:\n{self.log.read_text()[-3000:]}") from None
         return self
+
+    def _port_taken(self) -> bool:
+        with open(self.log, "rb") as fh:
+            fh.seek(getattr(self, "_log_offset", 0))
+            return b"address already in use" in fh.read().lower()
+
+    def _move_port(self) -> None:
+        """Another process took the port between free_port() and the bind: start on a new one."""
+        old, new = str(self.port), str(free_port())
+        self.argv = [new if a == old else re.sub(rf"(?<=:){old}$", new, a) for a in self.argv]
+        self.port = int(new)
 
     def _alive(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
@@ -124,8 +181,28 @@ class Server:
         return self.start(timeout)
 
 
+_session_tmp: Path | None = None
+
+
+def session_tmp() -> Path:
+    """One folder for every temp dir of this test process, removed when the process ends."""
+    global _session_tmp
+    if _session_tmp is None:
+        _session_tmp = Path(tempfile.mkdtemp(prefix="sizewise-tests-"))
+        os.chmod(_session_tmp, 0o755)  # PostgreSQL runs as its own user below it
+        atexit.register(remove_session_tmp)
+    return _session_tmp
+
+
+def remove_session_tmp() -> None:
+    global _session_tmp
+    if _session_tmp is not None:
+        shutil.rmtree(_session_tmp, ignore_errors=True)
+        _session_tmp = None
+
+
 def tempdir(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"sizewise-{prefix}-"))
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=session_tmp()))
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
@@ -162,7 +239,7 @@ def postgres_server() -> Iterator[Server]:
         log.touch()
         shutil.chown(log, "postgres", "postgres")
     srv.ready = lambda: subprocess.run(
-        [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"], capture_output=True
+        [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(srv.port), "-U", "postgres"], capture_output=True
     ).returncode == 0
     srv.start()
     try:
@@ -209,7 +286,7 @@ def redis_server() -> Iterator[Server]:
 # --- Prometheus / Alertmanager / collector ----------------------------------------------------
 
 def prometheus_server(config: Path, extra: list[str] | None = None) -> Server:
-    binary = need("prometheus", "Prometheus (Debian package prometheus)")
+    binary = need(built_tool("prometheus"), "Prometheus (scripts/build-servers.sh prometheus)")
     workdir = tempdir("prom")
     port = free_port()
     srv = Server("prometheus", port, workdir,
@@ -221,7 +298,7 @@ def prometheus_server(config: Path, extra: list[str] | None = None) -> Server:
 
 
 def alertmanager_server(config: Path, extra: list[str] | None = None) -> Server:
-    binary = need("prometheus-alertmanager", "Alertmanager (Debian package prometheus-alertmanager)")
+    binary = need(built_tool("alertmanager"), "Alertmanager (scripts/build-servers.sh alertmanager)")
     workdir = tempdir("am")
     port = free_port()
     srv = Server("alertmanager", port, workdir,

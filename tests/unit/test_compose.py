@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests import stack
+from tests.tools import venv_tool
 
 SERVICES = {"app", "materials", "postgres", "redis", "otel-collector", "prometheus", "alertmanager",
             "grafana", "jaeger"}
@@ -56,7 +56,7 @@ def _named_volumes(service: dict) -> list[tuple[str, str]]:
 
 
 def test_compose_file_is_valid_against_the_compose_spec() -> None:
-    binary = shutil.which("check-jsonschema")
+    binary = venv_tool("check-jsonschema")
     assert binary, "check-jsonschema is a test dependency (pip install .[test])"
     result = subprocess.run([binary, "--builtin-schema", "vendor.compose-spec", str(stack.COMPOSE)],
                             capture_output=True, text=True, timeout=120)
