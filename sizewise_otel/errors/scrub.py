@@ -52,8 +52,9 @@ _SECRET_WORDS = (r"password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-
                  r"client[_-]?secret|auth|session(?:id)?|csrf|cookie|credentials?|signature")
 
 
+# ``sig`` also covers "signature"; as a key of its own it is the signature of a signed URL (``sig=``).
 _SECRET_HINTS = ("pass", "pwd", "secret", "token", "key", "auth", "session", "csrf", "cookie", "credential",
-                 "signature")
+                 "sig")
 
 
 @dataclass
@@ -77,10 +78,12 @@ def _builtin_patterns(ip_addresses: bool) -> list[Pattern]:
                 or "digest" in lt),
         Pattern("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[jwt]",
                 lambda t, lt: "eyJ" in t),
-        # key=value / key: value / "key": "value" inside free text (messages, logs, URLs).
+        # key=value / key: value / "key": "value" inside free text (messages, logs, URLs). A value
+        # in square brackets is taken whole: it may be a marker an earlier pattern left
+        # (``token=[jwt]``), and a partial match would leave its ``]`` behind.
         Pattern("secret-pair", re.compile(
-            r"(?i)([\"']?\b[\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*[\"']?\s*[=:]\s*)"
-            r"(\"[^\"]*\"|'[^']*'|[^\s,;&)}\]]+)"), r"\1[Filtered]",
+            r"(?i)([\"']?(?:\b[\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*|\bsig)[\"']?\s*[=:]\s*)"
+            r"(\"[^\"]*\"|'[^']*'|\[[^\]\s]*\]|[^\s,;&)}\]]+)"), r"\1[Filtered]",
             lambda t, lt: ("=" in t or ":" in t) and any(h in lt for h in _SECRET_HINTS)),
         Pattern("api-key", re.compile(
             r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bAKIA[0-9A-Z]{16}\b"

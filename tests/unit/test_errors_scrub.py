@@ -38,6 +38,41 @@ def test_values_are_scrubbed_inside_text(scrubber: Scrubber, text: str, secret: 
     assert out != text
 
 
+# Exact outputs: the secret goes, its marker is whole (no stray bracket), and the text around it stays.
+@pytest.mark.parametrize(("text", "expected"), [
+    # A JWT after "token=" is first replaced by the JWT pattern ("[jwt]"); the key=value pattern
+    # then took "[jwt" as the value and left "]" behind: "token=[Filtered]]".
+    (f"invalid token={JWT}", "invalid token=[Filtered]"),
+    (f"invalid token={JWT} for project 12, retry", "invalid token=[Filtered] for project 12, retry"),
+    (f"token: {JWT}, expired", "token: [Filtered], expired"),
+    (f"token={JWT}.", "token=[Filtered]."),
+    (f"GET /reports?access_token={JWT}&page=2", "GET /reports?access_token=[Filtered]&page=2"),
+    (f"GET /reports?page=2&token={JWT}", "GET /reports?page=2&token=[Filtered]"),
+    (f"callback /cb?id_token={JWT}#state", "callback /cb?id_token=[Filtered]#state"),
+    (f"GET /x?t={JWT}&y=1", "GET /x?t=[jwt]&y=1"),  # no secret key name: the value pattern alone
+    ("GET /blob?sv=2021-08-06&se=2030-01-01&sig=Ab3%2Fcd%3D&sp=r",
+     "GET /blob?sv=2021-08-06&se=2030-01-01&sig=[Filtered]&sp=r"),
+    ("signed url /f?sig=0a1b2c3d4e5f expired", "signed url /f?sig=[Filtered] expired"),
+    (f"download /f?X-Amz-Signature={'ab' * 32}&X-Amz-Expires=60",
+     "download /f?X-Amz-Signature=[Filtered]&X-Amz-Expires=60"),
+    ("password=[hunter2] rejected", "password=[Filtered] rejected"),
+    # Words that merely contain "sig" are not keys to filter.
+    ("design=3 signal=4 assigned=5", "design=3 signal=4 assigned=5"),
+])
+def test_secret_values_inside_text_exactly(scrubber: Scrubber, text: str, expected: str) -> None:
+    assert scrubber.text(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    f"invalid token={JWT} for project 12", f"GET /x?token={JWT}&page=2", f"Authorization: Bearer {JWT}",
+    "sig=abcdef123456", "password=hunter2", "token=[Filtered] ok", "mail a@b.io from 10.0.0.1",
+])
+def test_scrubbing_twice_changes_nothing(scrubber: Scrubber, text: str) -> None:
+    # Text is scrubbed again downstream (the log filter sees what the tracker already cleaned).
+    once = scrubber.text(text)
+    assert scrubber.text(once) == once
+
+
 def test_numbers_failing_luhn_are_kept(scrubber: Scrubber) -> None:
     assert scrubber.text("order 4111111111111112 shipped") == "order 4111111111111112 shipped"
     assert scrubber.text("duct 12 x 8 in, 350 cfm") == "duct 12 x 8 in, 350 cfm"
