@@ -3,7 +3,8 @@
 ``Expr.promql()`` renders the PromQL a Grafana panel (or ``PROMETHEUS_URL``) runs; ``Expr.evaluate()``
 computes the same thing in-process from recent samples of this process's own metrics. Only the
 subset of PromQL the widgets need is modelled: selectors, ``rate``/``increase``, aggregations,
-``histogram_quantile``, arithmetic and ``or vector(0)``.
+``histogram_quantile``, arithmetic, comparisons, ``clamp_min``, ``label_replace`` tags, ``or`` and
+``or vector(0)``.
 """
 
 from __future__ import annotations
@@ -331,7 +332,8 @@ class Bin(Expr):
 
 
 def _paren(e: Expr) -> str:
-    return e.promql() if isinstance(e, Num | Sel | Agg | Rate | Quantile) else f"({e.promql()})"
+    simple = Num | Sel | Agg | Rate | Quantile | ClampMin | Tag | ThisProcess
+    return e.promql() if isinstance(e, simple) else f"({e.promql()})"
 
 
 def _apply(op: str, a: float, b: float) -> float:
@@ -364,19 +366,101 @@ class OrZero(Expr):
 
 @dataclass(frozen=True, eq=False)
 class Filter(Expr):
-    """``expr > value``: keep the series above a threshold (e.g. failing health checks)."""
+    """``expr > value``: keep the series above a threshold (e.g. failing health checks).
+
+    ``as_bool`` renders ``expr > bool value``: every series kept, as 1 (above) or 0, so a sum over
+    it counts without the ``or vector(0)`` an empty filter result would need."""
 
     inner: Expr
     above: float
+    as_bool: bool = False
 
     def children(self) -> tuple[Expr, ...]:
         return (self.inner,)
 
     def promql(self) -> str:
-        return f"{_paren(self.inner)} > {self.above:g}"
+        op = "> bool" if self.as_bool else ">"
+        return f"{_paren(self.inner)} {op} {self.above:g}"
 
     def evaluate(self, samples: Samples) -> Vector:
-        return {k: v for k, v in self.inner.evaluate(samples).items() if v > self.above}
+        inner = self.inner.evaluate(samples)
+        if self.as_bool:
+            return {k: float(v > self.above) for k, v in inner.items()}
+        return {k: v for k, v in inner.items() if v > self.above}
+
+
+@dataclass(frozen=True, eq=False)
+class ClampMin(Expr):
+    """``clamp_min(expr, floor)``: a denominator that may be 0 when nothing happened at all."""
+
+    inner: Expr
+    floor: float
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.inner,)
+
+    def promql(self) -> str:
+        return f"clamp_min({self.inner.promql()}, {self.floor:g})"
+
+    def evaluate(self, samples: Samples) -> Vector:
+        return {k: max(v, self.floor) for k, v in self.inner.evaluate(samples).items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Tag(Expr):
+    """``label_replace(expr, "label", "value", "", "")``: name the series of one of several parts."""
+
+    inner: Expr
+    label: str
+    value: str
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.inner,)
+
+    def promql(self) -> str:
+        return f'label_replace({self.inner.promql()}, "{self.label}", "{self.value}", "", "")'
+
+    def evaluate(self, samples: Samples) -> Vector:
+        return {labels_of({**dict(k), self.label: self.value}): v
+                for k, v in self.inner.evaluate(samples).items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Union(Expr):
+    """``a or b``: both parts' series in one result (not a fallback: each part is real data)."""
+
+    lhs: Expr
+    rhs: Expr
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.lhs, self.rhs)
+
+    def promql(self) -> str:
+        return f"{_paren(self.lhs)} or {_paren(self.rhs)}"
+
+    def evaluate(self, samples: Samples) -> Vector:
+        left = self.lhs.evaluate(samples)
+        return {**{k: v for k, v in self.rhs.evaluate(samples).items() if k not in left}, **left}
+
+
+@dataclass(frozen=True, eq=False)
+class ThisProcess(Expr):
+    """PromQL from ``inner``; in-process the answer is the one live process asking: 1.
+
+    For instance counts: Prometheus counts instances from ``target_info``, while the embedded
+    dashboard is by definition one running instance (and reading ``target_info`` in-process would
+    force the exporter's slow full collection on every sample)."""
+
+    inner: Expr
+
+    def promql(self) -> str:
+        return self.inner.promql()
+
+    def label_names(self) -> set[str]:
+        return self.inner.label_names()
+
+    def evaluate(self, samples: Samples) -> Vector:
+        return {(): 1.0}
 
 
 @dataclass(frozen=True, eq=False)
@@ -398,6 +482,14 @@ class Raw(Expr):
 
     def evaluate(self, samples: Samples) -> Vector:
         return {}
+
+
+def fallbacks(expr: Expr) -> list[Expr]:
+    """The parts of ``expr`` behind an ``or vector(0)``: what must exist for the panel to mean anything."""
+    found = [expr.inner] if isinstance(expr, OrZero) else []
+    for child in expr.children():
+        found += fallbacks(child)
+    return found
 
 
 def clean(vector: Vector) -> Vector:

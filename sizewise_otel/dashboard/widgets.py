@@ -19,9 +19,13 @@ from dataclasses import dataclass, field
 
 from sizewise_otel.catalog import Kind, Signal
 from sizewise_otel.dashboard.expr import (
+    ClampMin,
     Expr,
     Filter,
     Raw,
+    Tag,
+    ThisProcess,
+    Union,
     avg_,
     count_,
     increase,
@@ -42,7 +46,7 @@ DASHBOARDS: dict[str, tuple[str, str, str]] = {
     "hvac-calculations": ("sizewise-hvac-calculations", "SizeWise / HVAC Calculations",
                           "HVAC calculation throughput, outcomes and duration, and user sessions."),
     "microservices-health": ("sizewise-microservices-health", "SizeWise / Microservices Health",
-                             "Health checks, scrape targets and the outbound calls to other services."),
+                             "Health checks, live instances and the outbound calls to other services."),
     "error-tracking": ("sizewise-error-tracking", "SizeWise / Error Tracking",
                        "Errors captured by the error tracker: by type, severity, new groups and drops."),
 }
@@ -57,7 +61,9 @@ INSTRUMENTATION_METRICS: dict[str, tuple[str, ...]] = {
     "process_cpu_utilization": (),
     "process_thread_count": (),
     "process_open_file_descriptor_count": (),
-    "up": (),  # written by Prometheus for every scrape target
+    # One series per instance (service.instance.id) from the exporter's resource; behind the
+    # collector its ``instance`` label is the service.instance.id, in a direct scrape the target.
+    "target_info": (),
 }
 STANDARD_LABELS = ("job", "instance", "le")
 
@@ -157,6 +163,23 @@ CACHE_OPS = "sizewise_cache_operations_total"
 CALCS = "sizewise_hvac_calculations_total"
 CALC_DURATION = "sizewise_hvac_calculation_duration_seconds"
 ERRORS = "sizewise_errors_total"
+CONTAINER = "sizewise_container"
+
+
+def _instances(*by: str) -> Expr:
+    """Live instances: one ``target_info`` per (job, instance), i.e. per service.instance.id.
+
+    Not Prometheus' ``up``: behind the collector that is the collector's own scrape. An instance
+    that stops exporting drops out once the collector's exporter expires its series
+    (``metric_expiration``), in a direct scrape once its target goes stale."""
+    return ThisProcess(count_(count_(m("target_info"), "job", "instance"), *by))
+
+
+def _http_5xx_share() -> Expr:
+    """Service-wide 5xx share from the request counters summed over instances (never an average
+    of per-process percentages: two workers where one fails show the true share)."""
+    return (100 * sum_(rate(m(HTTP_COUNT, http_response_status_code="~5.."))).or_zero()
+            / sum_(rate(m(HTTP_COUNT))))
 
 
 def _builtin() -> None:
@@ -204,6 +227,29 @@ def _builtin() -> None:
     r("process_open_fds", "Open file descriptors", "File descriptors the service process holds open.",
       unit="short", dashboard=d, row=row, panel="stat",
       expr=max_(m("process_open_file_descriptor_count"), "instance"), legend="{{instance}}")
+    row = "Container (cgroup; empty outside a container)"
+    r("container_cpu_throttling", "CPU throttling",
+      "Share of CFS periods in which the container was throttled by its CPU quota (0 without a "
+      "quota). Sustained throttling adds latency while host CPU looks idle. Warning at 25 %, "
+      "critical at 50 %.",
+      unit="percent", dashboard=d, row=row,
+      expr=100 * max_(rate(m(f"{CONTAINER}_cpu_throttled_periods_total")), "instance")
+      # floor: no quota means no periods at all, and 0 throttled of 0 is 0 %, not NaN
+      / ClampMin(max_(rate(m(f"{CONTAINER}_cpu_periods_total")), "instance"), 0.001),
+      legend="{{instance}}", thresholds=(25, 50))
+    r("container_memory_vs_limit", "Memory working set vs limit",
+      "Container memory working set (what the OOM killer and kubectl top count) and the "
+      "container's memory limit; no limit line when the container has none.",
+      unit="bytes", dashboard=d, row=row,
+      expr=Union(Tag(max_(m(f"{CONTAINER}_memory_working_set_bytes"), "instance"), "series", "working set"),
+                 Tag(max_(m(f"{CONTAINER}_memory_limit_bytes"), "instance"), "series", "limit")),
+      legend="{{instance}} {{series}}")
+    r("container_oom_kills", "OOM kills",
+      "Processes in the container killed by the OOM killer per rate interval (a worker killed "
+      "this way restarts and loses its in-flight requests). Any is a problem.",
+      unit="short", dashboard=d, row=row,
+      expr=max_(increase(m(f"{CONTAINER}_memory_oom_kills_total")), "instance"),
+      legend="{{instance}}", thresholds=(1,))
 
     # ---------------- Application Performance ----------------------------------------------
     d, row = "application-performance", "Requests (RED)"
@@ -211,9 +257,7 @@ def _builtin() -> None:
       unit="reqps", dashboard=d, row=row, panel="stat", expr=sum_(rate(m(HTTP_COUNT))), legend="requests")
     r("http_error_rate", "HTTP error rate",
       "Share of inbound requests answered with a 5xx status. Warning at 1 %, critical at 5 %.",
-      unit="percent", dashboard=d, row=row, panel="stat",
-      expr=100 * sum_(rate(m(HTTP_COUNT, http_response_status_code="~5.."))).or_zero()
-      / sum_(rate(m(HTTP_COUNT))),
+      unit="percent", dashboard=d, row=row, panel="stat", expr=_http_5xx_share(),
       legend="5xx %", thresholds=(1, 5))
     r("http_latency_p95", "p95 latency", "95th percentile of inbound request duration, all routes.",
       unit="s", dashboard=d, row=row, panel="stat", expr=quantile(0.95, HTTP), legend="p95",
@@ -301,20 +345,25 @@ def _builtin() -> None:
     # ---------------- Microservices Health --------------------------------------------------
     d, row = "microservices-health", "Health checks"
     r("failing_checks", "Failing checks",
-      "Health checks currently in warning or critical state; 0 when all are healthy.",
+      "Health checks currently in warning or critical state, counted per instance; 0 when all are "
+      "healthy, no data when no instance reports health.",
       unit="short", dashboard=d, row=row, panel="stat",
-      expr=count_(Filter(m("sizewise_health_status"), 0)).or_zero(), legend="failing", thresholds=(1, 2))
-    r("targets_up", "Targets up", "Scrape targets of the selected jobs that answered the last scrape.",
-      unit="short", dashboard=d, row=row, panel="stat", expr=sum_(m("up")), legend="up")
+      expr=sum_(Filter(m("sizewise_health_status"), 0, as_bool=True)), legend="failing",
+      thresholds=(1, 2))
+    r("targets_up", "Instances up",
+      "Instances (service.instance.id: one per worker process) of the selected jobs exporting "
+      "telemetry. A killed instance drops out when the collector expires its series "
+      "(metric_expiration, 5 min in compose).",
+      unit="short", dashboard=d, row=row, panel="stat", expr=_instances(), legend="instances")
     r("health_status", "Health by check", "Health per check: 0 healthy, 1 warning, 2 critical.",
       unit="short", dashboard=d, row=row, panel="bargauge",
       expr=max_(m("sizewise_health_status"), "check"), legend="{{check}}", thresholds=(1, 2), width=12)
     r("health_check_duration", "Health check duration", "Duration of the last run of each health check.",
       unit="s", dashboard=d, row=row,
       expr=max_(m("sizewise_health_check_duration_seconds"), "check"), legend="{{check}}")
-    r("service_up", "Service instances up", "1 when Prometheus scraped the instance, 0 when not.",
-      unit="short", dashboard=d, row=row, expr=max_(m("up"), "job", "instance"),
-      legend="{{job}} {{instance}}")
+    r("service_up", "Service instances up",
+      "Instances exporting telemetry, per service (job), from target_info per service.instance.id.",
+      unit="short", dashboard=d, row=row, expr=_instances("job"), legend="{{job}}")
     row = "Dependencies (outbound HTTP)"
     r("upstream_request_rate", "Outbound request rate", "Calls per second to other services, by server.",
       unit="reqps", dashboard=d, row=row,
@@ -331,10 +380,11 @@ def _builtin() -> None:
 
     # ---------------- Error Tracking --------------------------------------------------------
     d, row = "error-tracking", "Errors"
-    r("error_rate_percent", "Error rate (5xx share, 1 min)",
-      "Share of HTTP requests answered with 5xx over the last minute, as the service measures it.",
-      unit="percent", dashboard=d, row=row, panel="stat",
-      expr=max_(m("sizewise_error_rate_percent"), "instance"), legend="{{instance}}", thresholds=(1, 5))
+    r("error_rate_percent", "Error rate (5xx share)",
+      "Share of HTTP requests answered with 5xx over the rate interval, from the request counters "
+      "of every instance (sizewise_error_rate_percent is per process and cannot be aggregated).",
+      unit="percent", dashboard=d, row=row, panel="stat", expr=_http_5xx_share(), legend="5xx %",
+      thresholds=(1, 5))
     r("new_error_groups", "New error groups", "Error groups seen for the first time (or regressed).",
       unit="short", dashboard=d, row=row, panel="stat",
       expr=sum_(increase(m("sizewise_error_groups_new_total"))).or_zero(), legend="new groups",
