@@ -13,9 +13,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sizewise_otel.alerts.rules import DEFAULT_RULES, AlertRule
+from sizewise_otel.alerts.rules import COLLECTOR_JOB, DEFAULT_RULES, EXPECTED_JOBS, AlertRule
 
 JOB = {"job": "sizewise", "instance": "app:8000"}
+PUSHED = EXPECTED_JOBS[0]  # the job the collector's exporter gives the app's instances
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,97 @@ def threshold_test(rule: AlertRule, high: float, low: float, **extra: str) -> Pr
     )
 
 
+def _instance(name: str, values: str, job: str = PUSHED) -> tuple[str, str]:
+    """One app instance on the push path: its target_info series (1 while it exports)."""
+    return _series("target_info", {"job": job, "instance": name, "telemetry_sdk_language": "python"}), values
+
+
+def _lost(*instances: str) -> tuple[Expect, ...]:
+    return tuple(Expect("instance_down", 1, {"job": PUSHED, "instance": i}) for i in instances)
+
+
+def liveness_tests() -> tuple[PromTest, ...]:
+    """Instances die at minute 20 (their series go stale, as when the collector expires them)."""
+    absent = Expect("service_absent", 2, {"job": PUSHED})
+    return (
+        # Two instances; `a` dies, a replacement `c` starts at minute 26.
+        PromTest("instance_down", (
+            _instance("a", "1x20 stale"), _instance("b", "1x40"), _instance("c", "_x25 1x15"),
+        ), (
+            Check(20, "InstanceDown"),
+            Check(24, "InstanceDown", _lost("a")),
+            Check(28, "InstanceDown"),
+        )),
+        # Both die (each is lost and the service is absent); two new ones start at minute 30.
+        PromTest("service_absent", (
+            _instance("a", "1x20 stale"), _instance("b", "1x20 stale"),
+            _instance("c", "_x29 1x10"), _instance("d", "_x29 1x10"),
+        ), (
+            Check(20, "ServiceAbsent"),
+            Check(24, "ServiceAbsent", (absent,)),
+            Check(33, "ServiceAbsent"),
+            Check(20, "InstanceDown"),
+            Check(24, "InstanceDown", _lost("a", "b")),
+            Check(33, "InstanceDown"),
+        )),
+        # The expected job never reported (another job did): absent_over_time catches it.
+        PromTest("service_never_seen", (
+            _instance("x", "1x20", job="sizewise/other"), _instance("a", "_x9 1x10"),
+        ), (
+            Check(0, "ServiceAbsent"),
+            Check(3, "ServiceAbsent", (Expect("service_absent", 1, {"job": PUSHED}),)),
+            Check(12, "ServiceAbsent"),
+        )),
+        # A worker recycled: `c` starts as `a` dies, both exported for a minute. No alert.
+        PromTest("instance_replaced_is_silent", (
+            _instance("a", "1x20 stale"), _instance("b", "1x40"), _instance("c", "_x19 1x20"),
+        ), (
+            Check(20, "InstanceDown"), Check(24, "InstanceDown"), Check(35, "InstanceDown"),
+        )),
+        # The collector's exporter cannot be scraped: its instances vanish, but that is
+        # ScrapeTargetDown's alert, not a dead service.
+        PromTest("collector_down_is_silent", (
+            (_series("up", {"job": COLLECTOR_JOB, "instance": "otel-collector:8889"}), "1x10 0x10 1x20"),
+            _instance("a", "1x10 stale _x9 1x20"), _instance("b", "1x10 stale _x9 1x20"),
+        ), (
+            Check(14, "InstanceDown"), Check(14, "ServiceAbsent"),
+            Check(25, "InstanceDown"), Check(25, "ServiceAbsent"),
+        )),
+    )
+
+
+def container_tests() -> tuple[PromTest, ...]:
+    periods = "sizewise_container_cpu_periods_total"
+    return (
+        # Half of the CFS periods throttled for 20 minutes (600 periods a minute).
+        PromTest("container_cpu_throttling", (
+            (_series(periods, JOB), "0+600x40"),
+            (_series("sizewise_container_cpu_throttled_periods_total", JOB), "0+300x20 6000x20"),
+        ), (
+            Check(14, "ContainerCpuThrottling"),
+            Check(17, "ContainerCpuThrottling", (Expect("container_cpu_throttling", 0.5, JOB),)),
+            Check(28, "ContainerCpuThrottling"),
+        )),
+        # One OOM kill at minute 11.
+        PromTest("container_oom_killed", (
+            (_series("sizewise_container_memory_oom_kills_total", JOB), "0x10 1x20"),
+        ), (
+            Check(10, "ContainerOomKilled"),
+            Check(12, "ContainerOomKilled", (Expect("container_oom_killed", 1, JOB),)),
+            Check(23, "ContainerOomKilled"),
+        )),
+        # Working set at 95 % of the limit for 6 minutes.
+        PromTest("container_memory_near_limit", (
+            (_series("sizewise_container_memory_working_set_bytes", JOB), "950x6 500x10"),
+            (_series("sizewise_container_memory_limit_bytes", JOB), "1000x16"),
+        ), (
+            Check(4, "ContainerMemoryNearLimit"),
+            Check(6, "ContainerMemoryNearLimit", (Expect("container_memory_near_limit", 0.95, JOB),)),
+            Check(8, "ContainerMemoryNearLimit"),
+        )),
+    )
+
+
 def _by_name() -> dict[str, AlertRule]:
     return {r.name: r for r in DEFAULT_RULES}
 
@@ -71,12 +163,29 @@ def default_tests() -> tuple[PromTest, ...]:
     cache = {**JOB, "cache_backend": "redis", "cache_operation": "get"}
     job = {"job": "sizewise"}
     return (
+        # Always firing, from the first evaluation on.
+        PromTest("watchdog", (), (
+            Check(0, "Watchdog", (Expect("watchdog", 1, {}),)),
+            Check(600, "Watchdog", (Expect("watchdog", 1, {}),)),
+        )),
+        *liveness_tests(),
+        *container_tests(),
         threshold_test(r["high_cpu_usage"], 90, 20, source="host"),
         threshold_test(r["high_memory_usage"], 90, 50, source="host"),
         threshold_test(r["critical_memory_usage"], 97, 50, source="host"),
         threshold_test(r["high_disk_usage"], 90, 50, mountpoint="data"),
         threshold_test(r["critical_disk_usage"], 97, 50, mountpoint="data"),
-        threshold_test(r["high_error_rate"], 12.5, 0),
+        # Two instances: `a` answers only 500s (20 a minute), `b` only 200s (180 a minute). The
+        # service's share is 10 %, not a's 100 % nor the 50 % mean of the two processes' percents.
+        PromTest("high_error_rate", (
+            (_series(f"{http}_count", {**route, "instance": "a", "http_response_status_code": "500"}),
+             "0+20x10 200x20"),
+            (_series(f"{http}_count", {**route, "instance": "b"}), "0+180x30"),
+        ), (
+            Check(0, "HighErrorRate"),
+            Check(3, "HighErrorRate", (Expect("high_error_rate", 10, job),)),
+            Check(17, "HighErrorRate"),
+        )),
         threshold_test(r["scrape_target_down"], 0, 1),
         threshold_test(r["database_down"], 2, 0),
         threshold_test(r["redis_down"], 2, 0),

@@ -75,7 +75,9 @@ def alerts_doc(rules: Iterable[AlertRule] = DEFAULT_RULES) -> dict[str, Any]:
 def _expected_alert(rule: AlertRule, value: float, labels: dict[str, str]) -> dict[str, Any]:
     expanded = {k: v.replace("{{ $labels.job }}", labels.get("job", ""))
                 for k, v in rule_labels(rule).items()}
-    return {"exp_labels": {**labels, "alertname": rule.alertname, **expanded},
+    exp_labels = {**labels, "alertname": rule.alertname, **expanded}
+    # A label that expands to "" does not exist (Watchdog has no job, hence no service).
+    return {"exp_labels": {k: v for k, v in exp_labels.items() if v},
             "exp_annotations": rule.annotations(labels, value)}
 
 

@@ -9,7 +9,8 @@ One catalog feeds both evaluation paths:
   duration) in-process. Rules that need PromQL (``expr`` set: ratios of rates, burn rates, ``up``)
   are evaluated by Prometheus only.
 
-Every metric and label used here exists in ``sizewise_otel.catalog`` (tests check it).
+Every metric and label used here exists in ``sizewise_otel.catalog`` (tests check it), apart from
+what the push path adds: ``target_info`` (one series per ``service.instance.id``) and ``up``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,21 @@ from __future__ import annotations
 import enum
 import math
 import operator
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 GRAFANA_BASE_URL = "http://localhost:3000"
-RUNBOOK_BASE_URL = "https://github.com/sizewise/sizewise-otel/blob/main/docs/runbooks.md"
+# Where `runbook_url` points: this repository's docs/runbooks.md, by a path relative to the checkout
+# by default. A deployment that publishes the docs sets SIZEWISE_RUNBOOK_BASE_URL (e.g. its wiki or
+# repository URL of runbooks.md) and renders its own copy of the rules.
+RUNBOOK_BASE_URL = "docs/runbooks.md"
+RUNBOOK_BASE_URL_ENV = "SIZEWISE_RUNBOOK_BASE_URL"
+
+
+def runbook_base_url() -> str:
+    return os.environ.get(RUNBOOK_BASE_URL_ENV) or RUNBOOK_BASE_URL
 
 DASHBOARDS = {
     "system": "sizewise-system-overview",
@@ -133,7 +143,7 @@ class AlertRule:
 
     @property
     def runbook_url(self) -> str:
-        return f"{RUNBOOK_BASE_URL}#{self.runbook_anchor}"
+        return f"{runbook_base_url()}#{self.runbook_anchor}"
 
     @property
     def dashboard_url(self) -> str:
@@ -244,6 +254,40 @@ def _slo_record(window: str) -> RecordingRule:
     )
 
 
+# --- instance liveness on the push path ------------------------------------------------------
+# Behind the collector, Prometheus' `up` is the collector's. An app instance (one process, one
+# service.instance.id) is alive while its `target_info` series is exported: the collector's
+# Prometheus exporter drops every series of an instance that stopped pushing after its
+# `metric_expiration` (collector/config.yaml: 60s = 4 of compose's 15 s OTLP export intervals).
+# Directly scraped targets (an `up` series with the same job and instance) are left to
+# ScrapeTargetDown. Kill -> Slack: expiration 60s + scrape 10s + two rule evaluations 30s + for 1m
+# + Alertmanager's group_wait 10s = about 3 min, under the 5 min the design asks for.
+# An instance is "lost" when it vanished and the service now runs fewer instances than it held
+# steadily (for STABLE_WINDOW) within the last LIVENESS_WINDOW: a replacement (new instance id
+# after a restart or a worker recycle) resolves the alert, and the minute or so during which a
+# dying instance's series linger beside its replacement's does not raise the expected size.
+LIVENESS_WINDOW = "1h"  # a lost instance alerts for at most this long (then it is forgotten)
+ABSENCE_WINDOW = "1d"  # a service seen within this window and absent now is "absent"
+STABLE_WINDOW = "2m"  # > expiration + one export: a replacement's overlap is not a new size
+COLLECTOR_JOB = "otel-collector"  # prometheus.yml's scrape of the collector's exporter
+EXPECTED_JOBS = ("sizewise/sizewise-hvac",)  # absent even if never seen (compose's service.namespace/name)
+INSTANCE_UP = "job_instance:sizewise_instance:up"
+INSTANCES = "job:sizewise_instances:count"
+INSTANCES_STABLE = f"job:sizewise_instances:min{STABLE_WINDOW}"
+
+LIVENESS_RECORDS: tuple[RecordingRule, ...] = (
+    RecordingRule(INSTANCE_UP, "group by (job, instance) (target_info unless on (job, instance) up)",
+                  "sizewise.recording.liveness"),
+    RecordingRule(INSTANCES, f"count by (job) ({INSTANCE_UP})", "sizewise.recording.liveness"),
+    RecordingRule(INSTANCES_STABLE, f"min_over_time({INSTANCES}[{STABLE_WINDOW}])",
+                  "sizewise.recording.liveness"),
+)
+_COLLECTOR_DOWN = f'unless on () (up{{job="{COLLECTOR_JOB}"}} == 0)'
+# Fewer instances now than the service held steadily in the last hour (none at all included).
+_EXPECTED = f"max_over_time({INSTANCES_STABLE}[{LIVENESS_WINDOW}])"
+_SHRUNK = f"({INSTANCES} < on (job) {_EXPECTED} or {_EXPECTED} unless on (job) {INSTANCES})"
+_ABSENT = " or ".join(f'absent_over_time({INSTANCE_UP}{{job="{job}"}}[5m])' for job in EXPECTED_JOBS)
+
 RECORDING_RULES: tuple[RecordingRule, ...] = (
     RecordingRule("job:http_server_requests:rate5m",
                   f"sum by (job) (rate({HTTP}_count[5m]))"),
@@ -266,6 +310,7 @@ RECORDING_RULES: tuple[RecordingRule, ...] = (
                   'sum by (job) (sizewise_db_pool_connections{state="used"})'
                   ' / (sum by (job) (sizewise_db_pool_connections{state="max"}) > 0)'),
     *(_slo_record(w) for w in SLO_WINDOWS),
+    *LIVENESS_RECORDS,
 )
 
 
@@ -276,6 +321,14 @@ def _burn(long: str, short: str, factor: float) -> str:
 
 
 DEFAULT_RULES: tuple[AlertRule, ...] = (
+    # --- the alerting pipeline itself ---------------------------------------------------------
+    # Dead man's switch: always firing; Alertmanager sends it to its own receiver every 5 minutes
+    # and the service behind it pages when the messages stop (Prometheus, rules or Alertmanager down).
+    AlertRule("watchdog", "vector", "==", 1, 0, AlertSeverity.INFO, "Alerting pipeline heartbeat",
+              alert="Watchdog", summary="Alerting pipeline is alive (always firing)", expr="vector(1)",
+              details="Always firing: its absence at the dead man's switch means Prometheus, rule "
+                      "evaluation or Alertmanager is down.",
+              value_format="count", dashboard=DASHBOARDS["services"], group="sizewise.meta"),
     # --- system ----------------------------------------------------------------------------
     AlertRule("high_cpu_usage", "sizewise_cpu_usage_percent", ">", 80.0, 300, AlertSeverity.WARNING,
               "High CPU usage detected", summary="High CPU usage on {{ $labels.instance }}",
@@ -295,10 +348,14 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               summary="Data disk {{ $labels.mountpoint }} almost full on {{ $labels.instance }}",
               value_format="percent"),
     # --- application -----------------------------------------------------------------------
+    # Prometheus: the service's share of 5xx from the request counters summed over its instances
+    # (a per-process percent cannot be aggregated); in-process: the spec's gauge of that process.
     AlertRule("high_error_rate", "sizewise_error_rate_percent", ">", 5.0, 60, AlertSeverity.CRITICAL,
               "High error rate detected", summary="High error rate on {{ $labels.job }}",
-              details="More than 5% of HTTP requests answered 5xx over the last minute "
-                      "on {{ $labels.instance }}.",
+              expr="100 * job:http_server_request_errors:rate5m / on (job) job:http_server_requests:rate5m > 5",
+              in_process=True,
+              details="More than 5% of HTTP requests to {{ $labels.job }} (all instances) answered "
+                      "5xx over the last 5 minutes.",
               value_format="percent", dashboard=DASHBOARDS["performance"], group="sizewise.application"),
     AlertRule("latency_slo_fast_burn", HTTP, ">", 14.4 * SLO_BUDGET, 120, AlertSeverity.CRITICAL,
               "Latency SLO error budget burning fast", alert="LatencySLOBudgetBurn",
@@ -318,11 +375,47 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               "Scrape target down", summary="{{ $labels.job }} target {{ $labels.instance }} is down",
               details="Prometheus cannot scrape {{ $labels.instance }} (job {{ $labels.job }}).",
               value_format="count", dashboard=DASHBOARDS["services"], group="sizewise.application"),
+    AlertRule("instance_down", "target_info", "==", 0, 60, AlertSeverity.CRITICAL,
+              "Service instance stopped reporting",
+              summary="{{ $labels.job }} lost instance {{ $labels.instance }}",
+              expr=f"(present_over_time({INSTANCE_UP}[{LIVENESS_WINDOW}]) unless {INSTANCE_UP})"
+                   f" and on (job) {_SHRUNK} {_COLLECTOR_DOWN}",
+              details="Instance {{ $labels.instance }} of {{ $labels.job }} pushed no telemetry since "
+                      "its series expired, and no new instance took its place.",
+              value_format="count", dashboard=DASHBOARDS["services"], group="sizewise.liveness"),
+    AlertRule("service_absent", "target_info", "==", 0, 60, AlertSeverity.CRITICAL,
+              "Service absent", summary="{{ $labels.job }} has no live instance",
+              expr=f"(max_over_time({INSTANCES}[{ABSENCE_WINDOW}]) unless on (job) {INSTANCES}"
+                   f" or {_ABSENT}) {_COLLECTOR_DOWN}",
+              details="No instance of {{ $labels.job }} pushes telemetry.",
+              value_format="count", dashboard=DASHBOARDS["services"], group="sizewise.liveness"),
     AlertRule("telemetry_export_failures", "sizewise_telemetry_export_failures_total", ">", 3, 300,
               AlertSeverity.WARNING, "Telemetry export failing",
               summary="{{ $labels.job }} cannot export {{ $labels.signal }} over OTLP",
               function="increase", window_seconds=600, by=("job", "signal"), value_format="count",
               dashboard=DASHBOARDS["services"], group="sizewise.application"),
+    # --- container (cgroup signals; only a container with limits has them) -----------------
+    # Every worker of a container reports the same cgroup, so these stay per instance: summing
+    # would count one container once per worker.
+    AlertRule("container_cpu_throttling", "sizewise_container_cpu_throttled_periods_total", ">", 0.25,
+              900, AlertSeverity.WARNING, "Container CPU throttled",
+              summary="{{ $labels.job }} container of {{ $labels.instance }} is CPU-throttled",
+              expr="rate(sizewise_container_cpu_throttled_periods_total[5m])"
+                   " / rate(sizewise_container_cpu_periods_total[5m]) > 0.25",
+              details="Over 25% of CFS periods were throttled over 5m, for 15m: the CPU quota is too small.",
+              value_format="ratio", group="sizewise.container"),
+    AlertRule("container_oom_killed", "sizewise_container_memory_oom_kills_total", ">", 0, 0,
+              AlertSeverity.WARNING, "Container process OOM-killed",
+              summary="A process in the container of {{ $labels.job }} {{ $labels.instance }} was OOM-killed",
+              expr="increase(sizewise_container_memory_oom_kills_total[10m]) > 0",
+              details="The kernel OOM killer ended a process in this container over the last 10m.",
+              value_format="count", group="sizewise.container"),
+    AlertRule("container_memory_near_limit", "sizewise_container_memory_working_set_bytes", ">", 0.9,
+              300, AlertSeverity.WARNING, "Container memory near its limit",
+              summary="{{ $labels.job }} container of {{ $labels.instance }} is near its memory limit",
+              expr="sizewise_container_memory_working_set_bytes / sizewise_container_memory_limit_bytes > 0.9",
+              details="The working set exceeds 90% of the memory limit for 5m: the OOM killer is next.",
+              value_format="ratio", group="sizewise.container"),
     # --- dependencies ----------------------------------------------------------------------
     AlertRule("database_down", "sizewise_health_status", "==", 2, 60, AlertSeverity.CRITICAL,
               "Database unreachable", summary="Database health check critical on {{ $labels.job }}",

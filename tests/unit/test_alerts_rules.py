@@ -6,11 +6,18 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sizewise_otel import AlertRule, AlertSeverity
 from sizewise_otel.alerts import render
 from sizewise_otel.alerts.promtests import default_tests
-from sizewise_otel.alerts.rules import DASHBOARDS, DEFAULT_RULES, RECORDING_RULES, expand
+from sizewise_otel.alerts.rules import (
+    DASHBOARDS,
+    DEFAULT_RULES,
+    RECORDING_RULES,
+    RUNBOOK_BASE_URL_ENV,
+    expand,
+)
 from sizewise_otel.catalog import SIGNALS, Kind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +69,8 @@ def test_default_catalog_covers_the_issue() -> None:
     assert {"HighCpuUsage", "HighErrorRate", "LatencySLOBudgetBurn", "HighMemoryUsage", "HighDiskUsage",
             "DatabaseDown", "DatabasePoolSaturation", "RedisDown", "CacheHitRatioCollapse",
             "CriticalHealthCheck", "HvacCalculationFailureRate", "ErrorSpike", "NewErrorGroup",
-            "ScrapeTargetDown", "TelemetryExportFailures"} <= alertnames
+            "ScrapeTargetDown", "TelemetryExportFailures", "Watchdog", "InstanceDown", "ServiceAbsent",
+            "ContainerCpuThrottling", "ContainerOomKilled", "ContainerMemoryNearLimit"} <= alertnames
     assert len({r.name for r in DEFAULT_RULES}) == len(DEFAULT_RULES)
     # the SRE workbook's multi-window, multi-burn-rate pairs
     slo = " ".join(r.promql for r in DEFAULT_RULES if r.alertname == "LatencySLOBudgetBurn")
@@ -72,7 +80,7 @@ def test_default_catalog_covers_the_issue() -> None:
 
 
 def _known_series() -> tuple[set[str], set[str]]:
-    names = {"up"} | {r.record for r in RECORDING_RULES}
+    names = {"up", "target_info"} | {r.record for r in RECORDING_RULES}  # what the push path adds
     labels = {"job", "instance", "le"}
     for sig in SIGNALS:
         names.add(sig.prom_name)
@@ -82,7 +90,8 @@ def _known_series() -> tuple[set[str], set[str]]:
     return names, labels
 
 
-FUNCS = {"sum", "rate", "increase", "histogram_quantile", "by", "on", "and", "or", "unless", "offset"}
+FUNCS = {"sum", "count", "group", "rate", "increase", "histogram_quantile", "vector", "present_over_time",
+         "absent_over_time", "max_over_time", "min_over_time", "by", "on", "and", "or", "unless", "offset"}
 
 
 @pytest.mark.parametrize("expr", [r.promql for r in DEFAULT_RULES] + [r.expr for r in RECORDING_RULES])
@@ -123,8 +132,65 @@ def test_recording_rules_are_named_level_metric_operations() -> None:
 def test_every_alert_rule_has_a_promtool_test() -> None:
     covered = {e.rule for t in default_tests() for c in t.checks for e in c.firing}
     assert covered == {r.name for r in DEFAULT_RULES}
-    for test in default_tests():  # before its for, firing, resolved
-        assert not test.checks[0].firing and test.checks[1].firing and not test.checks[-1].firing
+    by_name = {t.name: t for t in default_tests()}
+    for rule in DEFAULT_RULES:
+        if rule.name == "watchdog":  # never resolves: firing from the first evaluation to the last
+            assert all(c.firing for c in by_name["watchdog"].checks)
+            continue
+        test = next(t for t in by_name.values() if any(e.rule == rule.name for c in t.checks for e in c.firing))
+        checks = [c for c in test.checks if c.alertname == rule.alertname]
+        # before its for, firing, resolved
+        assert not checks[0].firing and checks[1].firing and not checks[-1].firing, rule.name
+
+
+def test_runbook_url_points_into_this_repository(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(RUNBOOK_BASE_URL_ENV, raising=False)
+    runbooks = (ROOT / "docs" / "runbooks.md").read_text()
+    for rule in DEFAULT_RULES:
+        path, _, anchor = rule.runbook_url.partition("#")
+        assert (ROOT / path).resolve() == (ROOT / "docs" / "runbooks.md").resolve()
+        assert re.search(rf"^## {re.escape(rule.alertname)}$", runbooks, re.M | re.I), anchor
+    monkeypatch.setenv(RUNBOOK_BASE_URL_ENV, "https://docs.example.internal/sizewise/runbooks")
+    rule = DEFAULT_RULES[0]
+    assert rule.runbook_url == f"https://docs.example.internal/sizewise/runbooks#{rule.runbook_anchor}"
+    assert rule.annotation_templates()["runbook_url"] == rule.runbook_url
+
+
+def test_no_prometheus_rule_reads_a_per_process_percent() -> None:
+    """Ratios come from counters summed over instances, never from a worker's own percent gauge."""
+    for rule in DEFAULT_RULES:
+        assert "sizewise_error_rate_percent" not in rule.promql, rule.name
+    records = {r.record: r.expr for r in RECORDING_RULES}
+    error_rate = next(r for r in DEFAULT_RULES if r.name == "high_error_rate")
+    assert error_rate.embedded  # in-process the spec's gauge still drives it
+    for record in re.findall(r"job:[a-z0-9_:]+", error_rate.promql):
+        assert records[record].startswith("sum by (job) (rate(http_server_request_duration_seconds_count")
+
+
+def test_watchdog_always_fires_and_is_prometheus_only() -> None:
+    [watchdog] = [r for r in DEFAULT_RULES if r.alertname == "Watchdog"]
+    assert watchdog.promql == "vector(1)" and not watchdog.embedded and watchdog.duration_seconds == 0
+
+
+def test_liveness_rules_watch_the_push_path() -> None:
+    by_name = {r.alertname: r for r in DEFAULT_RULES}
+    records = {r.record: r.expr for r in RECORDING_RULES}
+    assert records["job_instance:sizewise_instance:up"] == (
+        "group by (job, instance) (target_info unless on (job, instance) up)")
+    assert "job_instance:sizewise_instance:up" in by_name["InstanceDown"].promql
+    assert "absent_over_time" in by_name["ServiceAbsent"].promql
+    for name in ("InstanceDown", "ServiceAbsent"):
+        rule = by_name[name]
+        assert rule.severity == AlertSeverity.CRITICAL and rule.duration_seconds == 60
+        assert 'unless on () (up{job="otel-collector"} == 0)' in rule.promql
+    collector = yaml.safe_load((ROOT / "collector" / "config.yaml").read_text())
+    expiration = collector["exporters"]["prometheus"]["metric_expiration"]
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    export_ms = int(compose["services"]["app"]["environment"]["OTEL_METRIC_EXPORT_INTERVAL"])
+    seconds = int(expiration.rstrip("s")) if expiration.endswith("s") else int(expiration.rstrip("m")) * 60
+    assert seconds >= 3 * export_ms / 1000  # a late export does not drop a live instance
+    # compose: expiration + scrape 10 s + two evaluations 15 s + for + group_wait 10 s under 5 min
+    assert seconds + 10 + 2 * 15 + by_name["InstanceDown"].duration_seconds + 10 < 300
 
 
 def test_expand_matches_prometheus_formats() -> None:
