@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.tools import pinned_version
+from tests.unit import k8s_render
 from tests.unit.k8s_render import (
     CLUSTER_KINDS,
     K8S,
@@ -41,6 +42,13 @@ def test_kustomize_is_the_pinned_build() -> None:
     out = subprocess.run([kustomize(), "version"], capture_output=True, text=True, timeout=60,
                          check=True)
     assert out.stdout.strip() == f"v{pinned_version('kustomize')}"
+
+
+def test_a_missing_kustomize_fails_naming_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No kustomize means failures that say how to build it, never skips or a stand-in renderer."""
+    monkeypatch.setattr(k8s_render, "built_tool", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match=re.escape("scripts/build-servers.sh kustomize")):
+        k8s_render.kustomize()
 
 
 def test_every_kustomization_is_found() -> None:
