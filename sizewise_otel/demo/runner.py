@@ -6,9 +6,12 @@ import asyncio
 import ipaddress
 import os
 import socket
+import sys
 
 import structlog
 import uvicorn
+
+from sizewise_otel.demo.console import ErrorConsole, banner
 
 log = structlog.get_logger("sizewise.demo")
 
@@ -58,25 +61,36 @@ async def serve(host: str, port: int, load: bool, load_rate: float, load_duratio
     main = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                          access_log=False))
     servers.append(main)
-    tasks = [asyncio.create_task(s.serve()) for s in servers]
-    while not main.started:
-        await asyncio.sleep(0.05)
-        if tasks[-1].done():
-            await tasks[-1]
-            return
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    log.info("demo serving", url=base, metrics=f"{base}/metrics", health=f"{base}/health",
-             dashboard=f"{base}/dashboard", materials=os.environ["MATERIALS_SERVICE_URL"])
-    if load:
-        from sizewise_otel.demo.load import run_load
+    # After uvicorn.Config (it configures its loggers): captured errors print one line each.
+    tracker = app.state.sizewise.tracker
+    console = ErrorConsole(tracker).install() if tracker is not None else None
+    try:
+        tasks = [asyncio.create_task(s.serve()) for s in servers]
+        while not main.started:
+            await asyncio.sleep(0.05)
+            if tasks[-1].done():
+                await tasks[-1]
+                return
+        base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        log.info("demo serving", url=base, metrics=f"{base}/metrics", health=f"{base}/health",
+                 dashboard=f"{base}/dashboard", materials=os.environ["MATERIALS_SERVICE_URL"])
+        from sizewise_otel.demo.load import describe
 
-        async def drive() -> None:
-            stats = await run_load(base, rate=load_rate, duration=load_duration)
-            log.info("load finished", sent=stats.sent, by_status=dict(stats.by_status),
-                     failures=stats.failures)
-            if load_duration is not None:
-                for s in servers:
-                    s.should_exit = True
+        print(banner(base, get_settings(), describe(load_rate, load_duration) if load else None,
+                     errors_tracked=console is not None), file=sys.stderr, flush=True)
+        if load:
+            from sizewise_otel.demo.load import run_load
 
-        tasks.append(asyncio.create_task(drive()))
-    await asyncio.gather(*tasks[: len(servers)])
+            async def drive() -> None:
+                stats = await run_load(base, rate=load_rate, duration=load_duration)
+                log.info("load finished", sent=stats.sent, by_status=dict(stats.by_status),
+                         failures=stats.failures)
+                if load_duration is not None:
+                    for s in servers:
+                        s.should_exit = True
+
+            tasks.append(asyncio.create_task(drive()))
+        await asyncio.gather(*tasks[: len(servers)])
+    finally:
+        if console is not None:
+            await asyncio.to_thread(console.close, 2.0)
