@@ -7,7 +7,6 @@ import re
 import shutil
 import struct
 import subprocess
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from sizewise_otel.dashboard.widgets import widgets
 from tests.apprunner import RunningApp, run_demo
-from tests.servers import need, tempdir
+from tests.servers import need, tempdir, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +34,15 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def demo() -> Iterator[RunningApp]:
     with run_demo(args=["--load", "--load-rate", "60"]) as app:
-        # Bounded wait until the embedded history has rates (two samples after traffic began).
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
+        def has_rates() -> bool:  # the embedded history has two samples after traffic began
             data = httpx.get(f"{app.url}/dashboard/widget/hvac_calculations_per_minute", timeout=10).json()
-            if data["value"] is not None and len(data["series"][0]["points"]) >= 2:
-                break
-            time.sleep(1)
+            return data["value"] is not None and len(data["series"][0]["points"]) >= 2
+
+        wait_for(has_rates, 90, "rates in the embedded dashboard history")
         yield app
 
 
-def run_chromium(chromium: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_chromium(chromium: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     profile = tempdir("chromium")
     try:
         return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
