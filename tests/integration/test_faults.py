@@ -82,7 +82,10 @@ def test_redis_killed_mid_traffic(redis_srv: Server) -> None:
         eventually(lambda: _assert(cache_results(app)["hit"] > hits_before), timeout=30)
         eventually(lambda: _assert(httpx.get(f"{app.url}/health", timeout=10).json()["status"] != "fail"))
     assert set(traffic.statuses) <= {200, 201}, traffic.statuses
-    assert traffic.slowest < 2.0  # a dead cache never costs more than its short timeout
+    # A dead cache costs at most its 0.25 s socket timeout (no retries), then the breaker skips it. A
+    # hang would reach the client's 10 s timeout (status 0 above); 5 s sits far above the configured
+    # cost, so a loaded machine does not flake it, and still well below a hang.
+    assert traffic.slowest < 5.0, traffic.slowest
 
 
 def _assert(cond: bool) -> None:
@@ -95,13 +98,25 @@ def test_postgres_restarted(postgres: Server, tmp_path) -> None:
     with run_demo(env) as app, httpx.Client(base_url=app.url, timeout=15) as client:
         assert calc(client, 1234).status_code == 201
         postgres.stop()
+        unavailable = 0
         try:
-            failed = [calc(client, 2000 + i).status_code for i in range(12)]
-            assert all(code >= 500 for code in failed), failed
+            for i in range(12):
+                assert_database_unavailable(calc(client, 2000 + i))
+                unavailable += 1
+            # README: /readyz fails while the database (a critical check) is down
+            eventually(lambda: _assert(client.get("/readyz").status_code == 503), timeout=30)
         finally:
             postgres.start()
-        # the pool recovers (pre-ping replaces dead connections)
-        eventually(lambda: _assert(calc(client, 3333).status_code in (200, 201)), timeout=30)
+
+        def recovered() -> None:  # the pool recovers (pre-ping replaces dead connections)
+            nonlocal unavailable
+            resp = calc(client, 3333)
+            if resp.status_code == 503:
+                assert_database_unavailable(resp)
+                unavailable += 1
+            assert resp.status_code in (200, 201), resp.text
+
+        eventually(recovered, timeout=30)
         assert calc(client, 4444).status_code == 201
 
         def one_group() -> None:
@@ -109,9 +124,19 @@ def test_postgres_restarted(postgres: Server, tmp_path) -> None:
             items = groups["groups"] if isinstance(groups, dict) else groups
             db_groups = [g for g in items if "OperationalError" in str(g)]
             assert len(db_groups) == 1, db_groups
-            assert db_groups[0]["count"] >= 12
+            # captured once each: one occurrence per 503 answered, and no second group for the status
+            assert db_groups[0]["count"] == unavailable, (db_groups[0]["count"], unavailable)
+            assert not [g for g in items if "HTTPServerError503" in str(g)], items
 
         eventually(one_group, timeout=20)
+
+
+def assert_database_unavailable(resp: httpx.Response) -> None:
+    """The demo's answer to a dead database (sizewise_otel/demo/service.py ``database_unavailable``)."""
+    assert resp.status_code == 503, (resp.status_code, resp.text)
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.json() == {"detail": "database unavailable, retry shortly"}
+    assert resp.headers["retry-after"] == "5"
 
 
 def test_prometheus_down_goes_unnoticed(tmp_path) -> None:
@@ -130,10 +155,16 @@ def test_prometheus_down_goes_unnoticed(tmp_path) -> None:
             eventually(scraped, timeout=30)
         finally:
             prom.stop()
+        before = calculations(app)
         with httpx.Client(base_url=app.url, timeout=10) as client:
             codes = [calc(client, 900 + i).status_code for i in range(30)]
             assert set(codes) <= {200, 201}
             health = client.get("/health").json()
             assert health["status"] in ("pass", "warn")
-            assert "prometheus" not in str(health.get("recommendations", "")).lower()
-        assert any(n == "sizewise_hvac_calculations_total" for n, _, _ in parse_samples(app.metrics_text()))
+        # nothing lost with the scraper gone: the pull model keeps counting in-process, every request once
+        assert calculations(app) - before == 30
+
+
+def calculations(app: RunningApp) -> float:
+    return sum(value for name, _, value in parse_samples(app.metrics_text())
+               if name == "sizewise_hvac_calculations_total")

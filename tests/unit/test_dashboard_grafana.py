@@ -197,8 +197,30 @@ def test_checked_in_json_is_current() -> None:
         assert path.read_text() == text, f"{rel} is out of date: run `sizewise-otel render`"
 
 
-def test_render_is_deterministic() -> None:
-    assert grafana.render_files() == grafana.render_files()
+def checked_in_boards() -> dict[str, str]:
+    folder = ROOT / "grafana" / "dashboards"
+    return {f"grafana/dashboards/{p.name}": p.read_text() for p in sorted(folder.glob("*.json"))}
+
+
+def test_render_matches_the_checked_in_boards_and_follows_the_catalog() -> None:
+    from sizewise_otel.dashboard.expr import m, rate, sum_
+    from sizewise_otel.render import render
+
+    disk = checked_in_boards()
+    assert grafana.render_files() == disk  # same bytes, and no stale board left on disk
+    register_widget("test_render_probe", "Render probe", "A catalog change the render must show.",
+                    unit="ops", dashboard="hvac-calculations", row="Custom",
+                    expr=sum_(rate(m("sizewise_hvac_calculations_total"))))
+    try:
+        rendered = grafana.render_files()
+        changed = {path for path in rendered if rendered[path] != disk.get(path)}
+        assert changed == {"grafana/dashboards/hvac-calculations.json"}
+        assert "Render probe" in rendered["grafana/dashboards/hvac-calculations.json"]
+        # and `sizewise-otel render --check` would fail on it
+        assert "grafana/dashboards/hvac-calculations.json" in render(ROOT, check=True)
+    finally:
+        unregister_widget("test_render_probe")
+    assert grafana.render_files() == disk
 
 
 def test_registered_widget_appears_in_its_dashboard() -> None:
