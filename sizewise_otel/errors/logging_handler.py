@@ -70,6 +70,17 @@ class ScrubbingLogFilter(logging.Filter):
         super().__init__("sizewise-scrub")
         self.scrubber = scrubber
 
+    @property
+    def version(self) -> tuple[int, int]:
+        # format_stacktrace caches rendered frames per (scrub function's owner, its version).
+        return id(self.scrubber), self.scrubber.version
+
+    def scrub_lines(self, text: str) -> str:
+        """Scrubs ``text`` line by line. Scrubbing it whole would cut it at ``Scrubber.max_string``:
+        a server's traceback runs past that, and the frames cut are the innermost, the ones to read."""
+        text_of = self.scrubber.text
+        return "".join(text_of(line) for line in text.splitlines(keepends=True))
+
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_sizewise_scrubbed", False):
             return True
@@ -86,9 +97,9 @@ class ScrubbingLogFilter(logging.Filter):
                 record.args = {k: text(v) if isinstance(v, str) else v for k, v in record.args.items()}
             if record.exc_info and record.exc_info[1] is not None:
                 exc = record.exc_info[1]
-                record.exc_text = format_stacktrace(exc, None, self.scrubber.text).rstrip("\n")
+                record.exc_text = format_stacktrace(exc, None, self.scrub_lines).rstrip("\n")
             elif record.exc_text:
-                record.exc_text = self.scrubber.text(record.exc_text)
+                record.exc_text = self.scrub_lines(record.exc_text)
             record._sizewise_scrubbed = True
         except Exception:  # a filter must never lose the line
             return True

@@ -80,10 +80,11 @@ def _builtin_patterns(ip_addresses: bool) -> list[Pattern]:
                 lambda t, lt: "eyJ" in t),
         # key=value / key: value / "key": "value" inside free text (messages, logs, URLs). A value
         # in square brackets is taken whole: it may be a marker an earlier pattern left
-        # (``token=[jwt]``), and a partial match would leave its ``]`` behind.
+        # (``token=[jwt]``), and a partial match would leave its ``]`` behind. A bare value leaves a
+        # closing quote that ends it (``f("token=abc")``) in place.
         Pattern("secret-pair", re.compile(
             r"(?i)([\"']?(?:\b[\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*|\bsig)[\"']?\s*[=:]\s*)"
-            r"(\"[^\"]*\"|'[^']*'|\[[^\]\s]*\]|[^\s,;&)}\]]+)"), r"\1[Filtered]",
+            r"(\"[^\"]*\"|'[^']*'|\[[^\]\s]*\]|[^\s,;&)}\]]+?(?=[\"']?(?:[\s,;&)}\]]|$)))"), r"\1[Filtered]",
             lambda t, lt: ("=" in t or ":" in t) and any(h in lt for h in _SECRET_HINTS)),
         Pattern("api-key", re.compile(
             r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bAKIA[0-9A-Z]{16}\b"

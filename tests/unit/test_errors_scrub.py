@@ -56,6 +56,10 @@ def test_values_are_scrubbed_inside_text(scrubber: Scrubber, text: str, secret: 
     (f"download /f?X-Amz-Signature={'ab' * 32}&X-Amz-Expires=60",
      "download /f?X-Amz-Signature=[Filtered]&X-Amz-Expires=60"),
     ("password=[hunter2] rejected", "password=[Filtered] rejected"),
+    # A quote that closes the text around the pair is not part of the value (a traceback's code line).
+    ('raise ValueError("bad token=abc123secret")', 'raise ValueError("bad token=[Filtered]")'),
+    ("log('password=hunter2', x)", "log('password=[Filtered]', x)"),
+    ('password=ab"cd ok', "password=[Filtered] ok"),  # a quote inside the value goes with it
     # Words that merely contain "sig" are not keys to filter.
     ("design=3 signal=4 assigned=5", "design=3 signal=4 assigned=5"),
 ])
