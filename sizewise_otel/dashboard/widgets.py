@@ -372,7 +372,9 @@ def _builtin() -> None:
       unit="s", dashboard=d, row=row, expr=quantile(0.95, CLIENT, "server_address"),
       legend="{{server_address}}")
     r("upstream_error_rate", "Outbound error rate",
-      "Share of calls to other services that failed (error.type set: 4xx/5xx or transport error).",
+      "Share of calls to other services answered with 4xx/5xx (error.type set). Calls that fail "
+      "before a response (refused, timed out) are not counted: the httpx instrumentation records "
+      "no duration for them.",
       unit="percent", dashboard=d, row=row, panel="stat",
       expr=100 * sum_(rate(m(f"{CLIENT}_count", error_type="!"))).or_zero()
       / sum_(rate(m(f"{CLIENT}_count"))),
