@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from opentelemetry.instrumentation.distro import BaseDistro
-from opentelemetry.sdk._configuration import _BaseConfigurator
+from sizewise_otel.fastpath import Configurator, Distro
 
 DEFAULTS = {
     "OTEL_SEMCONV_STABILITY_OPT_IN": "http,database",
@@ -23,8 +22,8 @@ DEFAULTS = {
 }
 
 
-class SizeWiseDistro(BaseDistro):
-    def _configure(self, **kwargs: Any) -> None:
+class SizeWiseDistro(Distro):
+    def configure_defaults(self, **kwargs: Any) -> None:
         for key, value in DEFAULTS.items():
             os.environ.setdefault(key, value)
 
@@ -44,8 +43,8 @@ class SizeWiseDistro(BaseDistro):
             mark_instrumented(name)
 
 
-class SizeWiseConfigurator(_BaseConfigurator):
-    def _configure(self, **kwargs: Any) -> None:
+class SizeWiseConfigurator(Configurator):
+    def configure_providers(self, **kwargs: Any) -> None:
         from sizewise_otel.telemetry import get_telemetry
 
         get_telemetry()  # builds and installs the global meter and tracer providers

@@ -27,7 +27,8 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import INVALID_SPAN
 
-from sizewise_otel.db import Recorder, current_span
+from sizewise_otel.db import recorder
+from sizewise_otel.fastpath import current_span
 from sizewise_otel.telemetry import Telemetry
 
 _OPERATIONS = "sizewise.cache.operations"
@@ -40,11 +41,9 @@ class OperationCounts:
         from sizewise_otel.catalog import signal
 
         sig = signal(_OPERATIONS)
-        # The duration histogram's lock when it is the lean one: an operation then counts and
-        # records its duration under a single acquisition (InstrumentedCache._count).
-        lean = Recorder(telemetry, "sizewise.cache.operation.duration").lean
-        lock = getattr(lean, "_lock", None)
-        self.lock = lock if lock is not None and hasattr(lean, "record_counting") else threading.Lock()
+        # The duration recorder's lock: with the lean histogram an operation then counts and records
+        # its duration under a single acquisition (InstrumentedCache._count).
+        self.lock = recorder(telemetry, "sizewise.cache.operation.duration").lock
         self._cells: dict[tuple[str, str, str], tuple[list[int], dict[str, str]]] = {}
         telemetry.meter.create_observable_counter(_OPERATIONS, callbacks=[self._observe], unit=sig.unit,
                                                   description=sig.description)
@@ -122,13 +121,12 @@ class InstrumentedCache:
         self._open_until = 0.0  # 0.0 while closed: the hot path skips the clock
         counts = operation_counts(telemetry)
         self._lock = counts.lock
-        self._dur = Recorder(telemetry, "sizewise.cache.operation.duration")
+        self._dur = recorder(telemetry, "sizewise.cache.operation.duration")
         # A plain lean record when no measurement can carry an exemplar unless a sampled span is
         # current (the SDK's default trace-based filter); the Recorder otherwise.
-        self._plain = self._dur.lean.record if self._dur.lean is not None and self._dur.sampled_only else None
+        self._plain = self._dur.plain if self._dur.sampled_only else None
         # ... and counting in the same acquisition when the count cells share the histogram's lock.
-        self._plain_counting = self._dur.lean.record_counting \
-            if self._plain is not None and getattr(self._dur.lean, "_lock", None) is self._lock else None
+        self._plain_counting = self._dur.record_counting if self._dur.lock is self._lock else None
         # (op, result) -> (count cell, duration handle): everything an operation touches, resolved once
         self._cells = {(op, result): (counts.cell(self.backend, op, result),
                                       self._dur.bind({"cache.backend": self.backend, "cache.operation": op}))

@@ -29,10 +29,8 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 from sqlalchemy.engine import Engine
 
-from sizewise_otel.spangate import SpanGate, current_span
+from sizewise_otel.fastpath import BoundedCache, Recorder, SpanGate, contrib_scope
 from sizewise_otel.telemetry import SCOPE, Telemetry
-
-__all__ = ["SpanGate", "current_span", "instrument_engine", "operation_name", "sanitize_sql"]
 
 _VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK", "CREATE",
                     "DROP", "ALTER", "WITH", "PRAGMA"})
@@ -72,61 +70,15 @@ def error_type(exc: BaseException) -> str:
 def contrib_tracer(tracer_provider: Any, package: str) -> trace.Tracer:
     """A tracer under the contrib instrumentor's scope, so traces look the same in zero-code mode."""
     try:
-        import importlib
-
-        from opentelemetry.instrumentation._semconv import _get_schema_url, _StabilityMode
-
-        version = importlib.import_module(f"opentelemetry.instrumentation.{package}.version").__version__
-        return tracer_provider.get_tracer(f"opentelemetry.instrumentation.{package}", version,
-                                          schema_url=_get_schema_url(_StabilityMode.DATABASE))
+        name, version, url = contrib_scope(package, "database")
+        return tracer_provider.get_tracer(name, version, schema_url=url)
     except Exception:  # contrib package missing or changed: our own scope
         return tracer_provider.get_tracer(f"{SCOPE}.{package}")
 
 
-class Recorder:
-    """One histogram's measurements with cached attribute sets: lean aggregation or SDK instrument.
-
-    Exemplars keep the SDK's semantics: under the default trace-based filter a measurement made
-    under a sampled span carries an exemplar (here: the operation's own CLIENT span), others do
-    not, so the non-sampled path stays a plain record.
-    """
-
-    def __init__(self, telemetry: Telemetry, name: str) -> None:
-        from sizewise_otel.catalog import signal
-
-        sig = signal(name)
-        self.name = name
-        self.instrument = telemetry.instrument(name)
-        self.lean = None
-        try:
-            from sizewise_otel.httpserver import lean_histogram
-
-            self.lean = lean_histogram(telemetry.meter_provider, name, sig.unit, sig.description,
-                                       sig.buckets or (), (SCOPE, telemetry.settings.service_version, None))
-        except Exception:  # the SDK instrument is always a correct fallback
-            self.lean = None
-        # Only sampled measurements can carry an exemplar (trace-based filter) or none can (off).
-        self.sampled_only = self.lean is not None and (
-            not hasattr(self.lean, "offer") or getattr(self.lean, "exemplar_mode", 0) in (0, 1))
-
-    def bind(self, attributes: dict[str, str]) -> Any:
-        """A handle for ``record`` (resolve once per attribute set, keep it)."""
-        if self.lean is None:
-            return attributes
-        key = (self.name, *sorted(attributes.items()))
-        return self.lean.point(key, attributes)
-
-    def record(self, handle: Any, value: float, span: Any = None) -> None:
-        """Record ``value``; ``span`` is the operation's recording span, if any (exemplars)."""
-        lean = self.lean
-        if lean is None:
-            self.instrument.record(value, handle)
-        elif span is None and self.sampled_only:
-            lean.record(handle, value)
-        elif hasattr(lean, "offer"):
-            lean.offer(handle, value, span if span is not None else trace.get_current_span(), handle.attributes)
-        else:
-            lean.record(handle, value)
+def recorder(telemetry: Telemetry, name: str) -> Recorder:
+    """The catalog histogram ``name`` under SizeWise's scope (lean when the fast path allows it)."""
+    return Recorder(telemetry, name, (SCOPE, telemetry.settings.service_version, None))
 
 
 def instrument_engine(engine: Any, telemetry: Telemetry) -> Engine:
@@ -177,7 +129,7 @@ class _DialectTracer:
     def __init__(self, engine: Engine, telemetry: Telemetry) -> None:
         self.engine = engine
         self.system = _SYSTEMS.get(engine.dialect.name, engine.dialect.name)
-        self.recorder = Recorder(telemetry, "db.client.operation.duration")
+        self.recorder = recorder(telemetry, "db.client.operation.duration")
         self.tracing = not _contrib_traces_sqlalchemy()
         self.tracer = contrib_tracer(telemetry.tracer_provider, "sqlalchemy")
         self.gate = SpanGate(telemetry.tracer_provider, self.tracer)
@@ -191,8 +143,8 @@ class _DialectTracer:
         if url.port:
             static["server.port"] = int(url.port)
         self.static = static
-        self._statements: dict[str, _Statement] = {}
-        self._errors: dict[tuple[str, str], Any] = {}
+        self._statements: BoundedCache[str, _Statement] = BoundedCache(MAX_CACHED_STATEMENTS)
+        self._errors: BoundedCache[tuple[str, str], Any] = BoundedCache(256)
 
     def install(self) -> None:
         dialect = self.engine.dialect
@@ -212,10 +164,8 @@ class _DialectTracer:
             attributes = dict(self.static)
             attributes["db.operation.name"] = op
             attributes["db.query.text"] = sanitize_sql(statement)
-            found = _Statement(op, f"{op} {self.namespace}" if self.namespace else op,
-                               self._handle(op, None), attributes)
-            if len(self._statements) < MAX_CACHED_STATEMENTS:
-                self._statements[statement] = found
+            found = self._statements.put(statement, _Statement(
+                op, f"{op} {self.namespace}" if self.namespace else op, self._handle(op, None), attributes))
         return found
 
     def _handle(self, op: str, error: str | None) -> Any:
@@ -225,9 +175,7 @@ class _DialectTracer:
             attrs = {"db.system.name": self.system, "db.operation.name": op}
             if error:
                 attrs["error.type"] = error
-            found = self.recorder.bind(attrs)
-            if len(self._errors) < 256:
-                self._errors[key] = found
+            found = self._errors.put(key, self.recorder.bind(attrs))
         return found
 
     def _start(self, stmt: _Statement, parameters: Any, many: bool) -> Any:
@@ -250,7 +198,7 @@ class _DialectTracer:
         recorder = self.recorder
         record = recorder.record
         # Without a span the measurement is a plain lean record when no exemplar can be taken.
-        plain = recorder.lean.record if recorder.lean is not None and recorder.sampled_only else record
+        plain = recorder.plain
         start = self._start
         gate_start = self.gate.start
         failed = self._failed

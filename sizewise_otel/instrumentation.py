@@ -16,6 +16,7 @@ from sizewise_otel.auth import KeyRing
 from sizewise_otel.dashboard import PerformanceDashboard, initialize_performance_dashboard
 from sizewise_otel.db import instrument_engine
 from sizewise_otel.errors import ErrorTracker, initialize_error_tracker
+from sizewise_otel.fastpath import instrumented_by_contrib
 from sizewise_otel.health import HealthMonitor, initialize_health_monitor
 from sizewise_otel.heap import freeze_startup_heap
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in, get_settings
@@ -149,7 +150,7 @@ def _instrument_http_server(app: Any, telemetry: Telemetry) -> None:
     handle = getattr(getattr(app, "state", None), "sizewise", None)
     stats = getattr(handle, "stats", None)
     tracker = getattr(handle, "tracker", None)
-    if getattr(app, "_is_instrumented_by_opentelemetry", False):
+    if instrumented_by_contrib(app):
         # zero-code mode: the contrib instrumentor records the HTTP telemetry
         if stats is not None:
             app.add_middleware(MonitoringMiddleware, stats=stats, sink=tracker,

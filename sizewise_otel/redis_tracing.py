@@ -5,7 +5,7 @@ the instance's ``execute_command`` (and the ``execute`` of the pipelines it crea
 by a plain function that
 
 - starts no span at all under a valid, non-sampled parent a parent-based sampler drops anyway
-  (:class:`sizewise_otel.db.SpanGate`), and otherwise lets the SDK sampler decide (a command
+  (:class:`sizewise_otel.fastpath.SpanGate`), and otherwise lets the SDK sampler decide (a command
   outside any request is a root span, subject to the ratio sampler);
 - hands ``start_span`` a cached attribute dict: the connection part (``db.system.name`` =
   ``redis``, ``db.namespace`` = the database index, ``server.address``, ``server.port``) built
@@ -23,7 +23,8 @@ from typing import Any
 
 from opentelemetry.trace import StatusCode
 
-from sizewise_otel.db import SpanGate, contrib_tracer, error_type
+from sizewise_otel.db import contrib_tracer, error_type
+from sizewise_otel.fastpath import BoundedCache, SpanGate, instrumented_by_contrib
 
 MARK = "_sizewise_redis_traced"
 _MAX_QUERY_TEXT = 1000
@@ -75,20 +76,18 @@ class _ClientTracer:
         self.tracer = contrib_tracer(tracer_provider, "redis")
         self.gate = SpanGate(tracer_provider, self.tracer)
         self.static = connection_attributes(client)
-        self._commands: dict[tuple[Any, int], tuple[str, dict[str, Any]]] = {}
+        self.commands: BoundedCache[tuple[Any, int], tuple[str, dict[str, Any]]] = BoundedCache(_MAX_CACHED)
 
     def command(self, args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
         """(span name, attributes) for a command, cached per (command, argument count)."""
         key = (args[0] if args else None, len(args))
-        found = self._commands.get(key)
+        found = self.commands.get(key)
         if found is None:
             name = _command_name(args)
             attrs = dict(self.static)
             attrs["db.operation.name"] = name
             attrs["db.query.text"] = sanitized_command(args)
-            found = (name, attrs)
-            if len(self._commands) < _MAX_CACHED:
-                self._commands[key] = found
+            found = self.commands.put(key, (name, attrs))
         return found
 
     def pipeline(self, pipe: Any) -> tuple[str, dict[str, Any]]:
@@ -128,7 +127,7 @@ def _starter(traced: _ClientTracer, pipe: Any) -> Any:
     """``args -> recording span | None`` for commands (cached lookups inline) or a pipeline."""
     if pipe is not None:
         return lambda args: traced.start(args, pipe)
-    commands = traced._commands
+    commands = traced.commands
     command = traced.command
     gate_start = traced.gate.start
 
@@ -182,7 +181,7 @@ def _wrap_async(target: Any, attr: str, traced: _ClientTracer, pipe: Any) -> Non
 
 def trace_redis_client(client: Any, tracer_provider: Any) -> bool:
     """Wrap one client instance; ``False`` when it was already traced (by us or the contrib)."""
-    if getattr(client, MARK, False) or getattr(client, "_is_instrumented_by_opentelemetry", False):
+    if getattr(client, MARK, False) or instrumented_by_contrib(client):
         return False
     traced = _ClientTracer(client, tracer_provider)
     wrap = _wrap_async if _is_async(client) else _wrap_sync

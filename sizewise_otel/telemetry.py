@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
 from sizewise_otel.catalog import SIGNALS, Kind, Signal, signal
-from sizewise_otel.exposition import FastPrometheusMetricReader
+from sizewise_otel.fastpath import exporter_preferences, prometheus_reader
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in
 
 SCOPE = "sizewise_otel"
@@ -100,8 +100,7 @@ class _CountingMetricExporter(MetricExporter):
     """Wraps the OTLP exporter so failed batches become a metric and a health input."""
 
     def __init__(self, inner: MetricExporter, on_failure: Callable[[str], None]) -> None:
-        super().__init__(preferred_temporality=inner._preferred_temporality,
-                         preferred_aggregation=inner._preferred_aggregation)
+        super().__init__(**exporter_preferences(inner))
         self._inner = inner
         self._on_failure = on_failure
 
@@ -169,8 +168,9 @@ class Telemetry:
         self.settings = settings
         self.resource = build_resource(settings)
         self.export_stats = ExportStats()
-        # A PrometheusMetricReader (REGISTRY.collect() unchanged) that renders GET /metrics in one pass.
-        self.prometheus_reader = FastPrometheusMetricReader()
+        # A PrometheusMetricReader (REGISTRY.collect() unchanged); with the fast path it also renders
+        # GET /metrics in one pass.
+        self.prometheus_reader = prometheus_reader()
         all_readers: list[MetricReader] = [self.prometheus_reader, *readers]
         span_exporter_list = list(span_exporters)
         if settings.otlp_enabled:

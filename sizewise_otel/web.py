@@ -7,7 +7,7 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 
 from sizewise_otel.auth import keyring_of
-from sizewise_otel.exposition import generate_latest
+from sizewise_otel.fastpath import generate_latest
 
 
 def metrics_router() -> APIRouter:
@@ -20,7 +20,7 @@ def metrics_router() -> APIRouter:
             return PlainTextResponse("missing or invalid metrics token\n", status_code=401,
                                      headers={"WWW-Authenticate": "Bearer"})
         # The same text as prometheus_client.generate_latest(REGISTRY); the OTel reader's part is
-        # rendered in one pass from the SDK's data (sizewise_otel/exposition.py).
+        # rendered in one pass from the SDK's data (sizewise_otel/fastpath/exposition.py).
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return router

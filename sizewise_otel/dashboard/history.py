@@ -29,11 +29,11 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sizewise_otel.dashboard.expr import Labels, Samples, clean
+from sizewise_otel.fastpath import BoundedCache, collect_samples
 
 MAX_SERIES = 512
 MAX_RAW_SERIES = 4_000
@@ -162,102 +162,12 @@ class History:
 
 # Label sets are shared between snapshots: the raw window then costs a dict entry per sample, not
 # a fresh tuple of strings. Bounded: cleared when it outgrows the raw-series cap.
-_INTERNED: dict[Labels, Labels] = {}
+_INTERNED: BoundedCache[Labels, Labels] = BoundedCache(2 * MAX_RAW_SERIES, on_full="clear")
 
 
 def _intern(labels: Labels) -> Labels:
     found = _INTERNED.get(labels)
-    if found is None:
-        if len(_INTERNED) >= 2 * MAX_RAW_SERIES:
-            _INTERNED.clear()
-        found = _INTERNED[labels] = labels
-    return found
-
-
-def collect_samples(names: set[str] | None = None, registry: object = None) -> Iterator[Any]:
-    """The ``prometheus_client`` samples of ``registry`` (default ``REGISTRY``) named in ``names``.
-
-    ``names=None`` is ``registry.collect()``. With names, only what can produce them is collected
-    and translated: a plain collector whose described names miss ``names`` is not called, and the
-    OTel exporter's collector, read through its :class:`~sizewise_otel.exposition.
-    FastPrometheusMetricReader` (one SDK collection, private to this call: a concurrent scrape
-    neither steals it nor sees it), translates only the metrics whose Prometheus name starts one of
-    ``names``; the samples are those ``registry.collect()`` would yield for the same names.
-    """
-    from prometheus_client import REGISTRY
-
-    reg: Any = registry or REGISTRY
-    parts = _registry_collectors(reg) if names is not None else None
-    if parts is None:
-        for family in reg.collect():
-            yield from family.samples if names is None else (s for s in family.samples if s.name in names)
-        return
-    assert names is not None
-    for collector, described in parts:
-        if described and described.isdisjoint(names):
-            continue
-        families = _otel_families(collector, names)
-        for family in (collector.collect() if families is None else families):
-            for sample in family.samples:
-                if sample.name in names:
-                    yield sample
-
-
-def _registry_collectors(reg: Any) -> list[tuple[Any, set[str]]] | None:
-    try:
-        with reg._lock:
-            return [(c, set(n)) for c, n in reg._collector_to_names.items()]
-    except AttributeError:
-        return None
-
-
-def _otel_families(collector: Any, names: set[str]) -> list[Any] | None:
-    """The families of the OTel exporter's collector that can carry ``names``, or None (not one)."""
-    from sizewise_otel import exposition
-
-    if "target_info" in names:
-        return None
-    reader = getattr(exposition, "_FAST_COLLECTORS", {}).get(collector)
-    capture = getattr(reader, "_capture", None)
-    lock = getattr(reader, "_render_lock", None)
-    translate = getattr(collector, "_translate_metric", None)
-    resolve = getattr(collector, "_resolve_metric_name", None)
-    if reader is None or capture is None or lock is None or translate is None or resolve is None:
-        return None
-    with lock:  # render_text()'s protocol: the SDK's data for this thread lands in ``box``
-        box: list[Any] = []
-        capture.box = box
-        try:
-            reader.collect()
-        finally:
-            capture.box = None
-    wanted = _WANTED.setdefault(frozenset(names), {})
-    families: dict[str, Any] = {}
-    for data in box:
-        for rm in data.resource_metrics:
-            resource_attrs: dict[str, Any] | None = None
-            for sm in rm.scope_metrics:
-                scope_attrs: dict[str, Any] | None = None
-                for metric in sm.metrics:
-                    keep = wanted.get(metric.name)
-                    if keep is None:
-                        prefix = resolve(metric.name)
-                        keep = wanted[metric.name] = any(n.startswith(prefix) for n in names)
-                    if not keep:
-                        continue
-                    if resource_attrs is None:
-                        resource_attrs = collector._build_resource_attrs(rm.resource)
-                    if scope_attrs is None:
-                        scope_attrs = collector._build_scope_attrs(sm.scope)
-                    translate(metric=metric, scope_attrs=scope_attrs, resource_attrs=resource_attrs,
-                              metric_family_id_metric_family=families)
-    if len(_WANTED) > 16:
-        _WANTED.clear()
-    return list(families.values())
-
-
-# frozenset of wanted sample names -> {OTel metric name: translate it?}
-_WANTED: dict[frozenset[str], dict[str, bool]] = {}
+    return _INTERNED.put(labels, labels) if found is None else found
 
 
 def read_registry(names: set[str] | None = None, registry: object = None) -> dict[str, dict[Labels, float]]:

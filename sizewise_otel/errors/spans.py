@@ -8,65 +8,53 @@ an unscrubbed value: the attributes do not exist until they are computed scrubbe
 
 Instrumentations record exceptions themselves (the ASGI middleware's ``record_exception`` puts the raw
 message on the server span, and the status description too). :class:`ScrubbingSpanProcessor` runs in
-the SDK's ``_on_ending`` hook, before any exporter sees the span, and scrubs attribute values, event
-attributes and the status description. Duplicate exception events (ours, then the instrumentation's
-for the same exception) are collapsed into ours.
+the SDK's pre-export hook (``fastpath.spans.EndingSpanProcessor``), before any exporter sees the
+span, and scrubs attribute values, event attributes and the status description. Duplicate exception
+events (ours, then the instrumentation's for the same exception) are collapsed into ours.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, SpanProcessor
+from opentelemetry.sdk.trace import Event
 from opentelemetry.trace import Status, StatusCode
 
 from sizewise_otel.errors.scrub import Scrubber
+from sizewise_otel.fastpath.bounded import BoundedCache
+from sizewise_otel.fastpath.spans import (
+    EndingSpanProcessor,
+    LazyEvent,
+    add_event,
+    replace_events,
+    replace_status,
+    rewrite_attributes,
+    span_attributes,
+    span_events,
+    span_status,
+)
 
 ERROR_ID_ATTR = "sizewise.error.id"
 GROUP_ID_ATTR = "sizewise.error.group_id"
 
 
-class LazyExceptionEvent(Event):
+class LazyExceptionEvent(LazyEvent):
     """An ``exception`` event whose attributes are computed (scrubbed) on first read, off the request path.
 
     ``resolve()`` returns the final, already scrubbed attributes; if it fails, the event carries only
     the type and the error id. ``error_type`` is known at once (the duplicate-event collapsing needs it).
     """
 
-    _lock = threading.Lock()
-
     def __init__(self, error_type: str, error_id: str, resolve: Callable[[], Mapping[str, Any]],
                  timestamp: int | None = None, *, max_value_len: int | None = None) -> None:
-        super().__init__("exception", None, timestamp)
-        self.max_value_len = max_value_len
+        super().__init__("exception", resolve,
+                         lambda: {"exception.type": error_type, ERROR_ID_ATTR: error_id},
+                         timestamp, max_value_len=max_value_len)
         self.error_type = error_type
         self.error_id = error_id
-        self._resolve: Callable[[], Mapping[str, Any]] | None = resolve
-
-    @property
-    def attributes(self) -> Any:
-        if self._resolve is not None:
-            with self._lock:
-                resolve = self._resolve
-                if resolve is not None:
-                    try:
-                        attrs: Mapping[str, Any] = resolve()
-                    except Exception:
-                        attrs = {"exception.type": self.error_type, ERROR_ID_ATTR: self.error_id}
-                    self._attributes = BoundedAttributes(attributes=attrs, immutable=True,
-                                                         max_value_len=self.max_value_len)
-                    self._resolve = None  # drop the reference to the captured error
-        return self._attributes
-
-    @property
-    def dropped_attributes(self) -> int:
-        attrs = self.attributes
-        return attrs.dropped if isinstance(attrs, BoundedAttributes) else 0
 
 
 def record_lazy_on_span(span: Any, error_type: str, error_id: str,
@@ -76,23 +64,18 @@ def record_lazy_on_span(span: Any, error_type: str, error_id: str,
     Adds a :class:`LazyExceptionEvent`, sets status ERROR and ``error.type``. Nothing is formatted or
     scrubbed here; ``error_type`` is a class name (no data).
     """
-    add = getattr(span, "_add_event", None)
-    if add is not None:
-        limits = getattr(span, "_limits", None)
-        add(LazyExceptionEvent(error_type, error_id, resolve,
-                               max_value_len=getattr(limits, "max_attribute_length", None)))
-    else:  # not an SDK span: compute now
+    if not add_event(span, lambda limit: LazyExceptionEvent(error_type, error_id, resolve,
+                                                             max_value_len=limit)):
+        # not an SDK span: compute now
         span.add_event("exception", dict(resolve()))
     status = _error_status.get(error_type)
     if status is None:
-        status = Status(StatusCode.ERROR, error_type)
-        if len(_error_status) < 1024:
-            _error_status[error_type] = status
+        status = _error_status.put(error_type, Status(StatusCode.ERROR, error_type))
     span.set_status(status)
     span.set_attribute("error.type", error_type)
 
 
-_error_status: dict[str, Status] = {}  # Status objects are immutable: one per error type
+_error_status: BoundedCache[str, Status] = BoundedCache(1024)  # immutable: one Status per error type
 
 
 def record_on_current_span(*, error_type: str, message: str, stacktrace: str, error_id: str,
@@ -116,26 +99,23 @@ def record_on_current_span(*, error_type: str, message: str, stacktrace: str, er
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
-class ScrubbingSpanProcessor(SpanProcessor):
+class ScrubbingSpanProcessor(EndingSpanProcessor):
     def __init__(self, scrubber: Scrubber) -> None:
         self.scrubber = scrubber
 
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        return None
-
-    def _on_ending(self, span: Any) -> None:
+    def on_ending(self, span: Any) -> None:
         with contextlib.suppress(Exception):  # never break span delivery
             self._scrub(span)
 
     def _scrub(self, span: Any) -> None:
         s = self.scrubber
-        attrs = getattr(span, "_attributes", None)
+        attrs = span_attributes(span)
         kind = getattr(span, "kind", None)
         if attrs:
             changes = s.attribute_changes(attrs, kind=kind)
             if changes:
-                _apply_changes(span, attrs, changes)
-        events = getattr(span, "_events", None)
+                rewrite_attributes(span, attrs, changes)
+        events = span_events(span)
         if events:
             # Our events: lazy ones are scrubbed by construction and must stay lazy (reading their
             # attributes here would do the deferred work on the request path).
@@ -162,45 +142,12 @@ class ScrubbingSpanProcessor(SpanProcessor):
                 else:
                     rewritten.append(ev)
             if changed:
-                dq = events._dq
-                dq.clear()
-                dq.extend(rewritten)
-        status = getattr(span, "_status", None)
+                replace_events(events, rewritten)
+        status = span_status(span)
         if status is not None and status.description:
             clean = s.text(status.description)
             if clean != status.description:
-                span._status = Status(status.status_code, clean)
-
-    def on_end(self, span: Any) -> None:
-        return None
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-def _apply_changes(span: Any, attrs: Any, changes: dict[str, Any]) -> None:
-    """Put the scrubbed values into the span's attributes.
-
-    The span's ``BoundedAttributes`` are rewritten in place, key by key (the values are already
-    valid attribute values: strings or tuples of strings, truncated here to the span's limit), so
-    the other attributes are not cleaned and copied again; anything else gets a new mapping.
-    """
-    store = getattr(attrs, "_dict", None)
-    lock = getattr(attrs, "_lock", None)
-    if isinstance(attrs, BoundedAttributes) and isinstance(store, dict) and lock is not None:
-        limit = attrs.max_value_len
-        with lock:
-            for key, value in changes.items():
-                if limit is not None:
-                    value = value[:limit] if isinstance(value, str) else tuple(v[:limit] for v in value)
-                store[key] = value
-        return
-    span._attributes = BoundedAttributes(
-        maxlen=getattr(attrs, "maxlen", None), attributes={**attrs, **changes}, immutable=True,
-        max_value_len=getattr(attrs, "max_value_len", None))
+                replace_status(span, Status(status.status_code, clean))
 
 
 def _short_type(value: Any) -> str:

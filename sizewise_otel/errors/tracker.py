@@ -52,6 +52,7 @@ from sizewise_otel.errors.scrub import Scrubber
 from sizewise_otel.errors.spans import ERROR_ID_ATTR, GROUP_ID_ATTR, install_span_scrubber, record_lazy_on_span
 from sizewise_otel.errors.store import BatchResult, ErrorStore, resolve_store_url
 from sizewise_otel.errors.writer import EventWriter
+from sizewise_otel.fastpath import BoundedCache
 from sizewise_otel.settings import Settings
 from sizewise_otel.telemetry import Telemetry, get_telemetry
 
@@ -82,7 +83,7 @@ def default_severity(exc: BaseException | None) -> ErrorSeverity:
     return ErrorSeverity.MEDIUM
 
 
-_severity_cache: dict[type, ErrorSeverity] = {}
+_severity_cache: BoundedCache[type, ErrorSeverity] = BoundedCache(4096)
 
 
 def _severity_of(exc: BaseException | None) -> ErrorSeverity:
@@ -92,9 +93,7 @@ def _severity_of(exc: BaseException | None) -> ErrorSeverity:
     cls = type(exc)
     sev = _severity_cache.get(cls)
     if sev is None:
-        sev = default_severity(exc)
-        if len(_severity_cache) < 4096:
-            _severity_cache[cls] = sev
+        sev = _severity_cache.put(cls, default_severity(exc))
     return sev
 
 
@@ -165,7 +164,7 @@ class ErrorTracker:
             on_result=self._on_batch, retention_seconds=settings.error_retention_hours * 3600.0,
             prepare=self._prepare)
         self.dropped: dict[str, int] = {"queue_full": 0, "store_unavailable": 0, "shutdown": 0}
-        self._metric_attrs: dict[tuple[str, str], dict[str, str]] = {}
+        self._metric_attrs: BoundedCache[tuple[str, str], dict[str, str]] = BoundedCache(1024)
         self._reader: ErrorStore | None = None
         self._reader_lock = threading.Lock()
         self._reader_pid = os.getpid()
@@ -294,10 +293,7 @@ class ErrorTracker:
     def _metric_attributes(self, key: tuple[str, str]) -> dict[str, str]:
         error_type, sev = key
         metric_type = error_type if error_type in self._types else self._admit_type(error_type)
-        attrs = {"error.type": metric_type, "severity": sev}
-        if len(self._metric_attrs) < 1024:
-            self._metric_attrs[key] = attrs
-        return attrs
+        return self._metric_attrs.put(key, {"error.type": metric_type, "severity": sev})
 
     # --- off the request path: the writer thread, or the span exporter's thread ------------------
     def _prepare(self, item: PendingError | ErrorEvent) -> ErrorEvent:

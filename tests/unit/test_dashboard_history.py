@@ -145,7 +145,7 @@ def test_collect_samples_translates_only_the_named_otel_metrics() -> None:
     from prometheus_client import REGISTRY
 
     from sizewise_otel.dashboard import history
-    from sizewise_otel.exposition import FastPrometheusMetricReader
+    from sizewise_otel.fastpath.exposition import FastPrometheusMetricReader
 
     reader = FastPrometheusMetricReader()
     provider = MeterProvider(metric_readers=[reader])

@@ -25,6 +25,8 @@ from opentelemetry.context.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
 
+from sizewise_otel.fastpath.detect import enabled
+
 try:
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 except ImportError:  # pragma: no cover - API-only install
@@ -46,7 +48,7 @@ def _context_var() -> Any:
 # With the default contextvars runtime the current context is one ContextVar read: the helpers
 # below skip the API's call chain (get_value, get_current, the runtime object), about four Python
 # calls a use. Any other runtime context keeps the API functions.
-_CONTEXT_VAR = _context_var()
+_CONTEXT_VAR = _context_var() if enabled() else None
 _INVALID_SPAN = trace.INVALID_SPAN
 
 
@@ -113,7 +115,8 @@ class SpanGate:
     """
 
     def __init__(self, tracer_provider: Any, tracer: Any = None) -> None:
-        sampler = getattr(tracer_provider, "sampler", None)
+        fast = enabled()
+        sampler = getattr(tracer_provider, "sampler", None) if fast else None
         self.drop_local, self.drop_remote = _unsampled_parent_dropped(sampler)
         self.tracer = tracer
         self.root_bound: int | None = None
@@ -268,7 +271,7 @@ class ServerSpanGate:
         sampler = getattr(tracer_provider, "sampler", None)
         self.drop_local, self.drop_remote = _unsampled_parent_dropped(sampler)
         root = _ratio_root(sampler)
-        self.fast = _mirrors_sdk(tracer)
+        self.fast = enabled() and _mirrors_sdk(tracer)
         self.root_bound: int | None = None
         if self.fast and root is not None:
             self._ids = _preset_ids(tracer)
@@ -293,3 +296,12 @@ class ServerSpanGate:
                 return self._ids.start_span(tracer, trace_id, name, context=context, kind=SpanKind.SERVER,
                                             attributes=attributes)
         return tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=attributes)
+
+
+def restore_id_generator(tracer: Any) -> bool:
+    """Undo what a gate installed on ``tracer``: its own id generator back; ``True`` if one was wrapped."""
+    ids = getattr(tracer, "id_generator", None)
+    if isinstance(ids, _PresetTraceIds):
+        tracer.id_generator = ids.inner
+        return True
+    return False

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 
-from sizewise_otel.spangate import ServerSpanGate, attach_span, current_span, detach
+from sizewise_otel.fastpath.spangate import ServerSpanGate, attach_span, current_span, detach
 
 
 def _pair(sampler: object) -> tuple[ServerSpanGate, trace.Tracer]:

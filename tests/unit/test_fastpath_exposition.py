@@ -17,8 +17,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from sizewise_otel import exposition
-from sizewise_otel.exposition import FastPrometheusMetricReader
+from sizewise_otel.fastpath import exposition
+from sizewise_otel.fastpath.exposition import FastPrometheusMetricReader
 
 NASTY = ['say "hi"', "back\\slash", "new\nline", "ünïcödé ☃", "", "all \\ \" \n of them", "\\n"]
 

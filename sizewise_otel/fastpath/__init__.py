@@ -1,0 +1,66 @@
+"""The fast path: the only place in sizewise_otel that touches private names of the OpenTelemetry
+SDK, API, contrib packages or prometheus_client.
+
+It holds what makes instrumentation cheap: the span gates (decide sampling before the SDK does the
+work), the lean histogram with the reader hook that exports it, the recorder the DB, Redis and
+cache layers share, the exemplar policy, the one-pass text exposition behind ``GET /metrics``, the
+span hooks the error tracker scrubs through, and :class:`BoundedCache`, the one size-capped memo
+type. :mod:`~sizewise_otel.fastpath.detect` checks once per process that the installed packages
+still have every internal these rely on; when one is missing, or ``SIZEWISE_FASTPATH=0``,
+:func:`enabled` is false and ``instrument()`` takes the public path (contrib instrumentors, the
+SDK's ``PrometheusMetricReader``) with one warning. Everything outside this folder uses public
+APIs and the names exported here (a unit test scans for violations).
+"""
+
+from sizewise_otel.fastpath.bounded import BoundedCache
+from sizewise_otel.fastpath.detect import FastpathStatus, enabled, status, warn_if_disabled
+from sizewise_otel.fastpath.exemplars import NO_EXEMPLARS, ExemplarPolicy
+from sizewise_otel.fastpath.exposition import collect_samples, generate_latest, prometheus_reader
+from sizewise_otel.fastpath.histogram import LeanHistogram, LeanPoint, detach_lean_histograms, lean_histogram
+from sizewise_otel.fastpath.recorder import Recorder
+from sizewise_otel.fastpath.sdk import (
+    Configurator,
+    Distro,
+    contrib_scope,
+    exporter_preferences,
+    instrumented_by_contrib,
+    schema_url,
+)
+from sizewise_otel.fastpath.spangate import (
+    ServerSpanGate,
+    SpanGate,
+    attach_span,
+    current_span,
+    detach,
+    restore_id_generator,
+)
+
+__all__ = [
+    "NO_EXEMPLARS",
+    "BoundedCache",
+    "Configurator",
+    "Distro",
+    "ExemplarPolicy",
+    "FastpathStatus",
+    "LeanHistogram",
+    "LeanPoint",
+    "Recorder",
+    "ServerSpanGate",
+    "SpanGate",
+    "attach_span",
+    "collect_samples",
+    "contrib_scope",
+    "current_span",
+    "detach",
+    "detach_lean_histograms",
+    "enabled",
+    "exporter_preferences",
+    "generate_latest",
+    "instrumented_by_contrib",
+    "lean_histogram",
+    "prometheus_reader",
+    "restore_id_generator",
+    "schema_url",
+    "status",
+    "warn_if_disabled",
+]

@@ -1,0 +1,162 @@
+"""Is the fast path usable here? Decided once per process, before anything relies on it.
+
+The fast path reads and hooks SDK internals (see the package docstring). :func:`status` checks that
+the installed opentelemetry-sdk, -api, -exporter-prometheus, -instrumentation and prometheus_client
+still have every one of them; ``SIZEWISE_FASTPATH=0`` turns the fast path off regardless. When it is
+off, instrumentation takes the public path and :func:`warn_if_disabled` logs one warning saying why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("sizewise.fastpath")
+
+ENV = "SIZEWISE_FASTPATH"
+_OFF_VALUES = frozenset({"0", "false", "off", "no"})
+
+
+@dataclass(frozen=True)
+class FastpathStatus:
+    enabled: bool
+    reason: str  # why it is off ("" when on)
+
+
+def _has(module: str, *names: str) -> Callable[[], bool]:
+    def check() -> bool:
+        mod = importlib.import_module(module)
+        return all(hasattr(mod, name) for name in names)
+    return check
+
+
+def _class_has(module: str, cls: str, *names: str) -> Callable[[], bool]:
+    def check() -> bool:
+        klass = getattr(importlib.import_module(module), cls)
+        return all(hasattr(klass, name) for name in names)
+    return check
+
+
+def _meter_provider_internals() -> bool:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    try:
+        consumer = provider._measurement_consumer
+        return (hasattr(provider, "_sdk_config") and hasattr(provider._sdk_config, "resource")
+                and reader in provider._metric_readers and hasattr(consumer, "_reader_storages")
+                and callable(reader._collect) and isinstance(reader._instrument_class_temporality, dict))
+    finally:
+        provider.shutdown()
+
+
+def _tracer_internals() -> bool:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("sizewise.fastpath.probe")
+    return callable(getattr(tracer, "_is_enabled", None)) and hasattr(tracer, "id_generator")
+
+
+def _sampler_internals() -> bool:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+
+    sampler = ParentBased(TraceIdRatioBased(0.5))
+    return (hasattr(sampler, "_root") and hasattr(sampler, "_local_parent_not_sampled")
+            and hasattr(sampler, "_remote_parent_not_sampled") and hasattr(ALWAYS_OFF, "_decision")
+            and isinstance(sampler._root.bound, int) and hasattr(TraceIdRatioBased, "TRACE_ID_LIMIT"))
+
+
+def _runtime_context() -> bool:
+    from opentelemetry import context
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+    runtime = context._RUNTIME_CONTEXT
+    return type(runtime) is not ContextVarsRuntimeContext or hasattr(runtime, "_current_context")
+
+
+def _registry_internals() -> bool:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    return (hasattr(registry, "_lock") and isinstance(registry._collector_to_names, dict)
+            and callable(getattr(registry, "_target_info_metric", None)))
+
+
+# (what the fast path uses, how to check it); every check must pass.
+CHECKS: tuple[tuple[str, Callable[[], bool]], ...] = (
+    ("MeterProvider readers and config", _meter_provider_internals),
+    ("MetricReader collect callback", _class_has("opentelemetry.sdk.metrics.export", "MetricReader",
+                                                 "_set_collect_callback")),
+    ("SDK histogram class", _has("opentelemetry.sdk.metrics._internal.instrument", "_Histogram")),
+    ("SDK exemplar types", _has("opentelemetry.sdk.metrics", "Exemplar", "TraceBasedExemplarFilter",
+                                "AlwaysOnExemplarFilter", "AlwaysOffExemplarFilter")),
+    ("Tracer internals", _tracer_internals),
+    ("sampler internals", _sampler_internals),
+    ("span context key", _has("opentelemetry.trace.propagation", "_SPAN_KEY")),
+    ("runtime context", _runtime_context),
+    ("Prometheus reader internals", _class_has("opentelemetry.exporter.prometheus", "PrometheusMetricReader",
+                                               "_receive_metrics")),
+    ("Prometheus collector internals", _class_has(
+        "opentelemetry.exporter.prometheus", "_CustomCollector", "_check_value", "_create_info_metric",
+        "_build_resource_attrs", "_build_scope_attrs", "_resolve_metric_name", "_translate_metric")),
+    ("Prometheus name mapping", _has("opentelemetry.exporter.prometheus._mapping", "map_unit",
+                                     "sanitize_attribute")),
+    ("prometheus_client registry internals", _registry_internals),
+    ("semconv schema URLs", _has("opentelemetry.instrumentation._semconv", "_get_schema_url", "_StabilityMode")),
+)
+
+_status: FastpathStatus | None = None
+_warned = False
+_lock = threading.Lock()
+
+
+def _evaluate() -> FastpathStatus:
+    setting = os.environ.get(ENV, "").strip().lower()
+    if setting in _OFF_VALUES:
+        return FastpathStatus(False, f"{ENV}={os.environ[ENV]}")
+    for what, check in CHECKS:
+        try:
+            ok = check()
+        except Exception as exc:  # an import or attribute error is exactly what we look for
+            return FastpathStatus(False, f"the installed SDK lacks {what} ({type(exc).__name__}: {exc})")
+        if not ok:
+            return FastpathStatus(False, f"the installed SDK lacks {what}")
+    return FastpathStatus(True, "")
+
+
+def status() -> FastpathStatus:
+    """The process's decision (evaluated on first call, then fixed: providers are built on it)."""
+    global _status
+    if _status is None:
+        with _lock:
+            if _status is None:
+                _status = _evaluate()
+    return _status
+
+
+def enabled() -> bool:
+    return status().enabled
+
+
+def warn_if_disabled() -> FastpathStatus:
+    """``status()``, logging one warning per process when the public path is in use."""
+    global _warned
+    found = status()
+    if not found.enabled and not _warned:
+        _warned = True
+        log.warning("sizewise fast path off: %s; using the public OpenTelemetry APIs (same series, slower)",
+                    found.reason)
+    return found
+
+
+def reset_for_tests() -> None:
+    """Forget the decision (tests flip ``SIZEWISE_FASTPATH`` in one process)."""
+    global _status, _warned
+    with _lock:
+        _status, _warned = None, False

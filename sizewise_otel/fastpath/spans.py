@@ -1,0 +1,134 @@
+"""SDK span internals the error tracker needs: a lazily computed event and the pre-export hook.
+
+- :class:`LazyEvent`: an SDK ``Event`` whose attributes are computed on first read (normally by
+  the exporter's thread), added to a recording span without the SDK re-validating them.
+- :class:`EndingSpanProcessor`: a ``SpanProcessor`` whose :meth:`~EndingSpanProcessor.on_ending`
+  runs in the SDK's ``_on_ending`` hook, while the span can still be changed and before any
+  exporter sees it; the accessors below read and rewrite what such a hook may change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, SpanProcessor
+from opentelemetry.trace import Status
+
+
+class LazyEvent(Event):
+    """An event whose attributes come from ``resolve()`` on first read (``fallback()`` if it fails)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, name: str, resolve: Callable[[], Mapping[str, Any]],
+                 fallback: Callable[[], Mapping[str, Any]], timestamp: int | None = None, *,
+                 max_value_len: int | None = None) -> None:
+        super().__init__(name, None, timestamp)
+        self.max_value_len = max_value_len
+        self._resolve: Callable[[], Mapping[str, Any]] | None = resolve
+        self._fallback = fallback
+
+    @property
+    def pending(self) -> bool:
+        return self._resolve is not None
+
+    @property
+    def attributes(self) -> Any:
+        if self._resolve is not None:
+            with self._lock:
+                resolve = self._resolve
+                if resolve is not None:
+                    try:
+                        attrs: Mapping[str, Any] = resolve()
+                    except Exception:
+                        attrs = self._fallback()
+                    self._attributes = BoundedAttributes(attributes=attrs, immutable=True,
+                                                         max_value_len=self.max_value_len)
+                    self._resolve = None  # drop the reference to whatever resolve() closed over
+        return self._attributes
+
+    @property
+    def dropped_attributes(self) -> int:
+        attrs = self.attributes
+        return attrs.dropped if isinstance(attrs, BoundedAttributes) else 0
+
+
+def add_event(span: Any, make: Callable[[int | None], Event]) -> bool:
+    """Add ``make(max_attribute_length)`` to an SDK span as is; ``False`` if ``span`` is not one."""
+    add = getattr(span, "_add_event", None)
+    if add is None:
+        return False
+    limits = getattr(span, "_limits", None)
+    add(make(getattr(limits, "max_attribute_length", None)))
+    return True
+
+
+class EndingSpanProcessor(SpanProcessor):
+    """A processor whose :meth:`on_ending` sees each span just before it ends (override it)."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        return None
+
+    def _on_ending(self, span: Any) -> None:  # the SDK's hook (1.36+)
+        self.on_ending(span)
+
+    def on_ending(self, span: Any) -> None:
+        return None
+
+    def on_end(self, span: Any) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def span_attributes(span: Any) -> Any:
+    return getattr(span, "_attributes", None)
+
+
+def span_events(span: Any) -> Any:
+    return getattr(span, "_events", None)
+
+
+def replace_events(events: Any, rewritten: list[Any]) -> None:
+    """Put ``rewritten`` in place of a span's events (the bounded deque keeps its limit)."""
+    dq = events._dq
+    dq.clear()
+    dq.extend(rewritten)
+
+
+def span_status(span: Any) -> Status | None:
+    return getattr(span, "_status", None)
+
+
+def replace_status(span: Any, status: Status) -> None:
+    """Set an ending span's status as is (``set_status`` refuses once the span is ending)."""
+    span._status = status
+
+
+def rewrite_attributes(span: Any, attrs: Any, changes: dict[str, Any]) -> None:
+    """Put already-valid values into an ending span's attributes.
+
+    The span's ``BoundedAttributes`` are rewritten in place, key by key (strings or tuples of
+    strings, truncated to the span's limit), so the other attributes are not cleaned and copied
+    again; anything else gets a new mapping.
+    """
+    store = getattr(attrs, "_dict", None)
+    lock = getattr(attrs, "_lock", None)
+    if isinstance(attrs, BoundedAttributes) and isinstance(store, dict) and lock is not None:
+        limit = attrs.max_value_len
+        with lock:
+            for key, value in changes.items():
+                if limit is not None:
+                    value = value[:limit] if isinstance(value, str) else tuple(v[:limit] for v in value)
+                store[key] = value
+        return
+    span._attributes = BoundedAttributes(
+        maxlen=getattr(attrs, "maxlen", None), attributes={**attrs, **changes}, immutable=True,
+        max_value_len=getattr(attrs, "max_value_len", None))
