@@ -1,33 +1,47 @@
-"""The benchmark's apps, one per variant, each served alone by uvicorn in its own process.
+"""The benchmark's trivial apps, one per variant, each served alone (uvicorn, or gunicorn workers).
 
-``python -m bench.apps VARIANT PORT`` serves one of:
-
-- ``bare``: a FastAPI app with one trivial route and no telemetry at all;
-- ``sizewise``: the same app after ``instrument(app)`` at default settings (RED metrics, 10 %
-  parent-based sampling, error tracking, health, dashboard, alerts), spans going to a discarding
-  exporter through the usual BatchSpanProcessor so sampled spans pay their full export path;
-- ``stock``: the same app with the stock OTel setup the issue measured: FastAPIInstrumentor
-  (receive/send spans included), SDK default sampler (parent-based always-on), a
-  BatchSpanProcessor, PrometheusMetricReader and a ``/metrics`` route;
-- ``pfi``: the same app with prometheus-fastapi-instrumentator (metrics only).
+``python -m bench.apps VARIANT PORT`` serves one variant with uvicorn; ``bench.apps:app`` is the
+same for gunicorn, the variant taken from ``BENCH_VARIANT``. Every variant has the same routes:
+``GET /ping`` (the measured route), ``GET /items/{item_id}``, ``GET /boom`` (raises) and
+``GET /_bench/info`` (variant, fast-path state, capture_error timings). ``LABELS`` says what
+each variant runs; the table prints those labels.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 
 API_KEY = "bench-viewer-key"
-VARIANTS = ("bare", "sizewise", "stock", "pfi", "layer")
 TRIVIAL_PATH = "/ping"
+BOOM_PATH = "/boom"
+INFO_PATH = "/_bench/info"
+
+LABELS = {
+    "bare": "bare FastAPI (no telemetry)",
+    "sizewise": "instrument(app) defaults (10 % parent-based sampling, fast path on)",
+    "public": "instrument(app), SIZEWISE_FASTPATH=0 (public OTel path)",
+    "contrib": "FastAPIInstrumentor defaults (SDK default sampler, receive/send spans) + PrometheusMetricReader",
+    "contrib_tuned": "FastAPIInstrumentor tuned (10 % parent-based, exclude_spans=receive,send, "
+                     "stable HTTP semconv) + PrometheusMetricReader",
+    "native": "FastAPI native telemetry (global SDK providers, 10 % parent-based, PrometheusMetricReader)",
+    "pfi": "prometheus-fastapi-instrumentator defaults (metrics only)",
+    "starlette_exporter": "starlette-exporter PrometheusMiddleware defaults (metrics only)",
+    "layer": "(diagnostic) sizewise HTTP layer alone",
+}
+VARIANTS = tuple(LABELS)
+# What the sizewise variants stamp on /_bench/info; the bench fails a row whose state is wrong.
+_STATE: dict[str, Any] = {"capture_us": []}
 
 
-def trivial_app() -> FastAPI:
-    app = FastAPI(title="bench")
+def trivial_app(**kwargs: Any) -> FastAPI:
+    app = FastAPI(title="bench", **kwargs)
 
     @app.get(TRIVIAL_PATH)
     async def ping() -> dict[str, str]:
@@ -36,6 +50,14 @@ def trivial_app() -> FastAPI:
     @app.get("/items/{item_id}")
     async def item(item_id: int) -> dict[str, int]:
         return {"item_id": item_id}
+
+    @app.get(BOOM_PATH)
+    async def boom() -> dict[str, str]:
+        raise ValueError("could not convert string to float: 'x'")
+
+    @app.get(INFO_PATH)
+    async def info() -> dict[str, Any]:
+        return {k: v for k, v in _STATE.items() if k != "capture_us"} | {"capture_us": list(_STATE["capture_us"])}
 
     return app
 
@@ -53,56 +75,140 @@ def discarding_span_exporter() -> Any:
     return Discard()
 
 
+def _span_exporters() -> list[Any]:
+    """Spans go to the collector when an OTLP endpoint is set (gunicorn rows), else are discarded
+    after the usual BatchSpanProcessor, so a sampled span pays its full export path either way."""
+    return [] if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") else [discarding_span_exporter()]
+
+
+def _time_capture(handle: Any) -> None:
+    """Time the tracker's request-path hand-off (what an escaping exception costs the request)."""
+    tracker = handle.tracker
+    if tracker is None:
+        return
+    inner = tracker.capture_request_exception
+    samples: list[float] = _STATE["capture_us"]
+    lock = threading.Lock()
+
+    def timed(exc: BaseException, scope: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return inner(exc, scope)
+        finally:
+            with lock:
+                if len(samples) < 200_000:
+                    samples.append((time.perf_counter() - t0) * 1e6)
+
+    tracker.capture_request_exception = timed
+
+
+def _fastpath_state() -> str:
+    try:
+        from sizewise_otel.fastpath import detect
+    except ImportError:
+        return "unknown (no sizewise_otel.fastpath)"
+    found = detect.status()
+    return "on" if found.enabled else f"off: {found.reason}"
+
+
+def _prometheus_route(app: FastAPI) -> None:
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+    from starlette.responses import Response
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+def _sdk_providers(sampler: Any = None) -> tuple[Any, Any]:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    tp = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()
+    tp.add_span_processor(BatchSpanProcessor(discarding_span_exporter()))
+    return tp, MeterProvider(metric_readers=[PrometheusMetricReader()])
+
+
+def _ten_percent() -> Any:
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    return ParentBased(TraceIdRatioBased(0.1))
+
+
 def build(variant: str) -> FastAPI:
-    app = trivial_app()
+    _STATE["variant"] = variant
     if variant == "bare":
-        return app
-    if variant == "sizewise":
+        return trivial_app()
+    if variant in ("sizewise", "public"):
         from sizewise_otel.instrumentation import instrument
         from sizewise_otel.settings import load_settings
         from sizewise_otel.telemetry import configure_telemetry
 
+        app = trivial_app()
         settings = load_settings()
-        configure_telemetry(settings, span_exporters=[discarding_span_exporter()])
-        instrument(app, settings=settings)
+        configure_telemetry(settings, span_exporters=_span_exporters())
+        _time_capture(instrument(app, settings=settings))
+        _STATE["fastpath"] = _fastpath_state()
         return app
-    if variant == "layer":  # diagnostic: the HTTP layer alone, none of the other components
+    if variant == "layer":
         from sizewise_otel.instrumentation import _instrument_http_server
         from sizewise_otel.settings import load_settings
         from sizewise_otel.telemetry import configure_telemetry
 
-        telemetry = configure_telemetry(load_settings(), span_exporters=[discarding_span_exporter()])
-        _instrument_http_server(app, telemetry)
+        app = trivial_app()
+        _instrument_http_server(app, configure_telemetry(load_settings(), span_exporters=_span_exporters()))
         return app
-    if variant == "stock":
-        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    if variant in ("contrib", "contrib_tuned"):
+        if variant == "contrib_tuned":
+            os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "http"
         from opentelemetry import metrics, trace
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-        from starlette.responses import Response
 
-        tp = TracerProvider()
-        tp.add_span_processor(BatchSpanProcessor(discarding_span_exporter()))
-        mp = MeterProvider(metric_readers=[PrometheusMetricReader()])
+        tp, mp = _sdk_providers(_ten_percent() if variant == "contrib_tuned" else None)
         trace.set_tracer_provider(tp)
         metrics.set_meter_provider(mp)
+        app = trivial_app()
+        _prometheus_route(app)
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=tp, meter_provider=mp,
+                                           exclude_spans=["receive", "send"] if variant == "contrib_tuned" else None)
+        return app
+    if variant == "native":
+        # FastAPI >= 0.142 records spans and http.server.request.duration itself once global
+        # providers exist (fastapi/telemetry/_asgi.py NativeTelemetry.enabled); defaults otherwise.
+        from opentelemetry import metrics, trace
 
-        @app.get("/metrics")
-        def metrics_endpoint() -> Response:
-            return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-        FastAPIInstrumentor.instrument_app(app, tracer_provider=tp, meter_provider=mp)
+        tp, mp = _sdk_providers(_ten_percent())
+        trace.set_tracer_provider(tp)
+        metrics.set_meter_provider(mp)
+        app = trivial_app()
+        _prometheus_route(app)
+        native = getattr(app, "_native_telemetry", None)
+        _STATE["native"] = bool(native is not None and native.enabled())
         return app
     if variant == "pfi":
         from prometheus_fastapi_instrumentator import Instrumentator
 
+        app = trivial_app()
         Instrumentator().instrument(app).expose(app)
         return app
+    if variant == "starlette_exporter":
+        from starlette_exporter import PrometheusMiddleware, handle_metrics
+
+        app = trivial_app()
+        app.add_middleware(PrometheusMiddleware)
+        app.add_route("/metrics", handle_metrics)
+        return app
     raise SystemExit(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
+
+
+def __getattr__(name: str) -> Any:  # gunicorn: bench.apps:app, one app per worker
+    if name == "app":
+        app = build(os.environ.get("BENCH_VARIANT", "bare"))
+        globals()["app"] = app
+        return app
+    raise AttributeError(name)
 
 
 def main(argv: list[str]) -> None:
@@ -110,8 +216,7 @@ def main(argv: list[str]) -> None:
 
     variant, port = argv[0], int(argv[1])
     os.environ.setdefault("SIZEWISE_API_KEYS", f"viewer:{API_KEY}")
-    app = build(variant)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+    uvicorn.run(build(variant), host="127.0.0.1", port=port, log_level="critical", access_log=False,
                 lifespan="on")
 
 

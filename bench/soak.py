@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run import free_port, parse_wrk, wait_http  # noqa: E402
+from bench.proc import free_port, parse_wrk, wait_http  # noqa: E402
 
 API_KEY = "soak-viewer-key"
 
