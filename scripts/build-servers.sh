@@ -7,8 +7,9 @@
 #   alertmanager, amtool   0.31.1  (v0.32 and later do not build from the module proxy: their UI
 #                                   assets, ui/app/dist, are not in the module; 0.31.1 is the newest that does)
 #   kustomize              5.7.1
+#   victoria-metrics       1.151.0 (single node, the HA tests' long-term store; about 2 minutes)
 #
-# Usage: scripts/build-servers.sh [prometheus|alertmanager|kustomize ...]   (default: all)
+# Usage: scripts/build-servers.sh [prometheus|alertmanager|kustomize|victoriametrics ...]   (default: all)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,6 +17,7 @@ cd "$ROOT"
 PROMETHEUS_VERSION=3.16.0
 ALERTMANAGER_VERSION=0.31.1
 KUSTOMIZE_VERSION=5.7.1
+VICTORIAMETRICS_VERSION=1.151.0
 
 command -v go >/dev/null || { echo "build-servers: the Go toolchain is required" >&2; exit 1; }
 export CGO_ENABLED=0
@@ -60,11 +62,17 @@ build_kustomize() {
   go_build kustomize "$KUSTOMIZE_VERSION" "sigs.k8s.io/kustomize/kustomize/v5@v$KUSTOMIZE_VERSION"
 }
 
+build_victoriametrics() {
+  go_build victoria-metrics "$VICTORIAMETRICS_VERSION" \
+    "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v$VICTORIAMETRICS_VERSION" \
+    "-X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=victoria-metrics-v$VICTORIAMETRICS_VERSION"
+}
+
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(kustomize alertmanager prometheus)
+[[ ${#targets[@]} -gt 0 ]] || targets=(kustomize alertmanager prometheus victoriametrics)
 for t in "${targets[@]}"; do
   case "$t" in
-    prometheus|alertmanager|kustomize) "build_$t" ;;
+    prometheus|alertmanager|kustomize|victoriametrics) "build_$t" ;;
     *) echo "build-servers: unknown target $t" >&2; exit 2 ;;
   esac
 done

@@ -32,10 +32,11 @@ def pinned_version(tool: str) -> str:
 
 
 _FAMILY = {"prometheus": "prometheus", "promtool": "prometheus", "alertmanager": "alertmanager",
-           "amtool": "alertmanager", "kustomize": "kustomize"}
+           "amtool": "alertmanager", "kustomize": "kustomize", "victoria-metrics": "victoriametrics"}
 
 
 def built_tool(name: str) -> str | None:
-    """A binary scripts/build-servers.sh built (prometheus, promtool, alertmanager, amtool, kustomize)."""
+    """A binary scripts/build-servers.sh built (prometheus, promtool, alertmanager, amtool, kustomize,
+    victoria-metrics)."""
     path = ROOT / "build" / "tools" / f"{name}-{pinned_version(_FAMILY[name])}" / name
     return str(path) if path.exists() else None

@@ -11,15 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from tests import stack
+from tests import ha, stack
 from tests.tools import venv_tool
 
 SERVICES = {"app", "materials", "postgres", "redis", "otel-collector", "prometheus", "alertmanager",
             "grafana", "jaeger"}
-# The collector images are distroless (no shell, no wget): the one service without a healthcheck.
-NO_HEALTHCHECK = {"otel-collector"}
+# The collector images are distroless (no shell, no wget): the services without a healthcheck.
+NO_HEALTHCHECK = {"otel-collector", "otel-agent", "otel-gateway-1", "otel-gateway-2"}
 STATEFUL = {"postgres": "/var/lib/postgresql/data", "redis": "/data", "prometheus": "/prometheus",
-            "alertmanager": "/alertmanager", "grafana": "/var/lib/grafana"}
+            "alertmanager": "/alertmanager", "grafana": "/var/lib/grafana",
+            "prometheus-a": "/prometheus", "prometheus-b": "/prometheus", "alertmanager-1": "/alertmanager",
+            "alertmanager-2": "/alertmanager", "alertmanager-3": "/alertmanager",
+            "victoriametrics": "/storage", "grafana-ha": "/var/lib/grafana"}
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
@@ -65,7 +68,9 @@ def test_compose_file_is_valid_against_the_compose_spec() -> None:
 
 def test_the_service_graph(compose: dict) -> None:
     services = compose["services"]
-    assert set(services) == SERVICES
+    assert {n for n, s in services.items() if "profiles" not in s} == SERVICES
+    assert {n for n, s in services.items() if s.get("profiles") == ["ha"]} == ha.HA_SERVICES
+    assert set(services) == SERVICES | ha.HA_SERVICES
     for name, service in services.items():
         if name not in NO_HEALTHCHECK:
             assert "healthcheck" in service, f"{name} has no healthcheck"
@@ -230,3 +235,34 @@ def test_exemplars_link_to_the_trace_datasource() -> None:
     links = prometheus.get("jsonData", {}).get("exemplarTraceIdDestinations", [])
     assert any(link["name"] == "trace_id" and uids.get(link.get("datasourceUid"), {}).get("type") == "jaeger"
                for link in links), links
+
+
+def test_ha_profile_mounts_only_files_the_ha_tests_run(compose: dict) -> None:
+    for name in ha.HA_SERVICES:
+        for source, _ in _binds(compose["services"][name]):
+            assert source.removeprefix("./") in ha.HA_EXECUTED, (name, source)
+    # one volume per stateful peer: replicas never share a TSDB, an nflog or a data directory
+    volumes = [v for n in ha.HA_SERVICES for v, _ in _named_volumes(compose["services"][n])]
+    assert len(volumes) == len(set(volumes)) == 7
+
+
+def test_ha_addresses_are_ha_services_and_peers_know_each_other(compose: dict) -> None:
+    services = compose["services"]
+    prom = stack.load_yaml(ha.PROMETHEUS_HA)
+    targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
+    targets += prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    targets += stack.load_yaml("collector/agent.yaml")["exporters"]["loadbalancing"]["resolver"][
+        "static"]["hostnames"]
+    for target in targets:
+        host = target.split(":")[0]
+        assert host == "localhost" or host in ha.HA_SERVICES, target
+    assert prom["remote_write"][0]["url"] == "http://victoriametrics:8428/api/v1/write"
+    peers = {f"--cluster.peer={n}:9094" for n in services if n.startswith("alertmanager-")}
+    for name in ("alertmanager-1", "alertmanager-2", "alertmanager-3"):
+        assert peers <= set(services[name]["command"]), name
+    assert {services[n]["environment"]["PROMETHEUS_REPLICA"] for n in ("prometheus-a", "prometheus-b")} == {"a", "b"}
+    # The HA Grafana reads VictoriaMetrics under the uid the dashboards default to.
+    [vm] = [d for d in stack.load_yaml("grafana/provisioning/datasources/ha/victoriametrics.yaml")["datasources"]
+            if d["type"] == "prometheus"]
+    assert vm["url"] == "http://victoriametrics:8428" and vm["uid"] == "sizewise-prometheus"
+    assert "-httpListenAddr=:8428" in services["victoriametrics"]["command"]
