@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 getattr(parts, part)(profile, res, wd, TARGETS, variants=variants, labels=apps.LABELS,
                                      demo_labels=demo_apps.LABELS)
-            except Exception as exc:  # a part that cannot run is a failed row, never a dropped one
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # also pytest's Skipped, raised by tests/servers.py;
+                # a part that cannot run is a failed row, never a dropped one
                 res.fail(f"part {part}", f"{type(exc).__name__}: {str(exc)[:300]}")
     judge(res, profile)
     table, missed = render(res)
