@@ -9,6 +9,7 @@ each variant runs; the table prints those labels.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -57,7 +58,8 @@ def trivial_app(**kwargs: Any) -> FastAPI:
 
     @app.get(INFO_PATH)
     async def info() -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, list) else v for k, v in _STATE.items()}
+        found = {k: list(v) if isinstance(v, list) else v for k, v in _STATE.items()}
+        return found | {"gc_frozen": gc.get_freeze_count()}
 
     return app
 
@@ -105,6 +107,22 @@ def _time_capture(handle: Any) -> None:
     tracker.capture_request_exception = timed
 
 
+def _gc_stats() -> None:
+    """``BENCH_GC_STATS=1``: count collections per generation and their time (bench/figures.py gc)."""
+    stats: dict[str, Any] = {"collections": [0, 0, 0], "ms": 0.0}
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        stats["collections"][info["generation"]] += 1
+        stats["ms"] += (time.perf_counter() - started[0]) * 1e3
+
+    gc.callbacks.append(callback)
+    _STATE["gc"] = stats
+
+
 def _fastpath_state() -> str:
     try:
         from sizewise_otel.fastpath import detect
@@ -142,6 +160,8 @@ def _ten_percent() -> Any:
 
 def build(variant: str) -> FastAPI:
     _STATE["variant"] = variant
+    if os.environ.get("BENCH_GC_STATS") == "1":
+        _gc_stats()
     if variant == "bare":
         return trivial_app()
     if variant in ("sizewise", "public"):
