@@ -56,8 +56,8 @@ build_venv() {
   echo "$stamp" > "$venv/.stamp"
 }
 
-# pytest's closing counts ("850 passed, 2 failed in 61.2s" -> "850 passed, 2 failed").
-counts() { grep -E '^=+ .*(passed|failed|error|skipped).* in [0-9.]+s' "$1" | tail -1 \
+# pytest's closing counts ("850 passed, 2 failed in 61.2s (0:01:01)" -> "850 passed, 2 failed").
+counts() { grep -E '^(=+ )?([0-9]+ [a-z]+|no tests ran)[a-z, 0-9]* in [0-9.]+s' "$1" | tail -1 \
              | sed -E 's/^=+ //; s/ in [0-9.]+s.*//' || true; }
 
 run_cell() {
