@@ -34,8 +34,8 @@ HA_SERVICES = {"otel-agent", "otel-gateway-1", "otel-gateway-2", "prometheus-a",
 # VictoriaMetrics query API test_ha_remote_write.py asks every panel of).
 HA_EXECUTED = {
     "collector/config.yaml": "test_ha_tail_sampling.py (agent base)",
-    "collector/agent.yaml": "test_ha_tail_sampling.py",
-    "collector/gateway.yaml": "test_ha_tail_sampling.py",
+    "collector/ha/agent.yaml": "test_ha_tail_sampling.py",
+    "collector/ha/gateway.yaml": "test_ha_tail_sampling.py",
     "prometheus/prometheus-ha.yml": "test_ha_alerting.py, test_ha_remote_write.py",
     "prometheus/rules": "test_ha_alerting.py, test_ha_remote_write.py",
     "alertmanager/alertmanager.yml": "test_ha_alerting.py",
@@ -276,22 +276,22 @@ def _start_collector(name: str, configs: list[Path], ports: dict[str, int], work
 
 
 def start_gateway(name: str, traces_endpoint: str) -> Collector:
-    """The built collector running a loopback copy of collector/gateway.yaml."""
+    """The built collector running a loopback copy of collector/ha/gateway.yaml."""
     ports = {role: servers.free_port() for role in GATEWAY_PORTS}
     workdir = servers.tempdir(name)
-    config = _listen_on_loopback(stack.load_yaml("collector/gateway.yaml"), ports, GATEWAY_PORTS)
+    config = _listen_on_loopback(stack.load_yaml("collector/ha/gateway.yaml"), ports, GATEWAY_PORTS)
     path = stack.write_yaml(config, workdir / "gateway.yaml")
     return _start_collector(name, [path], ports, workdir, {"TRACES_OTLP_ENDPOINT": traces_endpoint},
                             need_ha_collector())
 
 
 def start_agent(name: str, gateways: list[Collector]) -> Collector:
-    """The built collector running collector/config.yaml with collector/agent.yaml merged over it,
+    """The built collector running collector/config.yaml with collector/ha/agent.yaml merged over it,
     the gateway hostnames of agent.yaml mapped to the running gateways in order."""
     ports = {role: servers.free_port() for role in stack.COLLECTOR_PORTS}
     workdir = servers.tempdir(name)
     base = stack.write_yaml(stack.collector_test_config(ports), workdir / "config.yaml")
-    agent = stack.load_yaml("collector/agent.yaml")
+    agent = stack.load_yaml("collector/ha/agent.yaml")
     static = agent["exporters"]["loadbalancing"]["resolver"]["static"]
     assert len(static["hostnames"]) == len(gateways), static
     static["hostnames"] = [g.otlp_grpc for g in gateways]

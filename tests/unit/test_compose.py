@@ -251,7 +251,7 @@ def test_ha_addresses_are_ha_services_and_peers_know_each_other(compose: dict) -
     prom = stack.load_yaml(ha.PROMETHEUS_HA)
     targets = [t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
     targets += prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
-    targets += stack.load_yaml("collector/agent.yaml")["exporters"]["loadbalancing"]["resolver"][
+    targets += stack.load_yaml("collector/ha/agent.yaml")["exporters"]["loadbalancing"]["resolver"][
         "static"]["hostnames"]
     for target in targets:
         host = target.split(":")[0]

@@ -1,7 +1,7 @@
 """The HA stack's configs stay in step with the single-node ones they extend (issue 21).
 
 prometheus/prometheus-ha.yml repeats prometheus.yml's jobs and rules with the HA differences;
-collector/agent.yaml is merged over collector/config.yaml; collector/gateway.yaml samples on the
+collector/ha/agent.yaml is merged over collector/config.yaml; collector/ha/gateway.yaml samples on the
 latency SLO the generated rules use; each builder manifest holds every component its configs name.
 """
 
@@ -47,7 +47,7 @@ def test_replica_label_is_dropped_for_alerts_and_remote_write() -> None:
 
 
 def test_agent_only_reroutes_traces() -> None:
-    agent = stack.load_yaml("collector/agent.yaml")
+    agent = stack.load_yaml("collector/ha/agent.yaml")
     assert set(agent) == {"exporters", "service"}
     assert agent["service"] == {"pipelines": {"traces": {"exporters": ["loadbalancing"]}}}
     lb = agent["exporters"]["loadbalancing"]
@@ -56,7 +56,7 @@ def test_agent_only_reroutes_traces() -> None:
 
 
 def test_gateway_keeps_errors_slow_traces_and_ten_percent() -> None:
-    gateway = stack.load_yaml("collector/gateway.yaml")
+    gateway = stack.load_yaml("collector/ha/gateway.yaml")
     policies = {p["type"]: p for p in gateway["processors"]["tail_sampling"]["policies"]}
     assert policies["status_code"]["status_code"]["status_codes"] == ["ERROR"]
     assert policies["latency"]["latency"]["threshold_ms"] == int(float(SLO_LATENCY_SECONDS) * 1000)
@@ -83,8 +83,8 @@ def _components(*configs: dict) -> set[str]:
 
 def test_builder_manifests_hold_every_component() -> None:
     base = stack.load_yaml("collector/config.yaml")
-    gateway = stack.load_yaml("collector/gateway.yaml")
-    agent = stack.load_yaml("collector/agent.yaml")
+    gateway = stack.load_yaml("collector/ha/gateway.yaml")
+    agent = stack.load_yaml("collector/ha/agent.yaml")
     assert _components(base, agent, gateway) <= _modules("collector/builder-config-ha.yaml")
     # The single-node components are all there too (the agent runs collector/config.yaml).
     assert _modules("collector/builder-config.yaml") <= _modules("collector/builder-config-ha.yaml")
@@ -93,3 +93,17 @@ def test_builder_manifests_hold_every_component() -> None:
     versions = {m["gomod"].split()[1] for kind in ("receivers", "processors", "exporters", "extensions")
                 for m in doc[kind]}
     assert versions == {f"v{doc['dist']['version']}"}
+
+
+def test_k8s_pair_config_differs_from_compose_only_in_addresses() -> None:
+    k8s = stack.load_yaml("k8s/overlays/production/prometheus-ha.yml")
+    for key in ("global", "rule_files"):
+        assert k8s[key] == HA[key], key
+    assert k8s["alerting"]["alert_relabel_configs"] == HA["alerting"]["alert_relabel_configs"]
+    for rw, rw_compose in zip(k8s["remote_write"], HA["remote_write"], strict=True):
+        assert {**rw, "url": None} == {**rw_compose, "url": None}
+    assert [j["job_name"] for j in k8s["scrape_configs"]] == [j["job_name"] for j in HA["scrape_configs"]]
+    for job, job_compose in zip(k8s["scrape_configs"], HA["scrape_configs"], strict=True):
+        strip = ("static_configs", "dns_sd_configs")
+        assert {k: v for k, v in job.items() if k not in strip} == \
+            {k: v for k, v in job_compose.items() if k not in strip}, job["job_name"]

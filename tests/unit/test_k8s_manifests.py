@@ -36,6 +36,19 @@ from tests.unit.k8s_render import (
 # The directories whose files become ConfigMaps (kustomize reads files only below a kustomization's
 # root, so each carries its own kustomization.yaml; docs/kubernetes.md).
 SHARED_DIRS = ("collector", "prometheus", "alertmanager")
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+# Production's HA stack (docs/scaling.md) replaces base's single Prometheus and Alertmanager
+# Deployments with StatefulSets of the same names.
+REPLACED = {"production": {("Deployment", "prometheus"), ("Deployment", "alertmanager")}}
+
+
+def workloads(objs: list[Obj]) -> list[Obj]:
+    return [o for o in objs if o["kind"] in WORKLOADS]
+
+
+def workload(objs: list[Obj], name: str) -> Obj:
+    (hit,) = [o for o in workloads(objs) if o["metadata"]["name"] == name]
+    return hit
 
 
 def test_kustomize_is_the_pinned_build() -> None:
@@ -176,7 +189,7 @@ def test_images_labels_and_selectors(overlay: str) -> None:
     instance = {"app.kubernetes.io/instance": NAMESPACES[overlay]}
     for obj in objs:
         assert instance.items() <= obj["metadata"]["labels"].items(), obj["metadata"]["name"]
-        if obj["kind"] == "Deployment":
+        if obj["kind"] in WORKLOADS:
             assert instance.items() <= obj["spec"]["template"]["metadata"]["labels"].items()
             # includeSelectors: false, so a selector (immutable once applied) never changes
             # between overlays or releases.
@@ -190,8 +203,14 @@ def test_images_labels_and_selectors(overlay: str) -> None:
     for obj in objs:
         if key(obj) in from_base:
             assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "sizewise", key(obj)
-    # All of base is there but its two cluster-wide names, which each overlay renames.
-    assert len(from_base - {key(o) for o in objs}) == 2
+    # All of base is there but its two cluster-wide names, which each overlay renames, and what
+    # the overlay replaces by a workload of the same name.
+    replaced = REPLACED.get(overlay, set())
+    assert from_base - {key(o) for o in objs} - replaced == {
+        ("ClusterRole", "sizewise-otel-collector"), ("ClusterRoleBinding", "sizewise-otel-collector")}
+    assert replaced <= from_base
+    for kind, name in replaced:
+        assert workload(objs, name)["kind"] != kind
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -253,13 +272,14 @@ def test_references_resolve(overlay: str) -> None:
     configmaps = {o["metadata"]["name"] for o in objs if o["kind"] == "ConfigMap"}
     accounts = {o["metadata"]["name"] for o in objs if o["kind"] == "ServiceAccount"}
     claims = {o["metadata"]["name"] for o in objs if o["kind"] == "PersistentVolumeClaim"}
-    for deploy in (o for o in objs if o["kind"] == "Deployment"):
+    for deploy in workloads(objs):
         spec = deploy["spec"]["template"]["spec"]
         assert deploy["spec"]["selector"]["matchLabels"].items() <= \
             deploy["spec"]["template"]["metadata"]["labels"].items()
         if "serviceAccountName" in spec:
             assert spec["serviceAccountName"] in accounts
-        volume_names = set()
+        # a StatefulSet's per-pod claims are volumes too
+        volume_names = {t["metadata"]["name"] for t in deploy["spec"].get("volumeClaimTemplates", [])}
         for vol in spec.get("volumes", []):
             volume_names.add(vol["name"])
             if "configMap" in vol and not vol["configMap"].get("optional"):
@@ -275,14 +295,20 @@ def test_references_resolve(overlay: str) -> None:
             assert "resources" in c and c["resources"]["limits"] and c["resources"]["requests"]
     for svc in (o for o in objs if o["kind"] == "Service"):
         assert any(svc["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
-                   for d in objs if d["kind"] == "Deployment"), svc["metadata"]["name"]
+                   for d in workloads(objs)), svc["metadata"]["name"]
+    for sts in (o for o in objs if o["kind"] == "StatefulSet"):
+        headless = find(objs, "Service", sts["spec"]["serviceName"])
+        assert headless["spec"]["clusterIP"] == "None", sts["metadata"]["name"]
     hpa = find(objs, "HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
     find(objs, hpa["spec"]["scaleTargetRef"]["kind"], hpa["spec"]["scaleTargetRef"]["name"])
-    pdb = find(objs, "PodDisruptionBudget")
+    pdb = find(objs, "PodDisruptionBudget", "sizewise-hvac")
     app = find(objs, "Deployment", "sizewise-hvac")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= \
         app["spec"]["template"]["metadata"]["labels"].items()
+    for budget in (o for o in objs if o["kind"] == "PodDisruptionBudget"):
+        assert any(budget["spec"]["selector"]["matchLabels"].items()
+                   <= w["spec"]["template"]["metadata"]["labels"].items() for w in workloads(objs))
 
 
 def sizewise_config(objs: list[Obj]) -> dict[str, str]:
@@ -300,7 +326,7 @@ def test_overlay_differences() -> None:
     assert find(dev, "PodDisruptionBudget")["spec"] == {
         "maxUnavailable": 1, "selector": find(dev, "PodDisruptionBudget")["spec"]["selector"]}
     # Production keeps two serving through a drain, and the budget leaves room for one eviction.
-    pdb = find(prod, "PodDisruptionBudget")["spec"]
+    pdb = find(prod, "PodDisruptionBudget", "sizewise-hvac")["spec"]
     assert "maxUnavailable" not in pdb
     assert pdb["minAvailable"] == 2 < find(prod, "HorizontalPodAutoscaler")["spec"]["minReplicas"]
 
@@ -319,14 +345,20 @@ def test_overlay_differences() -> None:
 
     # behavior: merge keeps the base's settings and overrides the profile's.
     base = sizewise_config(render("k8s/base"))
-    for objs, env, sampling in ((dev, "development", 1.0), (prod, "production", 0.1)):
+    for objs, env, sampling in ((dev, "development", 1.0), (prod, "production", 1.0)):
         cfg = sizewise_config(objs)
         assert cfg["DEPLOYMENT_ENVIRONMENT"] == env
         assert float(cfg["OTEL_TRACES_SAMPLER_ARG"]) == sampling
         assert base.keys() <= cfg.keys()
+    # Production samples at the tail (the gateways keep errors, slow traces and 10 %), so the
+    # apps send every span: a head sampler would drop error traces before any gateway saw them.
+    assert sizewise_config(prod)["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
+    assert float(base["OTEL_TRACES_SAMPLER_ARG"]) == 0.1
     assert sizewise_config(dev)["METRICS_RETENTION_HOURS"] == base["METRICS_RETENTION_HOURS"]
-    prom = find(prod, "Deployment", "prometheus")["spec"]["template"]["spec"]
-    assert any("persistentVolumeClaim" in v for v in prom["volumes"])
+    # Production's Prometheus pair and Alertmanager peers each keep a volume of their own.
+    for name, replicas in (("prometheus", 2), ("alertmanager", 3)):
+        sts = find(prod, "StatefulSet", name)["spec"]
+        assert sts["replicas"] == replicas and sts["volumeClaimTemplates"], name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -354,40 +386,82 @@ def test_configmaps_come_from_the_project_files(overlay: str) -> None:
         assert templates[path.name] == path.read_text()
 
 
-def test_prometheus_and_alertmanager_paths_match_their_configs() -> None:
-    """prometheus.yml's rule_files and targets, alertmanager.yml's templates and secrets resolve."""
-    objs = render("k8s/overlays/production")
-    prom = container(find(objs, "Deployment", "prometheus"), "prometheus")
+def _mounted_file(objs: list[Obj], pod_owner: Obj, cname: str, path: str) -> str:
+    """The text of the ConfigMap file mounted at ``path`` (by subPath) in container ``cname``."""
+    c = container(pod_owner, cname)
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == path]
+    (vol,) = [v for v in pod_owner["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    return find(objs, "ConfigMap", vol["configMap"]["name"])["data"][mount["subPath"]]
+
+
+def _resolves(objs: list[Obj], target: str) -> bool:
+    """host:port is a Service port, or a StatefulSet pod's name under its headless Service."""
+    host, _, port = target.partition(":")
+    services = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Service"}
+    pod, _, svc_name = host.partition(".")
+    if svc_name:
+        svc = services.get(svc_name)
+        sts = [o for o in objs if o["kind"] == "StatefulSet" and o["spec"]["serviceName"] == svc_name]
+        if not svc or len(sts) != 1:
+            return False
+        name, _, ordinal = pod.rpartition("-")
+        if name != sts[0]["metadata"]["name"] or not int(ordinal) < sts[0]["spec"]["replicas"]:
+            return False
+    else:
+        svc = services.get(host)
+    return svc is not None and int(port) in {p["port"] for p in svc["spec"]["ports"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_and_alertmanager_paths_match_their_configs(overlay: str) -> None:
+    """The Prometheus config each overlay mounts: rule_files, targets, remote write resolve; and
+    alertmanager.yml's templates and secrets are mounted."""
+    objs = render(f"k8s/overlays/{overlay}")
+    prom_owner = workload(objs, "prometheus")
+    prom = container(prom_owner, "prometheus")
     config_file = next(a.split("=", 1)[1] for a in prom["args"] if a.startswith("--config.file="))
     mounts = {m["mountPath"] for m in prom["volumeMounts"]}
     assert config_file in mounts
-    prom_cfg = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
+    prom_cfg = yaml.safe_load(_mounted_file(objs, prom_owner, "prometheus", config_file))
+    expected = "prometheus/prometheus.yml" if overlay == "dev" else "k8s/overlays/production/prometheus-ha.yml"
+    assert prom_cfg == yaml.safe_load((REPO / expected).read_text())
     assert prom_cfg["rule_files"]
     for pattern in prom_cfg["rule_files"]:
         directory = str(Path(config_file).parent / Path(pattern).parent)
         assert directory in mounts, pattern
-    services = {o["metadata"]["name"]: {p["port"] for p in o["spec"]["ports"]}
-                for o in objs if o["kind"] == "Service"}
     targets = [t for job in prom_cfg.get("scrape_configs", []) for sc in job.get("static_configs", [])
                for t in sc["targets"]]
     targets += [t for am in prom_cfg.get("alerting", {}).get("alertmanagers", [])
                 for sc in am.get("static_configs", []) for t in sc["targets"]]
+    targets += [f"{n}:{sd['port']}" for job in prom_cfg["scrape_configs"]
+                for sd in job.get("dns_sd_configs", []) for n in sd["names"]]
+    targets += [re.sub(r"^http://([^/]+)/.*", r"\1", rw["url"]) for rw in prom_cfg.get("remote_write", [])]
     assert targets
     for target in targets:
-        host, _, port = target.partition(":")
-        if host != "localhost":
-            assert int(port) in services.get(host, set()), f"{target}: no such Service port"
+        if not target.startswith("localhost:"):
+            assert _resolves(objs, target), f"{target}: no such Service port or StatefulSet pod"
+    if overlay == "production":
+        # every peer of the Alertmanager StatefulSet receives every alert
+        (am_targets,) = [sc["targets"] for am in prom_cfg["alerting"]["alertmanagers"] for sc in am["static_configs"]]
+        assert len(am_targets) == find(objs, "StatefulSet", "alertmanager")["spec"]["replicas"] == 3
 
-    am = container(find(objs, "Deployment", "alertmanager"), "alertmanager")
+    am_owner = workload(objs, "alertmanager")
+    am = container(am_owner, "alertmanager")
     am_mounts = {m["mountPath"] for m in am["volumeMounts"]}
-    am_cfg_text = (REPO / "alertmanager/alertmanager.yml").read_text()
+    am_cfg_text = _mounted_file(objs, am_owner, "alertmanager", "/etc/alertmanager/alertmanager.yml")
+    assert am_cfg_text == (REPO / "alertmanager/alertmanager.yml").read_text()
     am_cfg = yaml.safe_load(am_cfg_text)
     for pattern in am_cfg.get("templates", []):
         assert str(Path("/etc/alertmanager") / Path(pattern).parent) in am_mounts, pattern
     for secret_file in re.findall(r"_file:\s*(/\S+)", am_cfg_text):
         assert str(Path(secret_file).parent) in am_mounts, secret_file
     for url in re.findall(r"url:\s*http://([a-z0-9-]+):(\d+)", am_cfg_text):
-        assert int(url[1]) in services.get(url[0], set()), url
+        assert _resolves(objs, f"{url[0]}:{url[1]}"), url
+    if am_owner["kind"] == "StatefulSet":  # gossip: every peer is told of all three
+        peers = [a for a in am["args"] if a.startswith("--cluster.peer=")]
+        assert len(peers) == am_owner["spec"]["replicas"]
+        for peer in peers:
+            assert _resolves(objs, peer.split("=", 1)[1]), peer
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -398,7 +472,7 @@ def test_every_pod_meets_the_restricted_pod_security_standard(overlay: str) -> N
         "restricted"
     allowed_volumes = {"configMap", "emptyDir", "secret", "persistentVolumeClaim", "projected",
                        "downwardAPI"}
-    for deploy in (o for o in objs if o["kind"] == "Deployment"):
+    for deploy in workloads(objs):
         spec = deploy["spec"]["template"]["spec"]
         name = deploy["metadata"]["name"]
         assert spec["securityContext"]["runAsNonRoot"] is True, name
