@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     otel_service_name: str = "sizewise-hvac"
     otel_resource_attributes: str = ""
     otel_exporter_otlp_endpoint: str = ""
+    # Per-signal endpoints (full URLs, used as given) and exporters ("otlp" or "none"), so metrics can go
+    # straight into Prometheus 3's OTLP receiver while traces go elsewhere or nowhere.
+    otel_exporter_otlp_metrics_endpoint: str = ""
+    otel_exporter_otlp_traces_endpoint: str = ""
+    otel_metrics_exporter: str = "otlp"
+    otel_traces_exporter: str = "otlp"
     otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf"] = "http/protobuf"
     otel_traces_sampler: str = "parentbased_traceidratio"
     otel_traces_sampler_arg: float = Field(0.1, ge=0.0, le=1.0)
@@ -88,8 +94,19 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @property
+    def otlp_metrics_enabled(self) -> bool:
+        return _exports_otlp(self.otel_metrics_exporter) and bool(
+            self.otel_exporter_otlp_metrics_endpoint or self.otel_exporter_otlp_endpoint)
+
+    @property
+    def otlp_traces_enabled(self) -> bool:
+        return _exports_otlp(self.otel_traces_exporter) and bool(
+            self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint)
+
+    @property
     def otlp_enabled(self) -> bool:
-        return bool(self.otel_exporter_otlp_endpoint)
+        """Some signal is pushed over OTLP."""
+        return self.otlp_metrics_enabled or self.otlp_traces_enabled
 
     def api_keys(self) -> dict[str, str]:
         """Map of key -> role from SIZEWISE_API_KEYS and SIZEWISE_API_KEYS_FILE."""
@@ -136,3 +153,9 @@ def ensure_semconv_opt_in(settings: Settings) -> None:
     The OTel instrumentations read this variable once, so it must be set before they load.
     """
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", settings.otel_semconv_stability_opt_in)
+
+
+def _exports_otlp(exporters: str) -> bool:
+    """OTEL_*_EXPORTER is a comma-separated list; "none" (or nothing but it) turns the signal's push off."""
+    names = {n.strip().lower() for n in exporters.split(",") if n.strip()}
+    return "otlp" in names

@@ -23,13 +23,14 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.view import DropAggregation, ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
 from sizewise_otel.catalog import SIGNALS, Kind, Signal, signal
+from sizewise_otel.fastpath import enabled as fastpath_enabled
 from sizewise_otel.fastpath import exporter_preferences, prometheus_reader
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in
 
@@ -69,9 +70,15 @@ def build_resource(settings: Settings, extra: dict[str, str] | None = None) -> R
     return Resource.create(attrs)
 
 
-def build_views() -> list[View]:
+# Recorded by the contrib FastAPI/ASGI instrumentor but not by the fast HTTP layer: on the public
+# path they are dropped, so both paths export the same series.
+CONTRIB_ONLY_INSTRUMENTS = ("http.server.request.body.size", "http.server.response.body.size")
+
+
+def build_views(public_path: bool = False) -> list[View]:
     """Explicit buckets and an attribute allow-list for every histogram: bounded series."""
-    views = []
+    views = [View(instrument_name=name, aggregation=DropAggregation()) for name in CONTRIB_ONLY_INSTRUMENTS] \
+        if public_path else []
     for sig in SIGNALS:
         if sig.kind is Kind.HISTOGRAM:
             views.append(View(
@@ -175,13 +182,15 @@ class Telemetry:
         span_exporter_list = list(span_exporters)
         if settings.otlp_enabled:
             metric_exporter, span_exporter = _otlp_exporters(settings)
-            all_readers.append(PeriodicExportingMetricReader(
-                _CountingMetricExporter(metric_exporter, self._export_failed),
-                export_interval_millis=settings.otel_metric_export_interval,
-            ))
-            span_exporter_list.append(_CountingSpanExporter(span_exporter, self._export_failed))
+            if settings.otlp_metrics_enabled:
+                all_readers.append(PeriodicExportingMetricReader(
+                    _CountingMetricExporter(metric_exporter, self._export_failed),
+                    export_interval_millis=settings.otel_metric_export_interval,
+                ))
+            if settings.otlp_traces_enabled:
+                span_exporter_list.append(_CountingSpanExporter(span_exporter, self._export_failed))
         self.meter_provider = MeterProvider(
-            metric_readers=all_readers, resource=self.resource, views=build_views()
+            metric_readers=all_readers, resource=self.resource, views=build_views(not fastpath_enabled())
         )
         # Bounded: BatchSpanProcessor drops (and counts) spans past max_queue_size (2048).
         self.tracer_provider = TracerProvider(resource=self.resource, sampler=build_sampler(settings))

@@ -355,7 +355,8 @@ def telemetry_check(telemetry: Any, settings: Settings, *,
         return Outcome(Status.HEALTHY, total, "failures", details=details,
                        message=f"no export failure in the last {window:.0f}s")
 
-    endpoint = display_url(settings.otel_exporter_otlp_endpoint) if settings.otlp_enabled else "(disabled)"
+    endpoint = (display_url(settings.otel_exporter_otlp_metrics_endpoint or settings.otel_exporter_otlp_endpoint)
+                if settings.otlp_enabled else "(disabled)")
     advice = (f"The OTLP exporter cannot deliver to {endpoint}: check OTEL_EXPORTER_OTLP_ENDPOINT and "
               "that the collector is running and reachable. Metrics stay available at /metrics; spans "
               "are dropped once the export queue is full.")

@@ -54,3 +54,58 @@ def test_api_keys_parse_and_reject(monkeypatch: pytest.MonkeyPatch, tmp_path) ->
     assert s.api_keys() == {"v1": "viewer", "a-secret": "admin"}
     with pytest.raises(SettingsError):
         Settings(sizewise_api_keys="root:x").api_keys()
+
+
+@pytest.mark.parametrize("env,metrics,traces", [
+    ({}, False, False),
+    ({"otel_exporter_otlp_endpoint": "http://c:4318"}, True, True),
+    ({"otel_exporter_otlp_endpoint": "http://c:4318", "otel_traces_exporter": "none"}, True, False),
+    ({"otel_exporter_otlp_metrics_endpoint": "http://p:9090/api/v1/otlp/v1/metrics",
+      "otel_traces_exporter": "none"}, True, False),
+    ({"otel_exporter_otlp_traces_endpoint": "http://j:4318/v1/traces"}, False, True),
+    ({"otel_exporter_otlp_endpoint": "http://c:4318", "otel_metrics_exporter": "none",
+      "otel_traces_exporter": "console,otlp"}, False, True),
+])
+def test_otlp_push_per_signal(env: dict, metrics: bool, traces: bool) -> None:
+    s = Settings(**env)
+    assert (s.otlp_metrics_enabled, s.otlp_traces_enabled, s.otlp_enabled) == (metrics, traces, metrics or traces)
+
+
+def test_metrics_straight_to_an_otlp_receiver_and_no_trace_push(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OTEL_EXPORTER_OTLP_METRICS_ENDPOINT + OTEL_TRACES_EXPORTER=none: metrics arrive there, no span is sent."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from sizewise_otel.settings import load_settings
+    from sizewise_otel.telemetry import Telemetry
+
+    posts: list[str] = []
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            posts.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                       f"http://127.0.0.1:{server.server_address[1]}/api/v1/otlp/v1/metrics")
+    # Were traces pushed despite OTEL_TRACES_EXPORTER=none, they would land in the same sink.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}/v1/traces")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    tel = Telemetry(load_settings(otel_traces_sampler="always_on"), set_global=False)
+    try:
+        tel.meter.create_counter("sizewise.test.pushes").add(1)
+        with tel.tracer.start_as_current_span("not exported"):
+            pass
+        assert tel.meter_provider.force_flush(10_000) and tel.tracer_provider.force_flush(10_000)
+        assert posts and set(posts) == {"/api/v1/otlp/v1/metrics"}
+    finally:
+        tel.meter_provider.shutdown(timeout_millis=1000)
+        tel.tracer_provider.shutdown()
+        server.shutdown()
