@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import sys
@@ -125,7 +124,7 @@ def prometheus_config(tmp: Path, app_port: int, am_port: int) -> Path:
     return path
 
 
-def alertmanager_config(tmp: Path, slack_url: str, relay_url: str) -> Path:
+def alertmanager_config(tmp: Path, slack_url: str, relay_url: str, watchdog_url: str) -> Path:
     cfg = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
     (tmp / "slack_webhook_url").write_text(slack_url + "\n")
     (tmp / "relay_key").write_text(RELAY_KEY + "\n")
@@ -136,6 +135,10 @@ def alertmanager_config(tmp: Path, slack_url: str, relay_url: str) -> Path:
             assert "api_url" not in slack, "the Slack URL must come from a file"
             slack["api_url_file"] = str(tmp / "slack_webhook_url")
         for hook in receiver.get("webhook_configs", []):
+            if "url_file" in hook:  # the Watchdog's dead man's switch: its URL is a secret file too
+                (tmp / "watchdog_url").write_text(watchdog_url + "\n")
+                hook["url_file"] = str(tmp / "watchdog_url")
+                continue
             hook["url"] = relay_url
             hook["http_config"]["authorization"]["credentials_file"] = str(tmp / "relay_key")
     path = tmp / "alertmanager.yml"
@@ -173,25 +176,32 @@ class Load:
                     time.sleep(0.2)  # few errors, so successes soon outweigh them
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+def _wait(predicate: Any, timeout: float, what: str) -> float:
+    """Poll until ``predicate`` holds; the seconds it took (fails after ``timeout``)."""
+    t0 = time.monotonic()
     while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out waiting {timeout:g} s for {what}")
         time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+# Deadlines only: scrapes, rule evaluations and group waits are 1 s each, a `for` of a minute is 3 s
+# here; these leave room for a loaded machine, and the time taken is printed, not asserted.
+FIRING_DEADLINE = RESOLVED_DEADLINE = 120.0
 
 
 def test_high_error_rate_reaches_slack_firing_then_resolved() -> None:
-    started = time.monotonic()
     tmp = servers.tempdir("alerting-e2e")
     rule = next(r for r in DEFAULT_RULES if r.name == "high_error_rate")
     with sink() as (sink_url, received):
         app_port = servers.free_port()
         am = servers.alertmanager_server(
-            alertmanager_config(tmp, f"{sink_url}/slack", f"http://127.0.0.1:{app_port}/alerts/relay"))
+            alertmanager_config(tmp, f"{sink_url}/slack", f"http://127.0.0.1:{app_port}/alerts/relay",
+                                f"{sink_url}/watchdog"))
         prom = servers.prometheus_server(prometheus_config(tmp, app_port, am.port))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_EXPORTER_OTLP")}
-        env.update(
+        # Server runs it in the test's environment cleaned of SizeWise/OTel settings, plus these
+        env = dict(
             PROMETHEUS_URL=prom.url,  # full stack: Prometheus/Alertmanager alert, not the app
             SIZEWISE_API_KEYS=f"admin:{RELAY_KEY}",
             ALERT_WEBHOOK_URL=f"{sink_url}/hook", ALERT_WEBHOOK_SECRET=SECRET,
@@ -207,9 +217,12 @@ def test_high_error_rate_reaches_slack_firing_then_resolved() -> None:
             am.start()
             prom.start()
             load.thread.start()
-            _wait(lambda: _slack_messages(received, "firing"), 45, "the firing Slack message")
+            firing_after = _wait(lambda: _slack_messages(received, "firing"), FIRING_DEADLINE,
+                                 "the firing Slack message")
             load.fail = False  # successes from now on: the error rate falls under 5 %
-            _wait(lambda: _slack_messages(received, "resolved"), 40, "the resolved Slack message")
+            resolved_after = _wait(lambda: _slack_messages(received, "resolved"), RESOLVED_DEADLINE,
+                                   "the resolved Slack message")
+            print(f"\nfiring after {firing_after:.1f} s of errors, resolved {resolved_after:.1f} s later")
         finally:
             load.stop.set()
             for srv in (prom, am, app):
@@ -217,8 +230,8 @@ def test_high_error_rate_reaches_slack_firing_then_resolved() -> None:
             for path in (prom.workdir, am.workdir, tmp):
                 shutil.rmtree(path, ignore_errors=True)
 
-        labels = {"alertname": "HighErrorRate", "instance": f"127.0.0.1:{app_port}", "job": JOB,
-                  "service": JOB, "severity": "critical"}
+        # the rule sums over the job's instances: no instance label
+        labels = {"alertname": "HighErrorRate", "job": JOB, "service": JOB, "severity": "critical"}
         # Only 500s before it fired, so the value is 100 %, or a little less when Prometheus
         # scraped while a request was in flight (counted in total, not yet in errors).
         first = _slack_messages(received, "firing")[0]["attachments"][0]["text"]
@@ -239,8 +252,8 @@ def test_high_error_rate_reaches_slack_firing_then_resolved() -> None:
         assert firing["color"] == "danger"
         assert firing["text"] == (
             f"*High error rate on {JOB}* (critical)\n"
-            f"High error rate detected. More than 5% of HTTP requests answered 5xx over the last "
-            f"minute on 127.0.0.1:{app_port}. Value: {value:.1f}%.\n"
+            f"High error rate detected. More than 5% of HTTP requests to {JOB} (all instances) answered "
+            f"5xx over the last 5 minutes. Value: {value:.1f}%.\n"
             f"<{rule.runbook_url}|Runbook> | <http://localhost:3000/d/sizewise-application-performance|Dashboard>")
         resolved = _slack_messages(received, "resolved")[0]["attachments"][0]
         assert resolved["title"] == "[RESOLVED] SizeWise Alert: HighErrorRate"
@@ -255,4 +268,3 @@ def test_high_error_rate_reaches_slack_firing_then_resolved() -> None:
         for headers, body in hooks:
             assert verify_signature(SECRET, body, headers["x-sizewise-timestamp"],
                                     headers["x-sizewise-signature"])
-    assert time.monotonic() - started < 90
