@@ -100,9 +100,10 @@ def liveness_tests() -> tuple[PromTest, ...]:
             Check(3, "ServiceAbsent", (Expect("service_absent", 1, {"job": PUSHED}),)),
             Check(12, "ServiceAbsent"),
         )),
-        # A worker recycled: `c` starts as `a` dies, both exported for a minute. No alert.
+        # A worker recycled: `c` starts as `a` dies, both exported at minute 20 (a count of 3 for
+        # less than STABLE_WINDOW). No alert.
         PromTest("instance_replaced_is_silent", (
-            _instance("a", "1x20 stale"), _instance("b", "1x40"), _instance("c", "_x19 1x20"),
+            _instance("a", "1x20 stale"), _instance("b", "1x40"), _instance("c", "_x20 1x19"),
         ), (
             Check(20, "InstanceDown"), Check(24, "InstanceDown"), Check(35, "InstanceDown"),
         )),
@@ -166,7 +167,7 @@ def default_tests() -> tuple[PromTest, ...]:
         # Always firing, from the first evaluation on.
         PromTest("watchdog", (), (
             Check(0, "Watchdog", (Expect("watchdog", 1, {}),)),
-            Check(600, "Watchdog", (Expect("watchdog", 1, {}),)),
+            Check(60, "Watchdog", (Expect("watchdog", 1, {}),)),
         )),
         *liveness_tests(),
         *container_tests(),
@@ -183,7 +184,7 @@ def default_tests() -> tuple[PromTest, ...]:
             (_series(f"{http}_count", {**route, "instance": "b"}), "0+180x30"),
         ), (
             Check(0, "HighErrorRate"),
-            Check(3, "HighErrorRate", (Expect("high_error_rate", 10, job),)),
+            Check(4, "HighErrorRate", (Expect("high_error_rate", 10, job),)),
             Check(17, "HighErrorRate"),
         )),
         threshold_test(r["scrape_target_down"], 0, 1),
