@@ -33,6 +33,9 @@ class Mounted:
 COLLECTOR_CONFIG = Mounted("otel-collector", "collector/config.yaml", "/etc/otelcol-contrib/config.yaml")
 PROMETHEUS_CONFIG = Mounted("prometheus", "prometheus/prometheus.yml", "/etc/prometheus/prometheus.yml")
 PROMETHEUS_RULES = Mounted("prometheus", "prometheus/rules", "/etc/prometheus/rules")
+# compose.otlp-direct.yaml: the collector-less path, apps pushing OTLP into Prometheus 3 itself.
+PROMETHEUS_OTLP_CONFIG = Mounted("prometheus", "prometheus/prometheus-otlp.yml", "/etc/prometheus/prometheus.yml")
+COMPOSE_OTLP_DIRECT = ROOT / "compose.otlp-direct.yaml"
 
 # The configs the integration tests execute (test_stack_*.py); compose must mount each of them.
 EXECUTED = (COLLECTOR_CONFIG, PROMETHEUS_CONFIG, PROMETHEUS_RULES)
@@ -78,16 +81,17 @@ def collector_test_config(ports: dict[str, int]) -> dict[str, Any]:
     return config
 
 
-def prometheus_test_config(hosts: dict[str, str], *, interval: str = "1s") -> dict[str, Any]:
-    """prometheus/prometheus.yml with compose targets mapped (``{"otel-collector:8889": "127.0.0.1:N"}``).
+def prometheus_test_config(hosts: dict[str, str], *, interval: str = "1s",
+                           path: str = PROMETHEUS_CONFIG.path) -> dict[str, Any]:
+    """prometheus/prometheus.yml (or ``path``) with compose targets mapped (``{"otel-collector:8889": "127.0.0.1:N"}``).
 
     Targets not in ``hosts`` go to a closed loopback port (they show as down, as in a stack where
     that service is stopped). Rule files are taken from the repo's prometheus/ directory.
     """
-    config = copy.deepcopy(load_yaml(PROMETHEUS_CONFIG.path))
+    config = copy.deepcopy(load_yaml(path))
     config["global"]["scrape_interval"] = interval
     config["global"]["evaluation_interval"] = interval
-    base = ROOT / Path(PROMETHEUS_CONFIG.path).parent
+    base = ROOT / Path(path).parent
     config["rule_files"] = [str(base / pattern) for pattern in config.get("rule_files", [])]
 
     def target(t: str) -> str:
