@@ -37,7 +37,7 @@ lock() {
   for cell in "$@"; do
     [ -f "$LOCKS/$cell.in" ] || { echo "matrix: no $LOCKS/$cell.in" >&2; exit 2; }
     "$uv" pip compile -q pyproject.toml --extra test -c "$LOCKS/$cell.in" -o "$LOCKS/$cell.txt" \
-      --python "$PYTHON" --custom-compile-command "scripts/matrix.sh lock $cell"
+      --universal --python "$PYTHON" --custom-compile-command "scripts/matrix.sh lock $cell"
     echo "matrix: wrote $LOCKS/$cell.txt"
   done
 }
