@@ -15,7 +15,7 @@ RUN groupadd --system --gid 10001 sizewise \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sizewise_otel ./sizewise_otel
-RUN pip install ".[server,postgres]" && rm -rf /src
+RUN pip install ".[demo]" && rm -rf /src
 
 # DATABASE_URL without the password in the environment: when DATABASE_PASSWORD_FILE is set (a compose
 # secret), the password is read from it and put into DATABASE_URL, URL-encoded, at start.

@@ -217,7 +217,7 @@ def test_dockerfile_runs_the_demo_as_documented() -> None:
     assert re.search(r"^FROM python:3\.11[\w.-]*-slim", text, re.M)
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1] not in ("root", "0")
-    assert 'pip install ".[server,postgres]"' in text
+    assert 'pip install ".[demo]"' in text
     cmd = json.loads(next(ln for ln in text.replace("\\\n", " ").splitlines() if ln.startswith("CMD "))[4:])
     assert cmd[:5] == ["gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2"]
     assert cmd[-1] == "sizewise_otel.demo:app"
