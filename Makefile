@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # shell that activated nothing runs the same tools as CI; the tests also find them beside sys.executable.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test lint render bench soak system-deps collector servers clean
+.PHONY: demo test lint render bench soak system-deps collector servers matrix clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -34,6 +34,12 @@ test: $(STAMP) system-deps collector servers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/sizewise-otel render --check
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The unit suite plus a smoke set of integration tests on the floor and middle versions of every
+# package a host service shares (ci/locks/*.txt; docs/compatibility.md). `make test` is the newest cell.
+matrix: $(STAMP) system-deps collector servers
+	bash scripts/matrix.sh floor
+	bash scripts/matrix.sh middle
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
