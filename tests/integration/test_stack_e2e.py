@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import re
 import shutil
@@ -64,8 +63,8 @@ def app_env(collector: stack.RunningCollector, database_url: str, redis_url: str
     """compose's app environment, with the addresses of this machine's servers."""
     env = {k: str(v) for k, v in stack.compose()["services"]["app"]["environment"].items()}
     env.pop("DATABASE_PASSWORD_FILE")  # the container entrypoint's job; the test URL has no password
-    env = {k: re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m[1], m[2]), v)
-           for k, v in env.items()}
+    # ${VAR:-default}: the default, never the developer's shell (the test is the same everywhere)
+    env = {k: re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: m[2], v) for k, v in env.items()}
     env.update(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
@@ -291,6 +290,9 @@ def _expand(expr: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)", sub, expr)
 
 
+PANEL_DEADLINE = 60.0  # exports, scrapes and rule evaluations are 1 s each; a loaded machine is slower
+
+
 def test_every_grafana_panel_query_returns_data(full_stack: Stack) -> None:
     files = sorted(DASHBOARDS.glob("*.json"))
     assert files, f"no dashboards in {DASHBOARDS.relative_to(stack.ROOT)} (written by the dashboards issue)"
@@ -302,25 +304,42 @@ def test_every_grafana_panel_query_returns_data(full_stack: Stack) -> None:
 
     stats = asyncio.run(run_load(s.app.url, rate=40, duration=8, concurrency=8, seed=7))
     assert stats.sent > 100
-    time.sleep(5)  # exports (1 s), scrapes (1 s) and rule evaluations (1 s) catch up
 
-    empty: list[str] = []
-    checked = 0
-    for path in files:
-        dashboard = json.loads(path.read_text())
-        dashboard = dashboard.get("dashboard", dashboard)
-        values = _variables(s, dashboard)
-        for panel in _panels(dashboard.get("panels", [])):
-            for target in panel.get("targets", []):
-                expr = target.get("expr")
-                if not expr or target.get("hide"):
-                    continue
-                checked += 1
-                query = _expand(expr, values)
-                if not s.query(query):
-                    empty.append(f"{path.name} / {panel.get('title')!r}: {query}")
-    assert checked, "the dashboards hold no PromQL targets"
-    assert not empty, f"{len(empty)} of {checked} panel queries returned no data:\n" + "\n".join(empty)
+    # Exports (1 s), scrapes (1 s) and rule evaluations (1 s) catch up at the machine's pace: each
+    # query is asked until it returns data, and those that never did by the deadline are reported.
+    boards = {path.name: _dashboard(path) for path in files}
+    pending = {(name, title, expr) for name, board in boards.items() for title, expr in _targets(board)}
+    assert pending, "the dashboards hold no PromQL targets"
+    checked = len(pending)
+    last: dict[tuple[str, str, str], str] = {}
+    deadline = time.monotonic() + PANEL_DEADLINE
+    while pending:
+        for name in sorted({name for name, _, _ in pending}):
+            values = _variables(s, boards[name])  # label values too may appear only with the data
+            for key in sorted(k for k in pending if k[0] == name):
+                last[key] = _expand(key[2], values)
+                if s.query(last[key]):
+                    pending.discard(key)
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    empty = [f"{name} / {title!r}: {last[(name, title, expr)]}" for name, title, expr in sorted(pending)]
+    assert not empty, (f"{len(empty)} of {checked} panel queries returned no data within "
+                       f"{PANEL_DEADLINE:g} s:\n" + "\n".join(empty))
+
+
+def _dashboard(path: Any) -> dict[str, Any]:
+    dashboard = json.loads(path.read_text())
+    return dashboard.get("dashboard", dashboard)
+
+
+def _targets(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(panel title, PromQL) of every visible target."""
+    for panel in _panels(dashboard.get("panels", [])):
+        for target in panel.get("targets", []):
+            expr = target.get("expr")
+            if expr and not target.get("hide"):
+                yield str(panel.get("title")), expr
 
 
 def test_prometheus_scrapes_the_collector_and_its_own_telemetry(full_stack: Stack) -> None:
@@ -337,7 +356,7 @@ def test_request_latency_histogram_carries_exemplars(full_stack: Stack) -> None:
     """Issue 7: a slow bucket of the request-latency panels links to its trace in Jaeger."""
     query = "http_server_request_duration_seconds_bucket"
     try:
-        servers.wait_for(lambda: bool(_exemplars(full_stack, query)), 15, f"exemplars on {query}")
+        servers.wait_for(lambda: bool(_exemplars(full_stack, query)), 30, f"exemplars on {query}")
     except TimeoutError:
         pytest.fail(f"no exemplars on {query}: the HTTP server layer records the request duration "
                     "without exemplars (sizewise_otel/httpserver.py LeanHistogram), so Grafana's "
