@@ -18,6 +18,9 @@ Scope = dict[str, Any]
 # Set on the scope by code that already captured the request's exception (e.g. an exception
 # handler answering 503), so the 5xx status is not captured a second time.
 CAPTURED_KEY = "sizewise.error_captured"
+# FastAPI's native telemetry skips a request whose scope has this key: set by the HTTP layers, so a
+# FastAPI app mounted inside an instrumented app does not record its requests a second time.
+NATIVE_TELEMETRY_KEY = "fastapi.telemetry"
 
 
 class ErrorSink(Protocol):
@@ -82,6 +85,7 @@ class MonitoringMiddleware:
                 status_holder[0] = message["status"]
             await send(message)
 
+        scope[NATIVE_TELEMETRY_KEY] = None
         stats = self.stats
         stats.total += 1
         try:

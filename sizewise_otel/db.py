@@ -30,13 +30,15 @@ from opentelemetry.trace import StatusCode
 from sqlalchemy.engine import Engine
 
 from sizewise_otel.fastpath import BoundedCache, Recorder, SpanGate, contrib_scope
+from sizewise_otel.instruments.registry import Undo
 from sizewise_otel.telemetry import SCOPE, Telemetry
 
 _VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK", "CREATE",
                     "DROP", "ALTER", "WITH", "PRAGMA"})
 _SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "mssql": "microsoft.sql_server",
             "oracle": "oracle"}
-_MARK = "_sizewise_instrumented"
+_WRAPPED_METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
+_ABSENT = object()
 # Distinct statements whose span name / sanitized text are cached per engine; past this the
 # listener still works and computes them per call (only for sampled spans).
 MAX_CACHED_STATEMENTS = 1024
@@ -81,15 +83,19 @@ def recorder(telemetry: Telemetry, name: str) -> Recorder:
     return Recorder(telemetry, name, (SCOPE, telemetry.settings.service_version, None))
 
 
-def instrument_engine(engine: Any, telemetry: Telemetry) -> Engine:
-    """Instrument a sync ``Engine`` or an ``AsyncEngine``; a second call is a no-op."""
+def instrument_engine(engine: Any, telemetry: Telemetry, undo: Undo | None = None) -> Engine:
+    """Instrument a sync ``Engine`` or an ``AsyncEngine``; a second call is a no-op.
+
+    ``undo`` receives what puts the engine back (``Instrumentation.uninstrument()`` runs it).
+    """
+    undo = undo if undo is not None else Undo()
     sync_engine = sync_engine_of(engine)
-    if getattr(sync_engine, _MARK, False):
+    if not undo.claim(sync_engine, "sqlalchemy"):
         return sync_engine
-    setattr(sync_engine, _MARK, True)
-    if not getattr(sync_engine.dialect, _MARK, False):  # engine.execution_options() copies share it
-        setattr(sync_engine.dialect, _MARK, True)
-        _DialectTracer(sync_engine, telemetry).install()
+    if undo.claim(sync_engine.dialect, "sqlalchemy"):  # engine.execution_options() copies share it
+        tracer = _DialectTracer(sync_engine, telemetry)
+        tracer.install()
+        undo.add("sqlalchemy dialect", tracer.uninstall)
     _observe_pool(sync_engine, telemetry)
     return sync_engine
 
@@ -148,6 +154,8 @@ class _DialectTracer:
 
     def install(self) -> None:
         dialect = self.engine.dialect
+        # What the instance itself held (normally nothing: the methods come from the class).
+        self._saved = {name: vars(dialect).get(name, _ABSENT) for name in _WRAPPED_METHODS}
         dialect.do_execute = self._wrap(dialect.do_execute, many=False)
         dialect.do_executemany = self._wrap(dialect.do_executemany, many=True)
         original = dialect.do_execute_no_params
@@ -155,6 +163,15 @@ class _DialectTracer:
                              many=False)
         dialect.do_execute_no_params = lambda cursor, statement, context=None: wrapped(
             cursor, statement, None, context)
+
+    def uninstall(self) -> None:
+        """Put the dialect's own methods back."""
+        dialect = self.engine.dialect
+        for name, saved in self._saved.items():
+            if saved is _ABSENT:
+                vars(dialect).pop(name, None)
+            else:
+                setattr(dialect, name, saved)
 
     # --- cached per statement / attribute set ---------------------------------------------------
     def statement(self, statement: str) -> _Statement:

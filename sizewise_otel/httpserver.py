@@ -41,7 +41,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import StatusCode, TracerProvider
 
-from sizewise_otel.asgi import ErrorSink, RequestStats, count_exception, count_server_error
+from sizewise_otel.asgi import NATIVE_TELEMETRY_KEY, ErrorSink, RequestStats, count_exception, count_server_error
 from sizewise_otel.fastpath import (
     NO_EXEMPLARS,
     BoundedCache,
@@ -259,6 +259,7 @@ class HTTPServerTelemetry:
             await send(message)
 
         active[0] += 1
+        scope[NATIVE_TELEMETRY_KEY] = None  # a mounted FastAPI app must not record this request again
         stats = self.stats
         if stats is not None:
             stats.total += 1
@@ -364,10 +365,21 @@ def _global_meter_provider() -> MeterProvider:
     return metrics.get_meter_provider()
 
 
-def disable_native_fastapi_telemetry(app: Any) -> None:
+def disable_native_fastapi_telemetry(app: Any) -> Callable[[], None]:
     """FastAPI >= 0.165 records HTTP metrics and spans itself whenever global OTel providers exist
     (and defers only to the contrib middleware). With this layer in place that would record every
-    request twice, plus internal operation spans: switch the native layer off for this app."""
+    request twice, plus internal operation spans: switch the native layer off for this app.
+    Returns what switches it back as it was."""
     config = getattr(app, "_telemetry", None)
-    if isinstance(config, dict):
-        config.update(tracing=False, metrics=False, logs=False, operation_spans=False)
+    if not isinstance(config, dict):
+        return lambda: None
+    keys = ("tracing", "metrics", "logs", "operation_spans")
+    saved = {k: config[k] for k in keys if k in config}
+    config.update(dict.fromkeys(keys, False))
+
+    def restore() -> None:
+        for k in keys:
+            config.pop(k, None)
+        config.update(saved)
+
+    return restore

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from sizewise_otel.alerts.evaluator import AlertEvaluator
 from sizewise_otel.asgi import MonitoringMiddleware, RequestStats
@@ -16,9 +19,16 @@ from sizewise_otel.auth import KeyRing
 from sizewise_otel.dashboard import PerformanceDashboard, initialize_performance_dashboard
 from sizewise_otel.db import instrument_engine
 from sizewise_otel.errors import ErrorTracker, initialize_error_tracker
-from sizewise_otel.fastpath import instrumented_by_contrib
+from sizewise_otel.fastpath import (
+    detach_lean_histograms,
+    instrumented_by_contrib,
+    restore_id_generators,
+    warn_if_disabled,
+)
+from sizewise_otel.fastpath import enabled as fastpath_enabled
 from sizewise_otel.health import HealthMonitor, initialize_health_monitor
 from sizewise_otel.heap import freeze_startup_heap
+from sizewise_otel.instruments.registry import MARKS, PROCESS, Undo
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in, get_settings
 from sizewise_otel.system import SystemMetrics
 from sizewise_otel.telemetry import Telemetry, get_telemetry
@@ -28,7 +38,6 @@ log = structlog.get_logger("sizewise.instrument")
 
 # Probe and scrape endpoints are not traffic: they stay out of the HTTP metrics and spans.
 UNMEASURED_PATHS = frozenset({"/metrics", "/livez", "/readyz"})
-EXCLUDED_URLS = ",".join(f"{p}$" for p in sorted(UNMEASURED_PATHS))
 
 # A bounded selection of the system-metrics instrumentation: series grow with the machine's CPUs,
 # disks and interfaces, never with traffic.
@@ -47,7 +56,7 @@ SYSTEM_METRICS_CONFIG: dict[str, list[str] | None] = {
 
 @dataclass
 class Instrumentation:
-    """The handle ``instrument()`` returns: every component it wired, and ``shutdown()``."""
+    """The handle ``instrument()`` returns: every component it wired, ``shutdown()`` and ``uninstrument()``."""
 
     app: Any
     settings: Settings
@@ -58,8 +67,11 @@ class Instrumentation:
     dashboard: PerformanceDashboard | None
     alerts: AlertEvaluator | None
     system: SystemMetrics
-    extras: dict[str, Any] = field(default_factory=dict)
+    undo: Undo = field(default_factory=Undo)
+    fastpath: bool = True
     _started: bool = False
+    _live: bool = True
+    _stopping: Any = None  # the stop task when uninstrument() ran inside an event loop
 
     @property
     def components(self) -> list[Any]:
@@ -86,89 +98,194 @@ class Instrumentation:
         self.telemetry.meter_provider.force_flush()
         self.telemetry.tracer_provider.force_flush()
 
+    def uninstrument(self) -> list[str]:
+        """Undo everything ``instrument()`` changed; ``instrument(app)`` works again afterwards.
 
-_instrumented_globally: set[str] = set()
+        The app gets its middleware, routes, lifespan and state back; the engine its dialect
+        methods, the Redis client its methods; the log scrubbing filter is removed. Process-wide
+        hooks (the reader hook of the lean histograms, the tracers' id generators, the httpx
+        instrumentor) are undone with the last live handle. Started components are stopped.
+        Returns the steps that failed (logged, never raised).
+        """
+        if not self._live:
+            return []
+        self._live = False
+        if self._started:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                asyncio.run(self.stop())
+            else:  # called from async code: stop in the background, the wiring goes now
+                self._stopping = loop.create_task(self.stop())
+        failed = self.undo.run()
+        _release_process(self)
+        return failed
+
+
+# Live handles in this process; process-wide hooks go with the last one.
+_live_handles = 0
+_live_lock = threading.Lock()
+
+
+def _acquire_process() -> None:
+    global _live_handles
+    with _live_lock:
+        _live_handles += 1
+
+
+def _release_process(handle: Instrumentation) -> None:
+    """With the last live handle: the hooks every instrumented app of the process shares."""
+    global _live_handles
+    with _live_lock:
+        _live_handles -= 1
+        last = _live_handles == 0
+    if last:
+        detach_lean_histograms(handle.telemetry.meter_provider)
+        restore_id_generators()
+        if handle.tracker is not None:  # the process's tracker: its log filter is process-wide
+            handle.tracker.remove_log_scrubbing()
+        if MARKS.marked(PROCESS, "httpx.ours"):
+            from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+            with contextlib.suppress(Exception):
+                HTTPXClientInstrumentor().uninstrument()
+            MARKS.release(PROCESS, "httpx.ours")
+            MARKS.release(PROCESS, "httpx")
 
 
 def mark_instrumented(name: str) -> None:
     """Record that zero-code mode already instrumented a library globally."""
-    _instrumented_globally.add(name)
+    MARKS.claim(PROCESS, name)
 
 
-def _instrument_once(name: str, fn: Any) -> None:
-    if name not in _instrumented_globally:
-        _instrumented_globally.add(name)
-        fn()
-
-
-def instrument_redis(client: Any, telemetry: Telemetry) -> None:
+def instrument_redis(client: Any, telemetry: Telemetry, undo: Undo | None = None) -> None:
     """OTel CLIENT spans for a sync or asyncio Redis client (metrics come from InstrumentedCache).
 
-    Lean wrappers (``sizewise_otel.redis_tracing``) instead of the contrib instrumentor: no span
-    work under a non-sampled parent, attributes only for recording spans. Zero-code mode (the
-    contrib instrumentor already patched redis-py globally) is left alone; a second call is a no-op.
+    Fast path: lean wrappers (``sizewise_otel.redis_tracing``): no span work under a non-sampled
+    parent, attributes only for recording spans. Public path: the contrib instrumentor's
+    ``instrument_client``. Zero-code mode (the contrib instrumentor already patched redis-py
+    globally) is left alone; a second call is a no-op.
     """
+    from sizewise_otel import fastpath
     from sizewise_otel.redis_tracing import redis_traced_globally, trace_redis_client
 
-    if getattr(client, "_sizewise_instrumented", False) or redis_traced_globally():
+    undo = undo if undo is not None else Undo()
+    if redis_traced_globally() or instrumented_by_contrib(client) or not undo.claim(client, "redis.client"):
         return
-    trace_redis_client(client, telemetry.tracer_provider)
-    with contextlib.suppress(AttributeError):
-        client._sizewise_instrumented = True
+    if fastpath.enabled():
+        untrace = trace_redis_client(client, telemetry.tracer_provider)
+        if untrace is not None:
+            undo.add("redis client", untrace)
+        return
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    RedisInstrumentor.instrument_client(client, tracer_provider=telemetry.tracer_provider)
+    undo.add("redis client (contrib)", lambda: RedisInstrumentor.uninstrument_client(client))
 
 
 def instrument_httpx(telemetry: Telemetry) -> None:
+    """The contrib httpx instrumentor, process-wide, once (undone with the last live handle)."""
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    _instrument_once("httpx", lambda: HTTPXClientInstrumentor().instrument(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider))
+    if MARKS.claim(PROCESS, "httpx"):
+        HTTPXClientInstrumentor().instrument(tracer_provider=telemetry.tracer_provider,
+                                             meter_provider=telemetry.meter_provider)
+        MARKS.claim(PROCESS, "httpx.ours")
 
 
 def instrument_system(telemetry: Telemetry) -> None:
     from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
 
-    _instrument_once("system", lambda: SystemMetricsInstrumentor(config=SYSTEM_METRICS_CONFIG).instrument(
-        meter_provider=telemetry.meter_provider))
+    if MARKS.claim(PROCESS, "system"):
+        SystemMetricsInstrumentor(config=SYSTEM_METRICS_CONFIG).instrument(meter_provider=telemetry.meter_provider)
 
 
-def _instrument_http_server(app: Any, telemetry: Telemetry) -> None:
-    """The lean semconv HTTP layer (sizewise_otel.httpserver); see docs/performance.md.
+def _add_middleware(app: Any, undo: Undo, cls: Any, **kwargs: Any) -> None:
+    """``app.add_middleware``, with its removal registered."""
+    before = list(app.user_middleware)
+    if getattr(app, "middleware_stack", None) is None:
+        app.add_middleware(cls, **kwargs)
+    else:  # the app already served (e.g. instrumented again after uninstrument()): rebuild its stack
+        app.user_middleware.insert(0, Middleware(cls, **kwargs))
+        app.middleware_stack = None
+    added = [m for m in app.user_middleware if not any(m is b for b in before)]
 
-    When ``instrument()`` is wiring the app (``app.state.sizewise``), the layer also counts
-    requests/5xx for the error-rate gauge and hands exceptions and 5xx answers to the error
-    tracker: one middleware does both. Zero-code mode keeps the contrib instrumentor: when it
-    already wrapped the app, only ``MonitoringMiddleware`` is added for that counting and hand-off.
-    FastAPI's own native telemetry is switched off for this app so no request is recorded twice.
+    def remove() -> None:
+        app.user_middleware[:] = [m for m in app.user_middleware if not any(m is a for a in added)]
+        app.middleware_stack = None  # rebuilt on the next request, without it
+
+    undo.add(f"middleware {cls.__name__}", remove)
+
+
+def _instrument_http_server(app: Any, telemetry: Telemetry, undo: Undo | None = None,
+                            fast: bool | None = None) -> None:
+    """The HTTP server telemetry, request/5xx counting and the error hand-off, once per app.
+
+    Fast path: the lean semconv HTTP layer (sizewise_otel.httpserver; see docs/performance.md),
+    which also counts requests/5xx for the error-rate gauge and hands exceptions and 5xx answers
+    to the error tracker: one middleware does both. FastAPI's own native telemetry is switched off
+    for this app so no request is recorded twice. Public path, and zero-code mode (the contrib
+    instrumentor already wrapped the app): the contrib FastAPI/ASGI instrumentation records the
+    HTTP telemetry and ``MonitoringMiddleware`` does the counting and hand-off.
     """
     from fastapi import FastAPI
 
     from sizewise_otel.httpserver import HTTPServerTelemetry, disable_native_fastapi_telemetry
 
-    if getattr(app, "_sizewise_http", False):
+    undo = undo if undo is not None else Undo()
+    fast = fastpath_enabled() if fast is None else fast
+    if not undo.claim(app, "http.server"):
         return  # an earlier call already did it
-    app._sizewise_http = True
+    undo.add("middleware stack", lambda: setattr(app, "middleware_stack", None))  # runs last
     handle = getattr(getattr(app, "state", None), "sizewise", None)
     stats = getattr(handle, "stats", None)
     tracker = getattr(handle, "tracker", None)
-    if instrumented_by_contrib(app):
-        # zero-code mode: the contrib instrumentor records the HTTP telemetry
-        if stats is not None:
-            app.add_middleware(MonitoringMiddleware, stats=stats, sink=tracker,
-                               excluded=UNMEASURED_PATHS)
-        return
     is_fastapi = isinstance(app, FastAPI)
+    if not instrumented_by_contrib(app) and not fast:
+        _instrument_http_server_contrib(app, telemetry, undo, is_fastapi)
+    if instrumented_by_contrib(app):
+        if stats is not None:
+            _add_middleware(app, undo, MonitoringMiddleware, stats=stats, sink=tracker, excluded=UNMEASURED_PATHS)
+        return
     if is_fastapi:
-        disable_native_fastapi_telemetry(app)
-    app.add_middleware(HTTPServerTelemetry, tracer_provider=telemetry.tracer_provider,
-                       meter_provider=telemetry.meter_provider, excluded_paths=UNMEASURED_PATHS,
-                       fastapi=is_fastapi, stats=stats, errors=tracker)
+        undo.add("fastapi native telemetry", disable_native_fastapi_telemetry(app))
+    _add_middleware(app, undo, HTTPServerTelemetry, tracer_provider=telemetry.tracer_provider,
+                    meter_provider=telemetry.meter_provider, excluded_paths=UNMEASURED_PATHS,
+                    fastapi=is_fastapi, stats=stats, errors=tracker)
 
 
-def _include(app: Any, router: Any) -> None:
+def _instrument_http_server_contrib(app: Any, telemetry: Telemetry, undo: Undo, is_fastapi: bool) -> None:
+    """The public path: opentelemetry-instrumentation-fastapi (or -asgi for a Starlette app)."""
+    excluded = ",".join(f"{p}$" for p in sorted(UNMEASURED_PATHS))
+    if is_fastapi:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=telemetry.tracer_provider,
+                                          meter_provider=telemetry.meter_provider, excluded_urls=excluded,
+                                          exclude_spans=["receive", "send"])
+        undo.add("fastapi instrumentor", lambda: FastAPIInstrumentor.uninstrument_app(app))
+        return
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    _add_middleware(app, undo, OpenTelemetryMiddleware, tracer_provider=telemetry.tracer_provider,
+                    meter_provider=telemetry.meter_provider, excluded_urls=excluded,
+                    exclude_spans=["receive", "send"])
+
+
+def _include(app: Any, router: Any, undo: Undo) -> None:
+    before = list(app.router.routes)
+    lifespan = app.router.lifespan_context  # FastAPI's include_router merges the router's lifespan in
     if hasattr(app, "include_router"):
         app.include_router(router)
     else:
         app.router.routes.extend(router.routes)
+    added = [r for r in app.router.routes if not any(r is b for b in before)]
+
+    def remove() -> None:
+        app.router.routes[:] = [r for r in app.router.routes if not any(r is a for a in added)]
+        app.router.lifespan_context = lifespan
+
+    undo.add("routes", remove)
 
 
 def _wrap_lifespan(app: Starlette, handle: Instrumentation) -> None:
@@ -187,19 +304,28 @@ def _wrap_lifespan(app: Starlette, handle: Instrumentation) -> None:
             await handle.stop()
 
     app.router.lifespan_context = lifespan
+    handle.undo.add("lifespan", lambda: setattr(app.router, "lifespan_context", inner))
+
+
+def _set_state(app: Any, undo: Undo, name: str, value: Any) -> None:
+    setattr(app.state, name, value)
+    undo.add(f"app.state.{name}", lambda: delattr(app.state, name) if hasattr(app.state, name) else None)
 
 
 def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Settings | None = None,
                http_dependencies: dict[str, str] | None = None) -> Instrumentation:
-    """Wire OTel and the SizeWise components into a Starlette/FastAPI app. Idempotent per app."""
+    """Wire OTel and the SizeWise components into a Starlette/FastAPI app. Idempotent per app;
+    ``handle.uninstrument()`` undoes it."""
     existing = getattr(app.state, "sizewise", None)
     if existing is not None:
         return existing
+    fast = warn_if_disabled().enabled  # the seam's feature check: one warning when the public path is used
     settings = settings or get_settings()
     ensure_semconv_opt_in(settings)
     telemetry = get_telemetry(settings)
     stats = RequestStats()
-    app.state.sizewise_keyring = KeyRing(settings)
+    undo = Undo()
+    _set_state(app, undo, "sizewise_keyring", KeyRing(settings))
 
     tracker = initialize_error_tracker(settings, telemetry) if settings.error_tracking_enabled else None
     monitor = (initialize_health_monitor(settings, telemetry, engine=engine, redis=redis,
@@ -209,24 +335,26 @@ def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Set
                  if settings.performance_dashboard_enabled else None)
     alerts = AlertEvaluator(settings, telemetry)
     system = SystemMetrics()
-    handle = Instrumentation(app, settings, telemetry, stats, tracker, monitor, dashboard, alerts, system)
-    app.state.sizewise = handle
+    handle = Instrumentation(app, settings, telemetry, stats, tracker, monitor, dashboard, alerts, system,
+                             undo=undo, fastpath=fast)
+    _acquire_process()
+    _set_state(app, undo, "sizewise", handle)
 
     if settings.metrics_collection_enabled:
         system.register(telemetry)
         telemetry.observe("sizewise.error.rate", lambda: [(stats.error_rate_percent(), {})])
         instrument_system(telemetry)
     # Request/5xx counting and the error hand-off (handle.stats, handle.tracker) ride on the HTTP
-    # layer, or on MonitoringMiddleware in zero-code mode: see _instrument_http_server.
-    _instrument_http_server(app, telemetry)
+    # layer, or on MonitoringMiddleware on the public path: see _instrument_http_server.
+    _instrument_http_server(app, telemetry, undo, fast)
     instrument_httpx(telemetry)
     if engine is not None:
-        instrument_engine(engine, telemetry)
+        instrument_engine(engine, telemetry, undo)
     if redis is not None:
-        instrument_redis(redis, telemetry)
+        instrument_redis(redis, telemetry, undo)
 
-    _include(app, metrics_router())
+    _include(app, metrics_router(), undo)
     for component in handle.components:
-        _include(app, component.router())
+        _include(app, component.router(), undo)
     _wrap_lifespan(app, handle)
     return handle

@@ -19,14 +19,17 @@ The span is named after the command, as the contrib names it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.trace import StatusCode
 
 from sizewise_otel.db import contrib_tracer, error_type
 from sizewise_otel.fastpath import BoundedCache, SpanGate, instrumented_by_contrib
+from sizewise_otel.instruments.registry import MARKS
 
-MARK = "_sizewise_redis_traced"
+MARK = "redis"
+_ABSENT = object()
 _MAX_QUERY_TEXT = 1000
 _MAX_CACHED = 512
 
@@ -179,10 +182,12 @@ def _wrap_async(target: Any, attr: str, traced: _ClientTracer, pipe: Any) -> Non
     setattr(target, attr, wrapper)
 
 
-def trace_redis_client(client: Any, tracer_provider: Any) -> bool:
-    """Wrap one client instance; ``False`` when it was already traced (by us or the contrib)."""
-    if getattr(client, MARK, False) or instrumented_by_contrib(client):
-        return False
+def trace_redis_client(client: Any, tracer_provider: Any) -> Callable[[], None] | None:
+    """Wrap one client instance; returns what unwraps it, or ``None`` when it was already traced
+    (by us or the contrib)."""
+    if instrumented_by_contrib(client) or not MARKS.claim(client, MARK):
+        return None
+    saved = {name: vars(client).get(name, _ABSENT) for name in ("execute_command", "pipeline")}
     traced = _ClientTracer(client, tracer_provider)
     wrap = _wrap_async if _is_async(client) else _wrap_sync
     wrap(client, "execute_command", traced, None)
@@ -195,8 +200,16 @@ def trace_redis_client(client: Any, tracer_provider: Any) -> bool:
         return pipe
 
     client.pipeline = pipeline
-    setattr(client, MARK, True)
-    return True
+
+    def untrace() -> None:
+        for name, value in saved.items():
+            if value is _ABSENT:
+                vars(client).pop(name, None)
+            else:
+                setattr(client, name, value)
+        MARKS.release(client, MARK)
+
+    return untrace
 
 
 def redis_traced_globally() -> bool:

@@ -36,6 +36,7 @@ from sizewise_otel.fastpath.spans import (
     span_events,
     span_status,
 )
+from sizewise_otel.instruments.registry import MARKS
 
 ERROR_ID_ATTR = "sizewise.error.id"
 GROUP_ID_ATTR = "sizewise.error.group_id"
@@ -156,13 +157,14 @@ def _short_type(value: Any) -> str:
 
 def install_span_scrubber(tracer_provider: Any, scrubber: Scrubber) -> ScrubbingSpanProcessor | None:
     """Add the scrubbing processor to an SDK tracer provider, once."""
-    existing = getattr(tracer_provider, "_sizewise_scrubber", None)
+    existing = MARKS.get(tracer_provider, "span.scrubber")
     if existing is not None:
         existing.scrubber = scrubber
         return existing
     if not hasattr(tracer_provider, "add_span_processor"):
         return None
     processor = ScrubbingSpanProcessor(scrubber)
+    # The SDK cannot remove a span processor: it stays for the provider's life (uninstrument keeps it).
     tracer_provider.add_span_processor(processor)
-    tracer_provider._sizewise_scrubber = processor
+    MARKS.claim(tracer_provider, "span.scrubber", processor)
     return processor

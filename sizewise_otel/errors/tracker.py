@@ -22,6 +22,7 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import logging
 import os
 import threading
 import time
@@ -47,7 +48,7 @@ from sizewise_otel.errors.fingerprint import (
     parameterize_route,
     stack_snapshot,
 )
-from sizewise_otel.errors.logging_handler import install_log_scrubbing
+from sizewise_otel.errors.logging_handler import SERVER_LOGGERS, install_log_scrubbing
 from sizewise_otel.errors.scrub import Scrubber
 from sizewise_otel.errors.spans import ERROR_ID_ATTR, GROUP_ID_ATTR, install_span_scrubber, record_lazy_on_span
 from sizewise_otel.errors.store import BatchResult, ErrorStore, resolve_store_url
@@ -185,7 +186,21 @@ class ErrorTracker:
         self._started = True
         self.writer.start()
         self._install_hooks()
-        install_log_scrubbing(self.scrubber)
+        self._log_filter = install_log_scrubbing(self.scrubber)
+
+    def remove_log_scrubbing(self) -> None:
+        """Take the scrubbing filter off every logger and handler ``initialize()`` put it on."""
+        filt = getattr(self, "_log_filter", None)
+        if filt is None:
+            return
+        targets: list[logging.Filterer] = [logging.getLogger()]
+        for name in SERVER_LOGGERS:
+            targets.append(logging.getLogger(name))
+            targets += logging.getLogger(name).handlers
+        targets += logging.getLogger().handlers
+        for target in targets:
+            target.removeFilter(filt)
+        self._log_filter = None
 
     async def shutdown(self) -> None:
         """Flush what is queued (bounded wait), stop the writer, release connections. Idempotent."""

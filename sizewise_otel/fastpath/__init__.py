@@ -32,7 +32,7 @@ from sizewise_otel.fastpath.spangate import (
     attach_span,
     current_span,
     detach,
-    restore_id_generator,
+    restore_id_generators,
 )
 
 __all__ = [
@@ -59,7 +59,7 @@ __all__ = [
     "instrumented_by_contrib",
     "lean_histogram",
     "prometheus_reader",
-    "restore_id_generator",
+    "restore_id_generators",
     "schema_url",
     "status",
     "warn_if_disabled",

@@ -388,7 +388,7 @@ def _registry_parts(registry: Any) -> tuple[Any, list[Any]] | None:
 
 def generate_latest(registry: Any = prometheus_client.REGISTRY) -> bytes:
     """``prometheus_client.generate_latest(registry)``, with fast readers rendering their own part."""
-    parts = _registry_parts(registry)
+    parts = _registry_parts(registry) if _FAST_COLLECTORS else None  # none exist on the public path
     if parts is None or not any(c in _FAST_COLLECTORS for c in parts[1]):
         return _prom_generate_latest(registry)
     info, collectors = parts

@@ -17,6 +17,7 @@ another id generator, a disabled tracer, the SDK's own span metrics switched on)
 from __future__ import annotations
 
 import threading
+import weakref
 from random import getrandbits
 from typing import Any
 
@@ -241,12 +242,16 @@ def _random_span_id() -> int:
     return span_id
 
 
+_WRAPPED: weakref.WeakSet[Any] = weakref.WeakSet()  # tracers whose id generator a gate wrapped
+
+
 def _preset_ids(tracer: Any) -> _PresetTraceIds:
     """The tracer's pre-drawn-trace-id generator, installed once per tracer."""
     ids = tracer.id_generator
     if not isinstance(ids, _PresetTraceIds):
         ids = _PresetTraceIds(ids)
         tracer.id_generator = ids  # this tracer only: every tracer has its own attribute
+        _WRAPPED.add(tracer)
     return ids
 
 
@@ -298,10 +303,14 @@ class ServerSpanGate:
         return tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=attributes)
 
 
-def restore_id_generator(tracer: Any) -> bool:
-    """Undo what a gate installed on ``tracer``: its own id generator back; ``True`` if one was wrapped."""
-    ids = getattr(tracer, "id_generator", None)
-    if isinstance(ids, _PresetTraceIds):
-        tracer.id_generator = ids.inner
-        return True
-    return False
+def restore_id_generators() -> int:
+    """Give every tracer a gate wrapped its own id generator back (tracers are shared per scope, so
+    this is for when no gate is in use any more); returns how many were restored."""
+    restored = 0
+    for tracer in list(_WRAPPED):
+        ids = getattr(tracer, "id_generator", None)
+        if isinstance(ids, _PresetTraceIds):
+            tracer.id_generator = ids.inner
+            restored += 1
+        _WRAPPED.discard(tracer)
+    return restored
