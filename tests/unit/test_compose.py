@@ -207,7 +207,7 @@ def test_grafana_and_alertmanager_files_match_their_mounts(compose: dict) -> Non
         (s.get("target") or f"/run/secrets/{s['source']}") if isinstance(s, dict) else f"/run/secrets/{s}"
         for s in services["alertmanager"]["secrets"]
     }
-    url_files = set(re.findall(r"(?:api_url_file|credentials_file):\s*['\"]?([^\s'\"]+)", am_text))
+    url_files = set(re.findall(r"(?:api_url_file|credentials_file|url_file):\s*['\"]?([^\s'\"]+)", am_text))
     assert url_files, "alertmanager.yml reads no webhook URL from a file"
     assert url_files <= secret_targets, (url_files, secret_targets)
 
