@@ -288,6 +288,9 @@ def test_error_rate_panels_show_the_service_share_when_one_worker_fails(apps: Mu
     wait_until("the warm-up in Prometheus", lambda: import_counts(apps) == base + 15, 30)
     time.sleep(2)  # two more scrapes of the settled counters: the window starts on a flat baseline
     t_mark = time.time()
+    # A flat stretch first: Prometheus limits the extrapolation of a series whose first sample is
+    # small next to its increase; a longer window keeps every series extrapolated alike.
+    time.sleep(5)
 
     # Unequal traffic, so neither the mean nor the max of per-process percentages is right:
     # worker 0 serves 60 and fails none, worker 1 serves 40 and fails half: 20 of 100 = 20 %
