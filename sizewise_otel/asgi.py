@@ -14,13 +14,11 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-Scope = dict[str, Any]
+from sizewise_otel.instruments.request import ENTRY_ROOT_PATH, NATIVE_TELEMETRY_KEY, Scope
+
 # Set on the scope by code that already captured the request's exception (e.g. an exception
 # handler answering 503), so the 5xx status is not captured a second time.
 CAPTURED_KEY = "sizewise.error_captured"
-# FastAPI's native telemetry skips a request whose scope has this key: set by the HTTP layers, so a
-# FastAPI app mounted inside an instrumented app does not record its requests a second time.
-NATIVE_TELEMETRY_KEY = "fastapi.telemetry"
 
 
 class ErrorSink(Protocol):
@@ -86,6 +84,7 @@ class MonitoringMiddleware:
             await send(message)
 
         scope[NATIVE_TELEMETRY_KEY] = None
+        scope[ENTRY_ROOT_PATH] = scope.get("root_path", "")
         stats = self.stats
         stats.total += 1
         try:

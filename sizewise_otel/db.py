@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from sizewise_otel.fastpath import BoundedCache, Recorder, SpanGate, contrib_scope
 from sizewise_otel.instruments.registry import Undo
+from sizewise_otel.instruments.request import error_type
 from sizewise_otel.telemetry import SCOPE, Telemetry
 
 _VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK", "CREATE",
@@ -62,11 +63,6 @@ def sanitize_sql(statement: str) -> str:
 
 def sync_engine_of(engine: Any) -> Engine:
     return getattr(engine, "sync_engine", engine)
-
-
-def error_type(exc: BaseException) -> str:
-    """``error.type`` for a failed operation: the exception's class name (bounded by code)."""
-    return type(exc).__name__
 
 
 def contrib_tracer(tracer_provider: Any, package: str) -> trace.Tracer:

@@ -41,7 +41,7 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import StatusCode, TracerProvider
 
-from sizewise_otel.asgi import NATIVE_TELEMETRY_KEY, ErrorSink, RequestStats, count_exception, count_server_error
+from sizewise_otel.asgi import ErrorSink, RequestStats, count_exception, count_server_error
 from sizewise_otel.fastpath import (
     NO_EXEMPLARS,
     BoundedCache,
@@ -53,8 +53,15 @@ from sizewise_otel.fastpath import (
     enabled,
     lean_histogram,
 )
+from sizewise_otel.instruments.request import (
+    ENTRY_ROOT_PATH,
+    NATIVE_TELEMETRY_KEY,
+    Scope,
+    error_type,
+    header_value,
+    route_template,
+)
 
-Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
@@ -92,35 +99,6 @@ class _DictGetter(Getter[dict[str, list[str]]]):
 
 
 _GETTER = _DictGetter()
-
-
-def error_type_of(exc: BaseException) -> str:
-    """``error.type`` for an exception: its class name, qualified outside builtins (bounded by code)."""
-    cls = type(exc)
-    module = cls.__module__
-    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-
-
-def route_template(scope: Scope, root_path: str) -> str | None:
-    """The matched route's template, read after routing; ``None`` when nothing matched.
-
-    Routes inside a ``Mount`` carry paths relative to it, so the mount prefix (what the router
-    appended to ``root_path``) is put back in front. A mount whose app is not a router (static
-    files) is reported as ``<prefix>/{path}``.
-    """
-    route = scope.get("route")
-    if route is None:
-        return None
-    path = getattr(route, "path", None)
-    if not isinstance(path, str):
-        return None
-    current_root = scope.get("root_path", "")
-    prefix = current_root[len(root_path):] if current_root != root_path and current_root.startswith(root_path) \
-        else ""
-    if hasattr(route, "routes") and hasattr(route, "app") and not hasattr(route, "endpoint"):
-        # A Mount that handled the request itself: its own matched path is already in the prefix.
-        return (prefix or path).rstrip("/") + "/{path}"
-    return prefix + path if prefix else path
 
 
 class HTTPServerTelemetry:
@@ -219,7 +197,7 @@ class HTTPServerTelemetry:
             if name in fields:
                 if carrier is None:
                     carrier = {}
-                carrier.setdefault(name.decode("latin-1"), []).append(raw_value.decode("latin-1"))
+                carrier.setdefault(header_value(name), []).append(header_value(raw_value))
         if carrier is None:
             return None
         if "baggage" in carrier and len(carrier["baggage"]) > 1:
@@ -241,6 +219,7 @@ class HTTPServerTelemetry:
         version = scope.get("http_version", "")
         active, request_attrs = self._base_attributes(method, scheme, version)
         root_path = scope.get("root_path", "")
+        scope[ENTRY_ROOT_PATH] = root_path  # later readers (the error tracker) can tell a mount's prefix
 
         parent = self._parent_context(scope.get("headers", ()))
         span_name = method if method != "_OTHER" else "HTTP"
@@ -269,7 +248,7 @@ class HTTPServerTelemetry:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
             exception = exc
-            error = error_type_of(exc)
+            error = error_type(exc)
             if not status:
                 status = 500  # ServerErrorMiddleware, outside this layer, answers it
             if stats is not None and isinstance(exc, Exception):  # not cancellation / exit
@@ -304,7 +283,7 @@ def _set_request_span_attributes(span: trace.Span, scope: Scope, request_attrs: 
     attrs["url.path"] = scope.get("path", "")
     query = scope.get("query_string", b"")
     if query:
-        attrs["url.query"] = query.decode("latin-1")
+        attrs["url.query"] = header_value(query)
     if raw_method != method:
         attrs["http.request.method_original"] = raw_method
     server = scope.get("server")
@@ -319,9 +298,9 @@ def _set_request_span_attributes(span: trace.Span, scope: Scope, request_attrs: 
             attrs["client.port"] = client[1]
     for name, value in scope.get("headers", ()):
         if name == b"user-agent":
-            attrs["user_agent.original"] = value.decode("latin-1")
+            attrs["user_agent.original"] = header_value(value)
         elif name == b"host":
-            authority = value.decode("latin-1")
+            authority = header_value(value)
             host, sep, port = authority.rpartition(":")
             if sep and host and port.isdigit():
                 attrs["server.address"] = host

@@ -24,9 +24,10 @@ from typing import Any
 
 from opentelemetry.trace import StatusCode
 
-from sizewise_otel.db import contrib_tracer, error_type
+from sizewise_otel.db import contrib_tracer
 from sizewise_otel.fastpath import BoundedCache, SpanGate, instrumented_by_contrib
 from sizewise_otel.instruments.registry import MARKS
+from sizewise_otel.instruments.request import error_type
 
 MARK = "redis"
 _ABSENT = object()

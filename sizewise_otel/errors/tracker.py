@@ -39,7 +39,6 @@ from sizewise_otel.errors.context import ErrorContext, ErrorEvent, ErrorSeverity
 from sizewise_otel.errors.fingerprint import (
     ChainSnapshot,
     StackEntry,
-    error_type_name,
     extract_frames,
     fingerprint,
     format_stacktrace,
@@ -54,6 +53,8 @@ from sizewise_otel.errors.spans import ERROR_ID_ATTR, GROUP_ID_ATTR, install_spa
 from sizewise_otel.errors.store import BatchResult, ErrorStore, resolve_store_url
 from sizewise_otel.errors.writer import EventWriter
 from sizewise_otel.fastpath import BoundedCache
+from sizewise_otel.instruments.request import error_type as error_type_of
+from sizewise_otel.instruments.request import headers_named, route_template
 from sizewise_otel.settings import Settings
 from sizewise_otel.telemetry import Telemetry, get_telemetry
 
@@ -70,6 +71,7 @@ STATUS_EXEMPT_ROUTES = frozenset({"/health", "/livez", "/readyz"})
 _CRITICAL = (MemoryError, RecursionError, SystemError)
 _HIGH = (ConnectionError, TimeoutError, OSError, RuntimeError, AssertionError)
 _LOW = (Warning,)
+_CAPTURED = frozenset(CAPTURED_HEADERS)
 
 
 def default_severity(exc: BaseException | None) -> ErrorSeverity:
@@ -277,7 +279,7 @@ class ErrorTracker:
         stack: list[StackEntry] | None = None
         frames: list[Frame] | None = None
         if exception is not None:
-            error_type = error_type_name(exception)
+            error_type = error_type_of(exception)
             snapshot: ChainSnapshot | None = ChainSnapshot(exception)
             if self.capture_locals:  # opt-in: locals must be read now, before the frames move on
                 frames = extract_frames(snapshot.tb, with_locals=True)  # type: ignore[union-attr]
@@ -486,8 +488,8 @@ _RAW_SCOPE = "\x00scope"
 
 
 def _route_template(scope: dict[str, Any]) -> str:
-    route = scope.get("route")
-    return getattr(route, "path", None) or getattr(route, "path_format", None) or "<unmatched>"
+    """The HTTP series' ``http.route`` (mount prefixes included), ``<unmatched>`` when none matched."""
+    return route_template(scope) or "<unmatched>"
 
 
 def scope_snapshot(scope: dict[str, Any]) -> dict[str, Any]:
@@ -499,15 +501,8 @@ def scope_snapshot(scope: dict[str, Any]) -> dict[str, Any]:
 def request_context(scope: dict[str, Any]) -> ErrorContext:
     """Context from an ASGI scope: the route *template* (never the raw path), method, a few headers."""
     template = _route_template(scope)
-    headers: dict[str, str] = {}
-    request_id = None
-    for raw_name, raw_value in scope.get("headers") or ():
-        name = raw_name.decode("latin-1").lower()
-        if name in CAPTURED_HEADERS:
-            value = raw_value.decode("latin-1")[:512]
-            headers[name] = value
-            if name == "x-request-id":
-                request_id = value
+    headers = headers_named(scope.get("headers") or (), _CAPTURED, max_len=512)
+    request_id = headers.get("x-request-id")
     return ErrorContext(endpoint=template, method=str(scope.get("method") or "") or None,
                         request_id=request_id, user_agent=headers.get("user-agent"), headers=headers)
 

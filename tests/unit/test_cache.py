@@ -138,7 +138,7 @@ def test_redis_failure_sets_error_type(client: Any) -> None:
     with pytest.raises(redis.ResponseError):
         client.execute_command("NOSUCHCOMMAND", "secret-arg")
     (span,) = rig.finished()
-    assert span.attributes["error.type"] == "ResponseError"
+    assert span.attributes["error.type"] == "redis.exceptions.ResponseError"
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes["db.query.text"] == "NOSUCHCOMMAND ?"
     assert not span.events  # no exception message (it may quote arguments)

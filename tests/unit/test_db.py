@@ -182,11 +182,11 @@ def test_failure_sets_error_type_on_span_and_metric_without_the_message(sqlite_e
     with sqlite_engine.connect() as conn, pytest.raises(sa.exc.OperationalError):
         conn.execute(sa.text("SELECT secret_column FROM no_such_table"))
     (span,) = rig.finished()
-    assert span.attributes["error.type"] == "OperationalError"
+    assert span.attributes["error.type"] == "sqlite3.OperationalError"  # one rule: qualified outside builtins
     assert span.status.status_code is StatusCode.ERROR
     assert "no_such_table" not in (span.status.description or "")
     (point,) = rig.metrics()["db.client.operation.duration"]
-    assert point.attributes["error.type"] == "OperationalError"
+    assert point.attributes["error.type"] == "sqlite3.OperationalError"
 
 
 def test_executemany_is_one_span_with_the_batch_size(sqlite_engine: Any) -> None:
