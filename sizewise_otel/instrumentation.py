@@ -307,6 +307,24 @@ def _wrap_lifespan(app: Starlette, handle: Instrumentation) -> None:
     handle.undo.add("lifespan", lambda: setattr(app.router, "lifespan_context", inner))
 
 
+def _component_routers(handle: Instrumentation) -> list[Any]:
+    """Each component's routes, from its ``api`` module (components do not build their own routers)."""
+    from sizewise_otel.dashboard.api import build_router as dashboard_router
+    from sizewise_otel.errors.api import build_router as errors_router
+    from sizewise_otel.health.api import health_router
+
+    routers = []
+    if handle.tracker is not None:
+        routers.append(errors_router(handle.tracker))
+    if handle.monitor is not None:
+        routers.append(health_router(handle.monitor))
+    if handle.dashboard is not None:
+        routers.append(dashboard_router(handle.dashboard))
+    if handle.alerts is not None:
+        routers.append(handle.alerts.router())  # alerts/ keeps its own for now
+    return routers
+
+
 def _set_state(app: Any, undo: Undo, name: str, value: Any) -> None:
     setattr(app.state, name, value)
     undo.add(f"app.state.{name}", lambda: delattr(app.state, name) if hasattr(app.state, name) else None)
@@ -354,7 +372,7 @@ def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Set
         instrument_redis(redis, telemetry, undo)
 
     _include(app, metrics_router(), undo)
-    for component in handle.components:
-        _include(app, component.router(), undo)
+    for router in _component_routers(handle):
+        _include(app, router, undo)
     _wrap_lifespan(app, handle)
     return handle

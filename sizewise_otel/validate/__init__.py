@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from sizewise_otel.validate import checks as _checks  # noqa: F401  (registers every check)
 from sizewise_otel.validate.context import Context
 from sizewise_otel.validate.model import CheckResult, Status, score
 from sizewise_otel.validate.registry import run_checks

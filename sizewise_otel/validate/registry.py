@@ -47,17 +47,7 @@ def check(category: str, name: str, weight: float = 1.0) -> Callable[[CheckFn], 
 
 
 def all_checks() -> list[CheckDef]:
-    from sizewise_otel.validate import (  # noqa: F401  (importing registers the checks)
-        checks_alerting,
-        checks_components,
-        checks_dashboards,
-        checks_errors,
-        checks_health,
-        checks_metrics,
-        checks_performance,
-        checks_readiness,
-    )
-
+    """The registered checks by category (``sizewise_otel.validate`` imports the check modules)."""
     order = {c: i for i, c in enumerate(CATEGORIES)}
     return sorted(CHECKS, key=lambda d: order[d.category])  # stable: registration order within
 
