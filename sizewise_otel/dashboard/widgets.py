@@ -353,7 +353,7 @@ def _builtin() -> None:
     r("targets_up", "Instances up",
       "Instances (service.instance.id: one per worker process) of the selected jobs exporting "
       "telemetry. A killed instance drops out when the collector expires its series "
-      "(metric_expiration, 5 min in compose).",
+      "(metric_expiration, 60 s in compose).",
       unit="short", dashboard=d, row=row, panel="stat", expr=_instances(), legend="instances")
     r("health_status", "Health by check", "Health per check: 0 healthy, 1 warning, 2 critical.",
       unit="short", dashboard=d, row=row, panel="bargauge",
