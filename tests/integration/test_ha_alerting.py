@@ -6,7 +6,8 @@ HTTP sink. Alerts come from the generated rules over a scrape target whose sampl
 Both replicas evaluate and send every alert to every peer, so each peer receives it twice: exactly
 one Slack message must reach the sink, with one alert in it (the `replica` label is dropped before
 sending). Then one peer is killed and the next alert still gives exactly one message; a silence set
-on one peer suppresses the alert on every peer, including the killed one once it is back.
+on one peer suppresses the alert on every peer, including the killed one once it is back. Last,
+a drill: one Prometheus replica is killed and the next alert still gives exactly one message.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def fire_once(sink: ha.Sink, exporter: ha.FakeExporter, proms: list[servers.Serv
 
 def test_two_replicas_three_peers_one_message_each_and_silences_hold_everywhere() -> None:
     tmp = servers.tempdir("ha-alerting")
-    exporter = ha.FakeExporter({HEALTH % c: 0 for c in ("database", "redis", "disk")})
+    exporter = ha.FakeExporter({HEALTH % c: 0 for c in ("database", "redis", "disk", "queue")})
     with ha.sink() as sink:
         am_config = ha.alertmanager_test_config(tmp, sink.url)
         peers = ha.alertmanager_cluster(am_config)
@@ -135,6 +136,15 @@ def test_two_replicas_three_peers_one_message_each_and_silences_hold_everywhere(
             # The rejoined peer did not notify again what the cluster had already sent.
             assert messages(sink, "DatabaseDown") == ["[FIRING:1] SizeWise Alert: DatabaseDown"]
             assert messages(sink, "RedisDown") == ["[FIRING:1] SizeWise Alert: RedisDown"]
+
+            # Failure drill: one Prometheus replica down. The other alone evaluates and sends; the
+            # next alert still arrives, once (the silenced one of the same group stays out of it).
+            proms[0].stop(signal.SIGKILL)
+            exporter.lines[HEALTH % "queue"] = 2
+            wait(lambda: messages(sink, "CriticalHealthCheck"), "the alert with one Prometheus replica down")
+            time.sleep(QUIET)
+            assert messages(sink, "CriticalHealthCheck") == ["[FIRING:1] SizeWise Alert: CriticalHealthCheck"]
+            assert relayed(sink, "CriticalHealthCheck") == 1
         finally:
             for srv in (*proms, *peers):
                 srv.stop()
