@@ -28,7 +28,8 @@ class SizeWiseDistro(Distro):
             os.environ.setdefault(key, value)
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
-        from sizewise_otel.instrumentation import SYSTEM_METRICS_CONFIG, mark_instrumented
+        from sizewise_otel.instrumentation import mark_instrumented
+        from sizewise_otel.instruments.system import SYSTEM_METRICS_CONFIG
 
         name = entry_point.name
         if name == "fastapi":

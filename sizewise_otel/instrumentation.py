@@ -11,47 +11,34 @@ from typing import Any
 
 import structlog
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 
 from sizewise_otel.alerts.evaluator import AlertEvaluator
-from sizewise_otel.asgi import MonitoringMiddleware, RequestStats
 from sizewise_otel.auth import KeyRing
 from sizewise_otel.dashboard import PerformanceDashboard, initialize_performance_dashboard
-from sizewise_otel.db import instrument_engine
 from sizewise_otel.errors import ErrorTracker, initialize_error_tracker
 from sizewise_otel.fastpath import (
     detach_lean_histograms,
-    instrumented_by_contrib,
     restore_id_generators,
     warn_if_disabled,
 )
-from sizewise_otel.fastpath import enabled as fastpath_enabled
 from sizewise_otel.health import HealthMonitor, initialize_health_monitor
 from sizewise_otel.heap import freeze_startup_heap
+from sizewise_otel.instruments.http_client import instrument_httpx, uninstrument_httpx
+from sizewise_otel.instruments.http_server import UNMEASURED_PATHS, instrument_http_server
+from sizewise_otel.instruments.http_stats import RequestStats
+from sizewise_otel.instruments.redis import instrument_redis
 from sizewise_otel.instruments.registry import MARKS, PROCESS, Undo
+from sizewise_otel.instruments.sql import instrument_engine
+from sizewise_otel.instruments.system import SYSTEM_METRICS_CONFIG, SystemMetrics, instrument_system
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in, get_settings
-from sizewise_otel.system import SystemMetrics
 from sizewise_otel.telemetry import Telemetry, get_telemetry
 from sizewise_otel.web import metrics_router
 
+# The per-traffic pieces are re-exported: bench/ and zero-code mode import them from here.
+__all__ = ["SYSTEM_METRICS_CONFIG", "UNMEASURED_PATHS", "Instrumentation", "instrument", "instrument_httpx",
+           "instrument_redis", "instrument_system", "mark_instrumented"]
+
 log = structlog.get_logger("sizewise.instrument")
-
-# Probe and scrape endpoints are not traffic: they stay out of the HTTP metrics and spans.
-UNMEASURED_PATHS = frozenset({"/metrics", "/livez", "/readyz"})
-
-# A bounded selection of the system-metrics instrumentation: series grow with the machine's CPUs,
-# disks and interfaces, never with traffic.
-SYSTEM_METRICS_CONFIG: dict[str, list[str] | None] = {
-    "system.cpu.utilization": ["idle", "user", "system"],
-    "system.memory.usage": ["used", "free", "cached"],
-    "system.memory.utilization": ["used", "free", "cached"],
-    "system.network.io": ["transmit", "receive"],
-    "system.disk.io": ["read", "write"],
-    "process.cpu.utilization": ["user", "system"],
-    "process.memory.usage": None,
-    "process.open_file_descriptor.count": None,
-    "process.thread.count": None,
-}
 
 
 @dataclass
@@ -122,6 +109,9 @@ class Instrumentation:
         return failed
 
 
+# The HTTP layer's wiring under its old name, for bench/apps.py.
+_instrument_http_server = instrument_http_server
+
 # Live handles in this process; process-wide hooks go with the last one.
 _live_handles = 0
 _live_lock = threading.Lock()
@@ -144,132 +134,12 @@ def _release_process(handle: Instrumentation) -> None:
         restore_id_generators()
         if handle.tracker is not None:  # the process's tracker: its log filter is process-wide
             handle.tracker.remove_log_scrubbing()
-        if MARKS.marked(PROCESS, "httpx.ours"):
-            from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-
-            with contextlib.suppress(Exception):
-                HTTPXClientInstrumentor().uninstrument()
-            MARKS.release(PROCESS, "httpx.ours")
-            MARKS.release(PROCESS, "httpx")
+        uninstrument_httpx()
 
 
 def mark_instrumented(name: str) -> None:
     """Record that zero-code mode already instrumented a library globally."""
     MARKS.claim(PROCESS, name)
-
-
-def instrument_redis(client: Any, telemetry: Telemetry, undo: Undo | None = None) -> None:
-    """OTel CLIENT spans for a sync or asyncio Redis client (metrics come from InstrumentedCache).
-
-    Fast path: lean wrappers (``sizewise_otel.redis_tracing``): no span work under a non-sampled
-    parent, attributes only for recording spans. Public path: the contrib instrumentor's
-    ``instrument_client``. Zero-code mode (the contrib instrumentor already patched redis-py
-    globally) is left alone; a second call is a no-op.
-    """
-    from sizewise_otel import fastpath
-    from sizewise_otel.redis_tracing import redis_traced_globally, trace_redis_client
-
-    undo = undo if undo is not None else Undo()
-    if redis_traced_globally() or instrumented_by_contrib(client) or not undo.claim(client, "redis.client"):
-        return
-    if fastpath.enabled():
-        untrace = trace_redis_client(client, telemetry.tracer_provider)
-        if untrace is not None:
-            undo.add("redis client", untrace)
-        return
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-    RedisInstrumentor.instrument_client(client, tracer_provider=telemetry.tracer_provider)
-    undo.add("redis client (contrib)", lambda: RedisInstrumentor.uninstrument_client(client))
-
-
-def instrument_httpx(telemetry: Telemetry) -> None:
-    """The contrib httpx instrumentor, process-wide, once (undone with the last live handle)."""
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-
-    if MARKS.claim(PROCESS, "httpx"):
-        HTTPXClientInstrumentor().instrument(tracer_provider=telemetry.tracer_provider,
-                                             meter_provider=telemetry.meter_provider)
-        MARKS.claim(PROCESS, "httpx.ours")
-
-
-def instrument_system(telemetry: Telemetry) -> None:
-    from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
-
-    if MARKS.claim(PROCESS, "system"):
-        SystemMetricsInstrumentor(config=SYSTEM_METRICS_CONFIG).instrument(meter_provider=telemetry.meter_provider)
-
-
-def _add_middleware(app: Any, undo: Undo, cls: Any, **kwargs: Any) -> None:
-    """``app.add_middleware``, with its removal registered."""
-    before = list(app.user_middleware)
-    if getattr(app, "middleware_stack", None) is None:
-        app.add_middleware(cls, **kwargs)
-    else:  # the app already served (e.g. instrumented again after uninstrument()): rebuild its stack
-        app.user_middleware.insert(0, Middleware(cls, **kwargs))
-        app.middleware_stack = None
-    added = [m for m in app.user_middleware if not any(m is b for b in before)]
-
-    def remove() -> None:
-        app.user_middleware[:] = [m for m in app.user_middleware if not any(m is a for a in added)]
-        app.middleware_stack = None  # rebuilt on the next request, without it
-
-    undo.add(f"middleware {cls.__name__}", remove)
-
-
-def _instrument_http_server(app: Any, telemetry: Telemetry, undo: Undo | None = None,
-                            fast: bool | None = None) -> None:
-    """The HTTP server telemetry, request/5xx counting and the error hand-off, once per app.
-
-    Fast path: the lean semconv HTTP layer (sizewise_otel.httpserver; see docs/performance.md),
-    which also counts requests/5xx for the error-rate gauge and hands exceptions and 5xx answers
-    to the error tracker: one middleware does both. FastAPI's own native telemetry is switched off
-    for this app so no request is recorded twice. Public path, and zero-code mode (the contrib
-    instrumentor already wrapped the app): the contrib FastAPI/ASGI instrumentation records the
-    HTTP telemetry and ``MonitoringMiddleware`` does the counting and hand-off.
-    """
-    from fastapi import FastAPI
-
-    from sizewise_otel.httpserver import HTTPServerTelemetry, disable_native_fastapi_telemetry
-
-    undo = undo if undo is not None else Undo()
-    fast = fastpath_enabled() if fast is None else fast
-    if not undo.claim(app, "http.server"):
-        return  # an earlier call already did it
-    undo.add("middleware stack", lambda: setattr(app, "middleware_stack", None))  # runs last
-    handle = getattr(getattr(app, "state", None), "sizewise", None)
-    stats = getattr(handle, "stats", None)
-    tracker = getattr(handle, "tracker", None)
-    is_fastapi = isinstance(app, FastAPI)
-    if not instrumented_by_contrib(app) and not fast:
-        _instrument_http_server_contrib(app, telemetry, undo, is_fastapi)
-    if instrumented_by_contrib(app):
-        if stats is not None:
-            _add_middleware(app, undo, MonitoringMiddleware, stats=stats, sink=tracker, excluded=UNMEASURED_PATHS)
-        return
-    if is_fastapi:
-        undo.add("fastapi native telemetry", disable_native_fastapi_telemetry(app))
-    _add_middleware(app, undo, HTTPServerTelemetry, tracer_provider=telemetry.tracer_provider,
-                    meter_provider=telemetry.meter_provider, excluded_paths=UNMEASURED_PATHS,
-                    fastapi=is_fastapi, stats=stats, errors=tracker)
-
-
-def _instrument_http_server_contrib(app: Any, telemetry: Telemetry, undo: Undo, is_fastapi: bool) -> None:
-    """The public path: opentelemetry-instrumentation-fastapi (or -asgi for a Starlette app)."""
-    excluded = ",".join(f"{p}$" for p in sorted(UNMEASURED_PATHS))
-    if is_fastapi:
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        FastAPIInstrumentor.instrument_app(app, tracer_provider=telemetry.tracer_provider,
-                                          meter_provider=telemetry.meter_provider, excluded_urls=excluded,
-                                          exclude_spans=["receive", "send"])
-        undo.add("fastapi instrumentor", lambda: FastAPIInstrumentor.uninstrument_app(app))
-        return
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-    _add_middleware(app, undo, OpenTelemetryMiddleware, tracer_provider=telemetry.tracer_provider,
-                    meter_provider=telemetry.meter_provider, excluded_urls=excluded,
-                    exclude_spans=["receive", "send"])
 
 
 def _include(app: Any, router: Any, undo: Undo) -> None:
@@ -363,8 +233,8 @@ def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Set
         telemetry.observe("sizewise.error.rate", lambda: [(stats.error_rate_percent(), {})])
         instrument_system(telemetry)
     # Request/5xx counting and the error hand-off (handle.stats, handle.tracker) ride on the HTTP
-    # layer, or on MonitoringMiddleware on the public path: see _instrument_http_server.
-    _instrument_http_server(app, telemetry, undo, fast)
+    # layer, or on MonitoringMiddleware on the public path: see instrument_http_server.
+    instrument_http_server(app, telemetry, undo, fast)
     instrument_httpx(telemetry)
     if engine is not None:
         instrument_engine(engine, telemetry, undo)

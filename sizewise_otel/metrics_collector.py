@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from sizewise_otel.fastpath import generate_latest
+from sizewise_otel.instruments.system import SystemMetrics
 from sizewise_otel.settings import Settings
-from sizewise_otel.system import SystemMetrics
 from sizewise_otel.telemetry import Telemetry, get_telemetry
 
 

@@ -60,7 +60,7 @@ def build_resource(settings: Settings, extra: dict[str, str] | None = None) -> R
     for env, key in K8S_ENV.items():
         if os.environ.get(env):
             attrs.setdefault(key, os.environ[env])
-    from sizewise_otel.container import container_id
+    from sizewise_otel.instruments.container import container_id
 
     cid = container_id()
     if cid:

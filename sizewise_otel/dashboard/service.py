@@ -107,7 +107,7 @@ class PerformanceDashboard:
         if not self.settings.metrics_collection_enabled:
             return
         with contextlib.suppress(Exception):
-            from sizewise_otel.system import SystemMetrics
+            from sizewise_otel.instruments.system import SystemMetrics
 
             SystemMetrics().register(self.telemetry)
 

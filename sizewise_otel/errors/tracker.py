@@ -386,7 +386,7 @@ class ErrorTracker:
         attrs = _DROP_ATTRS.get(reason) or {"reason": reason}
         self._dropped.add(n, attrs)
 
-    # --- ASGI hooks (called by sizewise_otel.asgi.MonitoringMiddleware) --------------------------
+    # --- ASGI hooks (called by sizewise_otel.instruments.http_stats.MonitoringMiddleware) --------------------------
     def capture_request_exception(self, exc: BaseException, scope: dict[str, Any]) -> str:
         error_id = new_error_id()
         try:

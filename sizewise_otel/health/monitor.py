@@ -122,7 +122,7 @@ class HealthMonitor:
 
         if include_system:
             if system is None:
-                from sizewise_otel.system import SystemMetrics
+                from sizewise_otel.instruments.system import SystemMetrics
 
                 system = SystemMetrics()
             for spec in builtin.system_checks(settings, system):

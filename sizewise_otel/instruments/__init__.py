@@ -1,8 +1,14 @@
-"""Instrumentation for each kind of traffic, and the one registry of what has been instrumented.
+"""Instrumentation for each kind of traffic, one module each, and what they share.
 
-``registry`` keeps every idempotence marker (this app's HTTP layer, this engine, this Redis client,
-the process-wide httpx and system-metrics instrumentors) and the undo actions that
-``Instrumentation.uninstrument()`` runs, so instrumenting twice is harmless and undoing restores
-what was there before. The traffic modules (HTTP server, SQLAlchemy, Redis, cache, HTTP client,
-system) use public OpenTelemetry APIs plus :mod:`sizewise_otel.fastpath`'s public functions.
+- ``http_server``: the lean semconv HTTP server layer (middleware), and its wiring into an app
+  (the contrib FastAPI/ASGI instrumentor on the public path); ``http_stats``: request counts for
+  the error-rate gauge and the error tracker hand-off.
+- ``http_client``: httpx, through the contrib instrumentor.
+- ``sql``: SQLAlchemy statements (spans and ``db.client.operation.duration``), pool gauges.
+- ``redis``: Redis client spans; ``cache``: the cache facade and its ``sizewise.cache.*`` signals.
+- ``system`` / ``container``: process, host and cgroup gauges.
+- ``request``: the request facts every layer computes the same way (route template, error.type).
+- ``registry``: every idempotence marker and the undo actions ``uninstrument()`` runs.
+
+They use public OpenTelemetry APIs plus :mod:`sizewise_otel.fastpath`'s public functions.
 """

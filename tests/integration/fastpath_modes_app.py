@@ -20,8 +20,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import StaticPool
 
 from sizewise_otel import instrument
-from sizewise_otel.cache import InstrumentedCache
 from sizewise_otel.fastpath import status
+from sizewise_otel.instruments.cache import InstrumentedCache
 from sizewise_otel.settings import Settings
 
 

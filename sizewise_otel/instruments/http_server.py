@@ -24,7 +24,7 @@ The metrics are recorded under the same instrumentation scope as the contrib ins
 
 The same layer also feeds SizeWise's request statistics (``RequestStats``, for the error-rate
 gauge) and hands unhandled exceptions and 5xx answers to the error tracker, so one middleware and
-one ``send`` wrapper serve both (``sizewise_otel.asgi.MonitoringMiddleware`` remains only for
+one ``send`` wrapper serve both (``sizewise_otel.instruments.http_stats.MonitoringMiddleware`` remains only for
 zero-code mode, where the contrib instrumentor owns the HTTP telemetry).
 """
 
@@ -40,8 +40,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import StatusCode, TracerProvider
+from starlette.middleware import Middleware
 
-from sizewise_otel.asgi import ErrorSink, RequestStats, count_exception, count_server_error
 from sizewise_otel.fastpath import (
     NO_EXEMPLARS,
     BoundedCache,
@@ -51,8 +51,18 @@ from sizewise_otel.fastpath import (
     contrib_scope,
     detach,
     enabled,
+    instrumented_by_contrib,
     lean_histogram,
 )
+from sizewise_otel.fastpath import enabled as fastpath_enabled
+from sizewise_otel.instruments.http_stats import (
+    ErrorSink,
+    MonitoringMiddleware,
+    RequestStats,
+    count_exception,
+    count_server_error,
+)
+from sizewise_otel.instruments.registry import Undo
 from sizewise_otel.instruments.request import (
     ENTRY_ROOT_PATH,
     NATIVE_TELEMETRY_KEY,
@@ -362,3 +372,79 @@ def disable_native_fastapi_telemetry(app: Any) -> Callable[[], None]:
         config.update(saved)
 
     return restore
+
+
+# --- wiring into an app (instrument()) ----------------------------------------------------------
+
+# Probe and scrape endpoints are not traffic: they stay out of the HTTP metrics and spans.
+UNMEASURED_PATHS = frozenset({"/metrics", "/livez", "/readyz"})
+
+
+def _add_middleware(app: Any, undo: Undo, cls: Any, **kwargs: Any) -> None:
+    """``app.add_middleware``, with its removal registered."""
+    before = list(app.user_middleware)
+    if getattr(app, "middleware_stack", None) is None:
+        app.add_middleware(cls, **kwargs)
+    else:  # the app already served (e.g. instrumented again after uninstrument()): rebuild its stack
+        app.user_middleware.insert(0, Middleware(cls, **kwargs))
+        app.middleware_stack = None
+    added = [m for m in app.user_middleware if not any(m is b for b in before)]
+
+    def remove() -> None:
+        app.user_middleware[:] = [m for m in app.user_middleware if not any(m is a for a in added)]
+        app.middleware_stack = None  # rebuilt on the next request, without it
+
+    undo.add(f"middleware {cls.__name__}", remove)
+
+
+def instrument_http_server(app: Any, telemetry: Any, undo: Undo | None = None,
+                            fast: bool | None = None) -> None:
+    """The HTTP server telemetry, request/5xx counting and the error hand-off, once per app.
+
+    Fast path: the lean semconv HTTP layer (sizewise_otel.instruments.http_server; see docs/performance.md),
+    which also counts requests/5xx for the error-rate gauge and hands exceptions and 5xx answers
+    to the error tracker: one middleware does both. FastAPI's own native telemetry is switched off
+    for this app so no request is recorded twice. Public path, and zero-code mode (the contrib
+    instrumentor already wrapped the app): the contrib FastAPI/ASGI instrumentation records the
+    HTTP telemetry and ``MonitoringMiddleware`` does the counting and hand-off.
+    """
+    from fastapi import FastAPI
+
+    undo = undo if undo is not None else Undo()
+    fast = fastpath_enabled() if fast is None else fast
+    if not undo.claim(app, "http.server"):
+        return  # an earlier call already did it
+    undo.add("middleware stack", lambda: setattr(app, "middleware_stack", None))  # runs last
+    handle = getattr(getattr(app, "state", None), "sizewise", None)
+    stats = getattr(handle, "stats", None)
+    tracker = getattr(handle, "tracker", None)
+    is_fastapi = isinstance(app, FastAPI)
+    if not instrumented_by_contrib(app) and not fast:
+        _instrument_http_server_contrib(app, telemetry, undo, is_fastapi)
+    if instrumented_by_contrib(app):
+        if stats is not None:
+            _add_middleware(app, undo, MonitoringMiddleware, stats=stats, sink=tracker, excluded=UNMEASURED_PATHS)
+        return
+    if is_fastapi:
+        undo.add("fastapi native telemetry", disable_native_fastapi_telemetry(app))
+    _add_middleware(app, undo, HTTPServerTelemetry, tracer_provider=telemetry.tracer_provider,
+                    meter_provider=telemetry.meter_provider, excluded_paths=UNMEASURED_PATHS,
+                    fastapi=is_fastapi, stats=stats, errors=tracker)
+
+
+def _instrument_http_server_contrib(app: Any, telemetry: Any, undo: Undo, is_fastapi: bool) -> None:
+    """The public path: opentelemetry-instrumentation-fastapi (or -asgi for a Starlette app)."""
+    excluded = ",".join(f"{p}$" for p in sorted(UNMEASURED_PATHS))
+    if is_fastapi:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=telemetry.tracer_provider,
+                                          meter_provider=telemetry.meter_provider, excluded_urls=excluded,
+                                          exclude_spans=["receive", "send"])
+        undo.add("fastapi instrumentor", lambda: FastAPIInstrumentor.uninstrument_app(app))
+        return
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    _add_middleware(app, undo, OpenTelemetryMiddleware, tracer_provider=telemetry.tracer_provider,
+                    meter_provider=telemetry.meter_provider, excluded_urls=excluded,
+                    exclude_spans=["receive", "send"])

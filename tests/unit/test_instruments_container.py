@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sizewise_otel import container as container_mod
-from sizewise_otel.container import (
+from sizewise_otel.instruments import container as container_mod
+from sizewise_otel.instruments.container import (
     CONTAINER_SIGNALS,
     ContainerMonitor,
     container_id,
@@ -387,7 +387,7 @@ def test_this_machine_is_consistent() -> None:
 
 
 def test_system_metrics_label_the_source() -> None:
-    from sizewise_otel.system import SystemMetrics
+    from sizewise_otel.instruments.system import SystemMetrics
 
     metrics = SystemMetrics()
     sample = metrics._container.sample()

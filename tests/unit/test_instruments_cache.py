@@ -13,10 +13,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
 
-from sizewise_otel.cache import InstrumentedCache
 from sizewise_otel.instrumentation import instrument_redis
-from sizewise_otel.redis_tracing import sanitized_command
-from tests.unit.test_db import UNSAMPLED, TelemetryRig
+from sizewise_otel.instruments.cache import InstrumentedCache
+from sizewise_otel.instruments.redis import sanitized_command
+from tests.unit.test_instruments_sql import UNSAMPLED, TelemetryRig
 
 
 def _counts(rig: TelemetryRig) -> dict[tuple[str, str, str], int]:

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased,
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
 from sizewise_otel.catalog import Kind, signal
-from sizewise_otel.db import instrument_engine, operation_name, sanitize_sql
 from sizewise_otel.fastpath import SpanGate
+from sizewise_otel.instruments.sql import instrument_engine, operation_name, sanitize_sql
 from sizewise_otel.settings import Settings
 from sizewise_otel.telemetry import SCOPE, build_views
 

@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from sizewise_otel.catalog import signal
-from sizewise_otel.httpserver import HTTPServerTelemetry, disable_native_fastapi_telemetry, route_template
+from sizewise_otel.instruments.http_server import HTTPServerTelemetry, disable_native_fastapi_telemetry, route_template
 from sizewise_otel.telemetry import build_views
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -287,7 +287,7 @@ def test_route_template_helper() -> None:
 
 
 def test_instrument_http_server_is_idempotent_and_defers_to_zero_code() -> None:
-    from sizewise_otel.instrumentation import _instrument_http_server
+    from sizewise_otel.instruments.http_server import instrument_http_server as _instrument_http_server
     from sizewise_otel.telemetry import get_telemetry
 
     app = FastAPI()
@@ -437,7 +437,7 @@ class Sink:
 
 
 def test_one_layer_counts_requests_and_hands_errors_to_the_tracker() -> None:
-    from sizewise_otel.asgi import CAPTURED_KEY, RequestStats
+    from sizewise_otel.instruments.http_stats import CAPTURED_KEY, RequestStats
 
     stats, sink = RequestStats(), Sink()
     r = make_rig(ALWAYS_ON, stats=stats, errors=sink)
@@ -463,7 +463,7 @@ def test_one_layer_counts_requests_and_hands_errors_to_the_tracker() -> None:
 
 def test_instrument_uses_one_layer_and_zero_code_keeps_monitoring(monkeypatch: pytest.MonkeyPatch) -> None:
     from sizewise_otel import instrument
-    from sizewise_otel.asgi import MonitoringMiddleware
+    from sizewise_otel.instruments.http_stats import MonitoringMiddleware
     from sizewise_otel.settings import Settings
 
     app, _ = build_app()

@@ -24,10 +24,11 @@ from typing import Any
 
 from opentelemetry.trace import StatusCode
 
-from sizewise_otel.db import contrib_tracer
+from sizewise_otel import fastpath
 from sizewise_otel.fastpath import BoundedCache, SpanGate, instrumented_by_contrib
-from sizewise_otel.instruments.registry import MARKS
+from sizewise_otel.instruments.registry import MARKS, Undo
 from sizewise_otel.instruments.request import error_type
+from sizewise_otel.instruments.sql import contrib_tracer
 
 MARK = "redis"
 _ABSENT = object()
@@ -220,3 +221,25 @@ def redis_traced_globally() -> bool:
     except ImportError:
         return False
     return bool(RedisInstrumentor().is_instrumented_by_opentelemetry)
+
+
+def instrument_redis(client: Any, telemetry: Any, undo: Undo | None = None) -> None:
+    """OTel CLIENT spans for a sync or asyncio Redis client (metrics come from InstrumentedCache).
+
+    Fast path: lean wrappers (``sizewise_otel.instruments.redis``): no span work under a non-sampled
+    parent, attributes only for recording spans. Public path: the contrib instrumentor's
+    ``instrument_client``. Zero-code mode (the contrib instrumentor already patched redis-py
+    globally) is left alone; a second call is a no-op.
+    """
+    undo = undo if undo is not None else Undo()
+    if redis_traced_globally() or instrumented_by_contrib(client) or not undo.claim(client, "redis.client"):
+        return
+    if fastpath.enabled():
+        untrace = trace_redis_client(client, telemetry.tracer_provider)
+        if untrace is not None:
+            undo.add("redis client", untrace)
+        return
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    RedisInstrumentor.instrument_client(client, tracer_provider=telemetry.tracer_provider)
+    undo.add("redis client (contrib)", lambda: RedisInstrumentor.uninstrument_client(client))

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 import psutil
 
-from sizewise_otel.container import ContainerMonitor, container_id
+from sizewise_otel.instruments.container import ContainerMonitor, container_id
+from sizewise_otel.instruments.registry import MARKS, PROCESS
 from sizewise_otel.telemetry import Telemetry
 
 __all__ = ["SystemMetrics", "container_id"]
@@ -55,9 +56,31 @@ class SystemMetrics:
         telemetry.observe("sizewise.disk.usage", self.disk)
         telemetry.observe("sizewise.network.io", self.network)
         telemetry.observe("sizewise.process.memory.rss", self.rss)
-        from sizewise_otel.container import register_container_metrics
+        from sizewise_otel.instruments.container import register_container_metrics
 
         register_container_metrics(telemetry, self._container)
 
     def cpu_percent(self) -> float:
         return next(iter(self.cpu()))[0]
+
+
+# A bounded selection of the system-metrics instrumentation: series grow with the machine's CPUs,
+# disks and interfaces, never with traffic.
+SYSTEM_METRICS_CONFIG: dict[str, list[str] | None] = {
+    "system.cpu.utilization": ["idle", "user", "system"],
+    "system.memory.usage": ["used", "free", "cached"],
+    "system.memory.utilization": ["used", "free", "cached"],
+    "system.network.io": ["transmit", "receive"],
+    "system.disk.io": ["read", "write"],
+    "process.cpu.utilization": ["user", "system"],
+    "process.memory.usage": None,
+    "process.open_file_descriptor.count": None,
+    "process.thread.count": None,
+}
+
+
+def instrument_system(telemetry: Telemetry) -> None:
+    from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+
+    if MARKS.claim(PROCESS, "system"):
+        SystemMetricsInstrumentor(config=SYSTEM_METRICS_CONFIG).instrument(meter_provider=telemetry.meter_provider)
