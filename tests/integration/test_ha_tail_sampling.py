@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -137,3 +138,54 @@ def test_error_and_slow_traces_arrive_whole_and_10_percent_of_the_rest() -> None
     # Both replicas took a share, and every span sent reached one (none lost between the tiers).
     assert all(a > 0 for a in accepted), accepted
     assert sum(accepted) == sent, (accepted, sent)
+
+
+def test_drill_a_gateway_killed_under_load_loses_at_most_its_undecided_traces() -> None:
+    """Compose's static resolver keeps a dead gateway in the ring: its share of new traces waits in
+    the agents' retry and is delivered when it is back; only traces it held undecided are lost."""
+    rng = random.Random(7)
+    sink = stack.TraceSink()
+    started: list[ha.Collector] = []
+
+    def by_trace() -> dict[bytes, int]:
+        out: dict[bytes, int] = defaultdict(int)
+        for _, span in sink.spans():
+            out[span.trace_id] += 1
+        return out
+
+    def send_batch(traces: list[Trace]) -> None:
+        app, materials = build(traces, rng)
+        send(agents[0].otlp_grpc, _request("sizewise-hvac", app))
+        send(agents[1].otlp_grpc, _request("materials", materials))
+
+    def wait_whole(traces: list[Trace], what: str) -> None:
+        t0 = time.monotonic()
+        while not all(by_trace().get(t.trace_id) == SPANS_PER_TRACE for t in traces):
+            whole = sum(by_trace().get(t.trace_id) == SPANS_PER_TRACE for t in traces)
+            assert time.monotonic() - t0 < DEADLINE, f"{what}: {whole} of {len(traces)} traces whole"
+            time.sleep(0.5)
+
+    try:
+        gateways = [ha.start_gateway(f"otel-gateway-{i}", sink.endpoint) for i in (1, 2)]
+        started += gateways
+        agents = [ha.start_agent(f"otel-agent-{n}", gateways) for n in "ab"]
+        started += agents
+        before = [Trace(rng.randbytes(16), "error") for _ in range(40)]
+        send_batch(before)
+        wait_whole(before, "errors before the kill")
+        gateways[1].server.stop(signal.SIGKILL)
+        during = [Trace(rng.randbytes(16), "error") for _ in range(40)]
+        for chunk in range(0, len(during), 10):  # load goes on while the replica is down
+            send_batch(during[chunk:chunk + 10])
+            time.sleep(0.5)
+        time.sleep(3)
+        gateways[1].server.start(timeout=60)  # same ports: back in the same ring position
+        wait_whole(during, "errors sent while a gateway was down")
+        partial = {tid: n for tid, n in by_trace().items() if n != SPANS_PER_TRACE}
+        assert not partial, partial
+    finally:
+        for c in started:
+            c.server.stop()
+        sink.stop()
+        for c in started:
+            shutil.rmtree(c.server.workdir, ignore_errors=True)
