@@ -107,3 +107,12 @@ def test_k8s_pair_config_differs_from_compose_only_in_addresses() -> None:
         strip = ("static_configs", "dns_sd_configs")
         assert {k: v for k, v in job.items() if k not in strip} == \
             {k: v for k, v in job_compose.items() if k not in strip}, job["job_name"]
+
+
+def test_k8s_agent_differs_from_compose_only_in_resolver() -> None:
+    compose_lb = stack.load_yaml("collector/ha/agent.yaml")["exporters"]["loadbalancing"]
+    k8s = stack.load_yaml("k8s/overlays/production/agent-k8s.yaml")
+    k8s_lb = k8s["exporters"]["loadbalancing/k8s"]
+    assert {**k8s_lb, "resolver": None} == {**compose_lb, "resolver": None}
+    assert k8s_lb["resolver"]["dns"]["hostname"] == "otel-gateway-headless"
+    assert k8s["service"]["pipelines"]["traces"]["exporters"] == ["loadbalancing/k8s"]
