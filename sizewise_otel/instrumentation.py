@@ -89,10 +89,10 @@ class Instrumentation:
         """Undo everything ``instrument()`` changed; ``instrument(app)`` works again afterwards.
 
         The app gets its middleware, routes, lifespan and state back; the engine its dialect
-        methods, the Redis client its methods; the log scrubbing filter is removed. Process-wide
-        hooks (the reader hook of the lean histograms, the tracers' id generators, the httpx
-        instrumentor) are undone with the last live handle. Started components are stopped.
-        Returns the steps that failed (logged, never raised).
+        methods, the Redis client its methods. Process-wide hooks (the lean histograms' reader
+        hook, the tracers' id generators, the httpx instrumentor, the log scrubbing filter) are
+        undone with the last live handle. Started components are stopped. Returns the steps that
+        failed (logged, never raised).
         """
         if not self._live:
             return []
