@@ -151,6 +151,84 @@ def container_tests() -> tuple[PromTest, ...]:
     )
 
 
+def capacity_tests() -> tuple[PromTest, ...]:
+    """Linear growth (exact for predict_linear), then a cleanup that drops usage under the floor."""
+    disk = {**JOB, "mountpoint": "data"}
+    memory = {**JOB, "source": "host"}
+    disk_series = "sizewise_disk_usage_percent"
+    return (
+        # +0.05 %/min (72 %/day) from 50 %: past the 60 % floor from minute 201, firing 1h later;
+        # freed at minute 301.
+        PromTest("disk_fills_within_24h", ((_series(disk_series, disk), "50+0.05x300 40x60"),), (
+            Check(250, "DiskFillsWithin24h"),
+            Check(280, "DiskFillsWithin24h", (Expect("disk_fills_within_24h", 64, disk),)),
+            Check(310, "DiskFillsWithin24h"),
+        )),
+        # +0.2 %/min (48 % per 4 h) from 70 %: past 80 % from minute 51, firing 30m later.
+        PromTest("disk_fills_within_4h", ((_series(disk_series, disk), "70+0.2x100 50x30"),), (
+            Check(75, "DiskFillsWithin4h"),
+            Check(90, "DiskFillsWithin4h", (Expect("disk_fills_within_4h", 88, disk),)),
+            Check(105, "DiskFillsWithin4h"),
+        )),
+        # Full but flat (HighDiskUsage's business), or filling slowly (+0.01 %/min: 14 %/day from
+        # 80 %): no forecast alert either way.
+        PromTest("disk_full_but_flat_or_slow_is_silent", (
+            (_series(disk_series, disk), "96x400"),
+            (_series(disk_series, {**disk, "mountpoint": "logs"}), "80+0.01x400"),
+        ), (
+            Check(90, "DiskFillsWithin4h"), Check(390, "DiskFillsWithin4h"),
+            Check(90, "DiskFillsWithin24h"), Check(390, "DiskFillsWithin24h"),
+        )),
+        # +0.05 %/min from 65 %: past 70 % from minute 101, firing 1h later; a restart frees it.
+        PromTest("memory_limit_within_24h", (
+            (_series("sizewise_memory_usage_percent", memory), "65+0.05x200 50x30"),
+        ), (
+            Check(150, "MemoryLimitWithin24h"),
+            Check(180, "MemoryLimitWithin24h", (Expect("memory_limit_within_24h", 74, memory),)),
+            Check(210, "MemoryLimitWithin24h"),
+        )),
+    )
+
+
+def _requests(instance: str, per_minute: str) -> tuple[str, str]:
+    labels = {"job": PUSHED, "instance": instance, "http_request_method": "GET",
+              "http_route": "/api/hvac/calculate", "http_response_status_code": "200", "url_scheme": "http"}
+    return _series("http_server_request_duration_seconds_count", labels), per_minute
+
+
+def traffic_tests() -> tuple[PromTest, ...]:
+    """Two live instances (target_info) unless said; request counters grow linearly (exact rates)."""
+    live = (_instance("a", "1x60"), _instance("b", "1x60"))
+    hot = Expect("traffic_imbalance", 1.6, {"job": PUSHED, "instance": "a"})
+    return (
+        # a serves 4 req/s, b 1: a's share 80 % = 1.6 x its fair 50 %. Balanced from minute 20.
+        PromTest("traffic_imbalance", (
+            *live, _requests("a", "0+240x20 4800+150x30"), _requests("b", "0+60x20 1200+150x30"),
+        ), (
+            Check(9, "TrafficImbalance"),
+            Check(17, "TrafficImbalance", (hot,)),
+            Check(30, "TrafficImbalance"),
+        )),
+        # An even split (2.5 req/s each): silent.
+        PromTest("traffic_balanced_is_silent", (
+            *live, _requests("a", "0+150x40"), _requests("b", "0+150x40"),
+        ), (Check(15, "TrafficImbalance"), Check(35, "TrafficImbalance"))),
+        # One instance takes everything because it is the only one: silent.
+        PromTest("traffic_single_instance_is_silent", (
+            _instance("a", "1x60"), _requests("a", "0+300x40"),
+        ), (Check(15, "TrafficImbalance"), Check(35, "TrafficImbalance"))),
+        # The same 80/20 split at 0.5 req/s in all: too little traffic to judge a balancer.
+        PromTest("traffic_low_rate_is_silent", (
+            *live, _requests("a", "0+24x40"), _requests("b", "0+6x40"),
+        ), (Check(15, "TrafficImbalance"), Check(35, "TrafficImbalance"))),
+        # Three live instances, c gets nothing and a and b split evenly: each has 1.5 x its fair
+        # share, not more. Silent (the alert is for one hot instance; c idle shows on the panels).
+        PromTest("traffic_one_idle_of_three_is_silent", (
+            *live, _instance("c", "1x60"), _requests("a", "0+150x40"), _requests("b", "0+150x40"),
+        ), (Check(15, "TrafficImbalance"), Check(35, "TrafficImbalance"))),
+    )
+
+
 def _by_name() -> dict[str, AlertRule]:
     return {r.name: r for r in DEFAULT_RULES}
 
@@ -171,6 +249,8 @@ def default_tests() -> tuple[PromTest, ...]:
         )),
         *liveness_tests(),
         *container_tests(),
+        *capacity_tests(),
+        *traffic_tests(),
         threshold_test(r["high_cpu_usage"], 90, 20, source="host"),
         threshold_test(r["high_memory_usage"], 90, 50, source="host"),
         threshold_test(r["critical_memory_usage"], 97, 50, source="host"),

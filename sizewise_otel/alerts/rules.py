@@ -288,6 +288,69 @@ _EXPECTED = f"max_over_time({INSTANCES_STABLE}[{LIVENESS_WINDOW}])"
 _SHRUNK = f"({INSTANCES} < on (job) {_EXPECTED} or {_EXPECTED} unless on (job) {INSTANCES})"
 _ABSENT = " or ".join(f'absent_over_time({INSTANCE_UP}{{job="{job}"}}[5m])' for job in EXPECTED_JOBS)
 
+# --- capacity planning (the node mixin's way: a linear fit over hours, projected ahead) ---------
+# One fit window for panels and alerts. Panels read the recorded fit and slope (a panel carries no
+# hard-coded window); alerts call predict_linear directly over the same window, which is the same
+# line: predict_linear(x[w], h) = fit(now) + h * slope.
+FIT_WINDOW = "6h"
+RESOURCES = ("sizewise_cpu_usage_percent", "sizewise_memory_usage_percent", "sizewise_disk_usage_percent")
+
+
+def fit_record(metric: str) -> str:
+    """The 6 h least-squares line's value now (``predict_linear(x[6h], 0)``), per series."""
+    return f"instance:{metric}:predict_linear{FIT_WINDOW}"
+
+
+def slope_record(metric: str) -> str:
+    """The 6 h least-squares slope (``deriv(x[6h])``), in the metric's unit per second."""
+    return f"instance:{metric}:deriv{FIT_WINDOW}"
+
+
+def predict(metric: str, horizon_seconds: int) -> str:
+    return f"predict_linear({metric}[{FIT_WINDOW}], {horizon_seconds})"
+
+
+CAPACITY_PROJECTION_RECORDS: tuple[RecordingRule, ...] = tuple(
+    rule for metric in RESOURCES for rule in (
+        RecordingRule(fit_record(metric), predict(metric, 0), "sizewise.recording.capacity"),
+        RecordingRule(slope_record(metric), f"deriv({metric}[{FIT_WINDOW}])", "sizewise.recording.capacity"),
+    )
+)
+
+# Measured capacity of one instance: the highest request rate a single instance sustained (over
+# 5 minutes) in the last CAPACITY_WINDOW while meeting the latency SLO itself (at most SLO_BUDGET of
+# its requests slower than SLO_LATENCY_SECONDS). A lower bound: it is the busiest good five
+# minutes seen, not a limit found by a load test; an instance never pushed hard reads "at 100 %"
+# at its own record and the record moves up as long as latency holds.
+CAPACITY_WINDOW = "7d"
+INSTANCE_RATE = "instance:http_server_requests:rate5m"
+INSTANCE_SLO_MISS = "instance:http_server_request_latency_slo_miss:ratio_rate5m"
+INSTANCE_BEST_RATE = "job:http_server_requests_per_instance_within_slo:max_rate5m"
+JOB_CAPACITY = f"job:http_server_requests_per_instance:capacity{CAPACITY_WINDOW}"
+INSTANCE_CAPACITY = f"instance:http_server_requests:capacity{CAPACITY_WINDOW}"
+
+# --- traffic distribution: one instance taking more than its share -----------------------------
+IMBALANCE_FACTOR = 1.5  # alert above 1.5 x the fair share (1 / live instances)
+IMBALANCE_MIN_RPS = 1.0  # below this job-wide rate, a few requests make any split look skewed
+JOB_RATE = "job:http_server_requests:rate5m"
+
+
+def _capacity_records(slo_latency: str, slo_budget: float) -> tuple[RecordingRule, ...]:
+    group = "sizewise.recording.capacity"
+    return (
+        RecordingRule(INSTANCE_RATE, f"sum by (job, instance) (rate({HTTP}_count[5m]))", group),
+        RecordingRule(INSTANCE_SLO_MISS,
+                      f'1 - (sum by (job, instance) (rate({HTTP}_bucket{{le="{slo_latency}"}}[5m]))'
+                      f" / sum by (job, instance) (rate({HTTP}_count[5m])))", group),
+        RecordingRule(INSTANCE_BEST_RATE,
+                      f"max by (job) ({INSTANCE_RATE} and on (job, instance) ({INSTANCE_SLO_MISS} <= {slo_budget:g}))",
+                      group),
+        RecordingRule(JOB_CAPACITY, f"max_over_time({INSTANCE_BEST_RATE}[{CAPACITY_WINDOW}])", group),
+        # The job's capacity beside each live instance, so a panel filtered by instance finds it.
+        RecordingRule(INSTANCE_CAPACITY, f"0 * {INSTANCE_RATE} + on (job) group_left {JOB_CAPACITY}", group),
+    )
+
+
 RECORDING_RULES: tuple[RecordingRule, ...] = (
     RecordingRule("job:http_server_requests:rate5m",
                   f"sum by (job) (rate({HTTP}_count[5m]))"),
@@ -311,6 +374,8 @@ RECORDING_RULES: tuple[RecordingRule, ...] = (
                   ' / (sum by (job) (sizewise_db_pool_connections{state="max"}) > 0)'),
     *(_slo_record(w) for w in SLO_WINDOWS),
     *LIVENESS_RECORDS,
+    *CAPACITY_PROJECTION_RECORDS,
+    *_capacity_records(SLO_LATENCY_SECONDS, SLO_BUDGET),
 )
 
 
@@ -394,6 +459,49 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               summary="{{ $labels.job }} cannot export {{ $labels.signal }} over OTLP",
               function="increase", window_seconds=600, by=("job", "signal"), value_format="count",
               dashboard=DASHBOARDS["services"], group="sizewise.application"),
+    # --- capacity planning: a 6 h linear trend that crosses 100 % within the horizon, on a
+    # resource already past a floor (a young, small disk growing fast is not yet news) ----------
+    AlertRule("disk_fills_within_24h", "sizewise_disk_usage_percent", ">", 60, 3600, AlertSeverity.WARNING,
+              "Disk predicted to fill within 24 hours",
+              alert="DiskFillsWithin24h",
+              summary="Disk {{ $labels.mountpoint }} on {{ $labels.instance }} fills within 24 h at its 6 h trend",
+              expr=f"sizewise_disk_usage_percent > 60"
+                   f" and {predict('sizewise_disk_usage_percent', 24 * 3600)} >= 100",
+              details=f"The disk is over 60% used and a linear fit over the last {FIT_WINDOW} "
+                      "reaches 100% within 24 hours (for 1h).",
+              value_format="percent", group="sizewise.capacity"),
+    AlertRule("disk_fills_within_4h", "sizewise_disk_usage_percent", ">", 80, 1800, AlertSeverity.CRITICAL,
+              "Disk predicted to fill within 4 hours",
+              alert="DiskFillsWithin4h",
+              summary="Disk {{ $labels.mountpoint }} on {{ $labels.instance }} fills within 4 h at its 6 h trend",
+              expr=f"sizewise_disk_usage_percent > 80"
+                   f" and {predict('sizewise_disk_usage_percent', 4 * 3600)} >= 100",
+              details=f"The disk is over 80% used and a linear fit over the last {FIT_WINDOW} "
+                      "reaches 100% within 4 hours (for 30m).",
+              value_format="percent", group="sizewise.capacity"),
+    AlertRule("memory_limit_within_24h", "sizewise_memory_usage_percent", ">", 70, 3600,
+              AlertSeverity.WARNING, "Memory predicted to reach its limit within 24 hours",
+              alert="MemoryLimitWithin24h",
+              summary="Memory on {{ $labels.instance }} reaches its limit within 24 h at its 6 h trend",
+              expr=f"sizewise_memory_usage_percent > 70"
+                   f" and {predict('sizewise_memory_usage_percent', 24 * 3600)} >= 100",
+              details=f"Memory ({{{{ $labels.source }}}}) is over 70% used and a linear fit over the last "
+                      f"{FIT_WINDOW} reaches 100% within 24 hours (for 1h): a leak, or growth to plan for.",
+              value_format="percent", group="sizewise.capacity"),
+    # --- traffic distribution ----------------------------------------------------------------
+    # Share of the job's requests x live instances: 1 is a fair share; over 1.5 for 10 minutes,
+    # with at least two instances and enough traffic for the split to mean something.
+    AlertRule("traffic_imbalance", HTTP, ">", IMBALANCE_FACTOR, 600, AlertSeverity.WARNING,
+              "One instance takes more than its share of requests", alert="TrafficImbalance",
+              summary="{{ $labels.instance }} of {{ $labels.job }} takes an uneven share of requests",
+              expr=f"{INSTANCE_RATE} / on (job) group_left {JOB_RATE}"
+                   f" * on (job) group_left {INSTANCES} > {IMBALANCE_FACTOR:g}"
+                   f" and on (job) {INSTANCES} >= 2 and on (job) {JOB_RATE} > {IMBALANCE_MIN_RPS:g}",
+              details="Instance {{ $labels.instance }} served {{ $value | printf \"%.2f\" }} times its fair "
+                      f"share (1 / live instances) of the job's requests over 5m, for 10m, with at least "
+                      f"2 instances and over {IMBALANCE_MIN_RPS:g} request/s: the load balancer is uneven "
+                      "(sticky sessions, keep-alive pinning, a pod out of readiness).",
+              dashboard=DASHBOARDS["performance"], group="sizewise.traffic"),
     # --- container (cgroup signals; only a container with limits has them) -----------------
     # Every worker of a container reports the same cgroup, so these stay per instance: summing
     # would count one container once per worker.

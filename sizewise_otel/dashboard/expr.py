@@ -3,8 +3,8 @@
 ``Expr.promql()`` renders the PromQL a Grafana panel (or ``PROMETHEUS_URL``) runs; ``Expr.evaluate()``
 computes the same thing in-process from recent samples of this process's own metrics. Only the
 subset of PromQL the widgets need is modelled: selectors, ``rate``/``increase``, aggregations,
-``histogram_quantile``, arithmetic, comparisons, ``clamp_min``, ``label_replace`` tags, ``or`` and
-``or vector(0)``.
+``histogram_quantile``, arithmetic (one-to-one, or ``on (...) group_left``), comparisons,
+``clamp_min``/``clamp_max``, ``label_replace`` tags, ``or`` and ``or vector(0)``.
 """
 
 from __future__ import annotations
@@ -96,6 +96,9 @@ class Expr:
 
     def __sub__(self, other: Expr | float) -> Expr:
         return Bin("-", self, _wrap(other))
+
+    def __rsub__(self, other: float) -> Expr:
+        return Bin("-", _wrap(other), self)
 
     def or_zero(self) -> Expr:
         """Show 0 instead of "No data" where an empty result is healthy (nothing failed yet)."""
@@ -310,14 +313,26 @@ def quantile(q: float, name: str, *by: str, **matchers: str) -> Quantile:
 
 @dataclass(frozen=True, eq=False)
 class Bin(Expr):
+    """``lhs op rhs``; with ``on`` set, ``lhs op on (labels) group_left rhs``: many series on the
+    left (e.g. per instance) against one per ``on`` group on the right (e.g. per job)."""
+
     op: str
     lhs: Expr
     rhs: Expr
+    on: tuple[str, ...] = ()
 
     def children(self) -> tuple[Expr, ...]:
         return (self.lhs, self.rhs)
 
+    def label_names(self) -> set[str]:
+        return set(self.on) | super().label_names()
+
     def promql(self) -> str:
+        if self.on:
+            # "group_left (" would open group_left's label list: name the (empty) list first.
+            rhs = _paren(self.rhs)
+            rhs = f"() {rhs}" if rhs.startswith("(") else rhs
+            return f"{_paren(self.lhs)} {self.op} on ({', '.join(self.on)}) group_left {rhs}"
         return f"({self.lhs.promql()}) {self.op} ({self.rhs.promql()})" if not (
             isinstance(self.lhs, Num) or isinstance(self.rhs, Num)
         ) else f"{_paren(self.lhs)} {self.op} {_paren(self.rhs)}"
@@ -328,11 +343,24 @@ class Bin(Expr):
             return {k: _apply(self.op, self.lhs.value, v) for k, v in right.items()}
         if isinstance(self.rhs, Num):
             return {k: _apply(self.op, v, self.rhs.value) for k, v in left.items()}
+        if self.on:
+            by_group = {_project(k, self.on): v for k, v in right.items()}
+            return {k: _apply(self.op, v, by_group[g]) for k, v in left.items()
+                    if (g := _project(k, self.on)) in by_group}
         return {k: _apply(self.op, v, right[k]) for k, v in left.items() if k in right}
 
 
+def _project(labels: Labels, names: tuple[str, ...]) -> Labels:
+    return tuple((k, v) for k, v in labels if k in names)
+
+
+def per_group(op: str, lhs: Expr, rhs: Expr, *on: str) -> Bin:
+    """``lhs op on (on...) group_left rhs``: e.g. each instance's rate over its job's total."""
+    return Bin(op, lhs, rhs, tuple(on))
+
+
 def _paren(e: Expr) -> str:
-    simple = Num | Sel | Agg | Rate | Quantile | ClampMin | Tag | ThisProcess
+    simple = Num | Sel | Agg | Rate | Quantile | ClampMin | ClampMax | Tag | ThisProcess
     return e.promql() if isinstance(e, simple) else f"({e.promql()})"
 
 
@@ -404,6 +432,23 @@ class ClampMin(Expr):
 
     def evaluate(self, samples: Samples) -> Vector:
         return {k: max(v, self.floor) for k, v in self.inner.evaluate(samples).items()}
+
+
+@dataclass(frozen=True, eq=False)
+class ClampMax(Expr):
+    """``clamp_max(expr, ceiling)``: e.g. "days until full" capped where a projection stops meaning much."""
+
+    inner: Expr
+    ceiling: float
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.inner,)
+
+    def promql(self) -> str:
+        return f"clamp_max({self.inner.promql()}, {self.ceiling:g})"
+
+    def evaluate(self, samples: Samples) -> Vector:
+        return {k: min(v, self.ceiling) for k, v in self.inner.evaluate(samples).items()}
 
 
 @dataclass(frozen=True, eq=False)

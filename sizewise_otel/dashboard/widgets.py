@@ -15,10 +15,13 @@ the HTML page. Add your own with one call::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sizewise_otel.alerts import rules as alert_rules
 from sizewise_otel.catalog import Kind, Signal
 from sizewise_otel.dashboard.expr import (
+    ClampMax,
     ClampMin,
     Expr,
     Filter,
@@ -31,6 +34,7 @@ from sizewise_otel.dashboard.expr import (
     increase,
     m,
     max_,
+    per_group,
     quantile,
     rate,
     ratio,
@@ -65,6 +69,18 @@ INSTRUMENTATION_METRICS: dict[str, tuple[str, ...]] = {
     # collector its ``instance`` label is the service.instance.id, in a direct scrape the target.
     "target_info": (),
 }
+# Series of the recording rules (prometheus/rules, from sizewise_otel/alerts/rules.py) that panels
+# read where a fixed window is the point: the 6 h trend fit and the 7 d measured capacity. A panel
+# keeps no hard-coded window of its own, and the alerts use the same windows. Prometheus only:
+# in-process these widgets have no value (the embedded history holds no 6 h of raw samples).
+RECORDED_METRICS: dict[str, tuple[str, ...]] = {
+    **{alert_rules.fit_record(r): (_label,) for r, _label in zip(
+        alert_rules.RESOURCES, ("source", "source", "mountpoint"), strict=True)},
+    **{alert_rules.slope_record(r): (_label,) for r, _label in zip(
+        alert_rules.RESOURCES, ("source", "source", "mountpoint"), strict=True)},
+    alert_rules.INSTANCE_CAPACITY: (),
+}
+INSTRUMENTATION_METRICS.update(RECORDED_METRICS)
 STANDARD_LABELS = ("job", "instance", "le")
 
 
@@ -406,6 +422,120 @@ def _builtin() -> None:
       unit="reqps", dashboard=d, row=row,
       expr=sum_(rate(m(HTTP_COUNT, http_response_status_code="~5..")), "http_route"),
       legend="{{http_route}}")
+
+    _capacity_planning()
+    _traffic_distribution()
+
+
+DAY = 86400
+PROJECTION_CAP_DAYS = 365  # a flat or shrinking trend "fills" never: shown as a year
+
+
+def _days_until_full(metric: str) -> Expr:
+    """Days until the 6 h linear trend reaches 100 %: (100 - fit now) / slope per day, from 0 to a
+    year (a flat or falling trend divides by a tiny floor and reads as the cap)."""
+    fit, slope = m(alert_rules.fit_record(metric)), m(alert_rules.slope_record(metric))
+    return ClampMin(ClampMax((100 - fit) / ClampMin(DAY * slope, 1e-6), PROJECTION_CAP_DAYS), 0)
+
+
+def _per_resource(fn: Callable[[str], Expr]) -> Expr:
+    """One series per resource (label ``resource``: cpu, memory, disk) of ``fn(metric)``."""
+    cpu, memory, disk = alert_rules.RESOURCES
+    return Union(Union(Tag(fn(cpu), "resource", "cpu"), Tag(fn(memory), "resource", "memory")),
+                 Tag(fn(disk), "resource", "disk"))
+
+
+def _capacity_planning() -> None:
+    r = register_widget
+    fit_note = (f"Linear fit over the last {alert_rules.FIT_WINDOW} (predict_linear / deriv, recorded "
+                "by Prometheus), as the node mixin does; capped at a year, which also means 'not "
+                "growing'. Prometheus only.")
+    cpu, memory, disk = alert_rules.RESOURCES
+    d, row = "system-overview", "Capacity planning (6 h trend, projected)"
+    r("disk_days_until_full", "Disk full in",
+      f"Days until the data disk reaches 100 % at its current trend. {fit_note} DiskFillsWithin24h "
+      "and DiskFillsWithin4h alert on the same fit. Warning under 7 days, critical under 1.",
+      unit="d", dashboard=d, row=row, panel="stat", width=8, decimals=1, expr=_days_until_full(disk),
+      legend="{{instance}} {{mountpoint}}", thresholds=(7, 1), invert=True)
+    r("memory_days_until_limit", "Memory at limit in",
+      f"Days until memory reaches 100 % of the container limit (of the host without one) at its "
+      f"current trend. {fit_note} MemoryLimitWithin24h alerts on the same fit. Warning under 7 "
+      "days, critical under 1.",
+      unit="d", dashboard=d, row=row, panel="stat", width=8, decimals=1, expr=_days_until_full(memory),
+      legend="{{instance}} {{source}}", thresholds=(7, 1), invert=True)
+    r("cpu_days_until_saturation", "CPU at 100 % in",
+      f"Days until CPU usage (of the quota, of the host without one) reaches 100 % at its current "
+      f"trend. {fit_note} Warning under 7 days, critical under 1.",
+      unit="d", dashboard=d, row=row, panel="stat", width=8, decimals=1, expr=_days_until_full(cpu),
+      legend="{{instance}} {{source}}", thresholds=(7, 1), invert=True)
+    r("resource_trend", "Usage trend per day",
+      f"Slope of CPU, memory and disk usage over the last {alert_rules.FIT_WINDOW}, in percentage "
+      "points per day: the CPU trend beside memory growth and disk fill rate. Prometheus only.",
+      unit="short", dashboard=d, row=row,
+      expr=_per_resource(lambda metric: DAY * m(alert_rules.slope_record(metric))),
+      legend="{{instance}} {{resource}} {{source}}{{mountpoint}}")
+    r("resource_projection_24h", "Usage projected in 24 h",
+      f"CPU, memory and disk usage 24 hours ahead on the {alert_rules.FIT_WINDOW} trend (fit now + 24 h "
+      "x slope = predict_linear(x[6h], 86400)). Over 100 % means the resource runs out within a day.",
+      unit="percent", dashboard=d, row=row,
+      expr=_per_resource(lambda metric: m(alert_rules.fit_record(metric))
+                         + DAY * m(alert_rules.slope_record(metric))),
+      legend="{{instance}} {{resource}} {{source}}{{mountpoint}}", thresholds=(85, 100))
+
+    d, row = "application-performance", "Capacity (measured per instance)"
+    capacity = (f"Capacity is measured, not configured: the highest request rate one instance of the "
+                f"job sustained over 5 minutes in the last {alert_rules.CAPACITY_WINDOW} while it met "
+                f"the latency SLO itself (at most {alert_rules.SLO_BUDGET:.0%} of its requests slower "
+                f"than {alert_rules.SLO_LATENCY_SECONDS} s). A lower bound: the busiest good 5 minutes "
+                "seen so far, not a limit found by a load test, so 100 % means 'at the record', and the "
+                "record rises while latency holds.")
+    per_instance = sum_(rate(m(HTTP_COUNT)), "job", "instance")
+    r("instance_load_vs_capacity", "Requests per instance vs measured capacity",
+      f"Requests per second of each instance, and the job's measured capacity per instance. {capacity}",
+      unit="reqps", dashboard=d, row=row,
+      queries=(Query(per_instance, "{{instance}}"),
+               Query(max_(m(alert_rules.INSTANCE_CAPACITY), "job"), "capacity {{job}}")))
+    r("instance_capacity_utilization", "Load vs measured capacity",
+      f"Each instance's request rate as a share of the measured capacity. {capacity} Warning at "
+      "80 %, critical at 100 %.",
+      unit="percent", dashboard=d, row=row, panel="bargauge",
+      expr=100 * per_instance / m(alert_rules.INSTANCE_CAPACITY), legend="{{instance}}",
+      thresholds=(80, 100))
+
+
+def _traffic_distribution() -> None:
+    r = register_widget
+    d, row = "application-performance", "Traffic distribution (per instance)"
+    per_instance = sum_(rate(m(HTTP_COUNT)), "job", "instance")
+    fraction = per_group("/", per_instance, sum_(rate(m(HTTP_COUNT)), "job"), "job")
+    share = 100 * fraction
+    r("http_requests_per_instance", "Requests per instance",
+      "Requests per second served by each instance (service.instance.id): behind an even load "
+      "balancer the lines lie together.",
+      unit="reqps", dashboard=d, row=row, expr=per_instance, legend="{{instance}}")
+    r("http_request_share_per_instance", "Share of requests per instance",
+      "Each instance's share of its job's requests, from the request counters (with every instance "
+      "selected; a narrower selection is its own total). Even is 100 % / instances.",
+      unit="percent", dashboard=d, row=row, expr=share, legend="{{instance}}")
+    r("http_load_vs_fair_share", "Load vs fair share",
+      "Each instance's share of the job's requests times the live instances (target_info): 1 is a "
+      f"fair share. TrafficImbalance fires above {alert_rules.IMBALANCE_FACTOR:g} for 10 minutes "
+      f"(with at least 2 instances and over {alert_rules.IMBALANCE_MIN_RPS:g} request/s).",
+      unit="short", dashboard=d, row=row, panel="bargauge", decimals=2,
+      expr=per_group("*", fraction, _instances("job"), "job"), legend="{{instance}}",
+      thresholds=(alert_rules.IMBALANCE_FACTOR, 2))
+    r("http_latency_p95_per_instance", "p95 latency per instance",
+      "95th percentile request duration per instance: one slow instance behind the balancer stands "
+      "out here while the service-wide percentile hides it.",
+      unit="s", dashboard=d, row=row, expr=quantile(0.95, HTTP, "job", "instance"), legend="{{instance}}",
+      thresholds=(0.5, 1.0))
+    r("health_per_instance", "Health per instance (readiness)",
+      "Each instance's health checks: 0 healthy, 1 warning, 2 critical. A critical readiness check "
+      "(the critical checks by default, e.g. the database) makes that pod's /readyz answer 503, so "
+      "Kubernetes takes it out of the Service endpoints: the flip shows here per pod, as far as the "
+      "app can see it (the gauge has no readiness label: critical non-readiness checks show too).",
+      unit="short", dashboard=d, row=row, expr=max_(m("sizewise_health_status"), "job", "instance", "check"),
+      legend="{{instance}} {{check}}", thresholds=(1, 2))
 
 
 _builtin()

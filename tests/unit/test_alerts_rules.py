@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from sizewise_otel import AlertRule, AlertSeverity
-from sizewise_otel.alerts import render
+from sizewise_otel.alerts import render, rules
 from sizewise_otel.alerts.promtests import default_tests
 from sizewise_otel.alerts.rules import (
     DASHBOARDS,
@@ -70,7 +70,8 @@ def test_default_catalog_covers_the_issue() -> None:
             "DatabaseDown", "DatabasePoolSaturation", "RedisDown", "CacheHitRatioCollapse",
             "CriticalHealthCheck", "HvacCalculationFailureRate", "ErrorSpike", "NewErrorGroup",
             "ScrapeTargetDown", "TelemetryExportFailures", "Watchdog", "InstanceDown", "ServiceAbsent",
-            "ContainerCpuThrottling", "ContainerOomKilled", "ContainerMemoryNearLimit"} <= alertnames
+            "ContainerCpuThrottling", "ContainerOomKilled", "ContainerMemoryNearLimit",
+            "DiskFillsWithin24h", "DiskFillsWithin4h", "MemoryLimitWithin24h", "TrafficImbalance"} <= alertnames
     assert len({r.name for r in DEFAULT_RULES}) == len(DEFAULT_RULES)
     # the SRE workbook's multi-window, multi-burn-rate pairs
     slo = " ".join(r.promql for r in DEFAULT_RULES if r.alertname == "LatencySLOBudgetBurn")
@@ -91,7 +92,8 @@ def _known_series() -> tuple[set[str], set[str]]:
 
 
 FUNCS = {"sum", "count", "group", "rate", "increase", "histogram_quantile", "vector", "present_over_time",
-         "absent_over_time", "max_over_time", "min_over_time", "by", "on", "and", "or", "unless", "offset"}
+         "absent_over_time", "max_over_time", "min_over_time", "by", "on", "and", "or", "unless", "offset",
+         "max", "predict_linear", "deriv", "group_left"}
 
 
 @pytest.mark.parametrize("expr", [r.promql for r in DEFAULT_RULES] + [r.expr for r in RECORDING_RULES])
@@ -210,3 +212,47 @@ def test_render_is_deterministic_and_checked_in() -> None:
     for rel, content in files.items():
         path = ROOT / rel
         assert path.exists() and path.read_text() == content, f"{rel} is stale: run sizewise-otel render"
+
+
+def test_capacity_alerts_project_a_long_fit_past_a_floor() -> None:
+    """The node mixin's shape: predict_linear over hours, a horizon, a floor, and a long for."""
+    by_name = {r.alertname: r for r in DEFAULT_RULES}
+    for name, floor, horizon, severity, for_s in (
+            ("DiskFillsWithin24h", 60, 86400, AlertSeverity.WARNING, 3600),
+            ("DiskFillsWithin4h", 80, 14400, AlertSeverity.CRITICAL, 1800),
+            ("MemoryLimitWithin24h", 70, 86400, AlertSeverity.WARNING, 3600)):
+        rule = by_name[name]
+        metric = rule.metric_name
+        assert rule.promql == f"{metric} > {floor} and predict_linear({metric}[6h], {horizon}) >= 100"
+        assert (rule.severity, rule.duration_seconds, rule.embedded) == (severity, for_s, False)
+    # the panels read the same fit: predict_linear(x[6h], h) = fit now + h * slope
+    records = {r.record: r.expr for r in RECORDING_RULES}
+    for metric in rules.RESOURCES:
+        assert records[rules.fit_record(metric)] == f"predict_linear({metric}[6h], 0)"
+        assert records[rules.slope_record(metric)] == f"deriv({metric}[6h])"
+
+
+def test_capacity_is_the_best_sustained_rate_within_the_slo() -> None:
+    records = {r.record: r.expr for r in RECORDING_RULES}
+    assert records[rules.INSTANCE_RATE] == (
+        "sum by (job, instance) (rate(http_server_request_duration_seconds_count[5m]))")
+    slo_miss = records[rules.INSTANCE_SLO_MISS]
+    assert f'le="{rules.SLO_LATENCY_SECONDS}"' in slo_miss and "sum by (job, instance)" in slo_miss
+    assert records[rules.INSTANCE_BEST_RATE] == (
+        f"max by (job) ({rules.INSTANCE_RATE} and on (job, instance) ({rules.INSTANCE_SLO_MISS} <= 0.01))")
+    assert records[rules.JOB_CAPACITY] == f"max_over_time({rules.INSTANCE_BEST_RATE}[7d])"
+    assert rules.JOB_CAPACITY in records[rules.INSTANCE_CAPACITY]
+
+
+def test_traffic_imbalance_counts_requests_against_live_instances() -> None:
+    [rule] = [r for r in DEFAULT_RULES if r.alertname == "TrafficImbalance"]
+    assert rule.duration_seconds == 600 and rule.severity == AlertSeverity.WARNING and not rule.embedded
+    # share of the job's counters x live instances (target_info), never a per-process percent
+    assert rule.promql.startswith(
+        "instance:http_server_requests:rate5m / on (job) group_left job:http_server_requests:rate5m"
+        " * on (job) group_left job:sizewise_instances:count > 1.5")
+    assert "job:sizewise_instances:count >= 2" in rule.promql
+    assert "job:http_server_requests:rate5m > 1" in rule.promql
+    names = {t.name for t in default_tests()}
+    assert {"traffic_balanced_is_silent", "traffic_single_instance_is_silent", "traffic_low_rate_is_silent",
+            "disk_full_but_flat_or_slow_is_silent"} <= names
