@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased,
 from sizewise_otel.catalog import SIGNALS, Kind, Signal, signal
 from sizewise_otel.fastpath import enabled as fastpath_enabled
 from sizewise_otel.fastpath import exporter_preferences, prometheus_reader
+from sizewise_otel.instruments.registry import MARKS
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in
 
 SCOPE = "sizewise_otel"
@@ -148,6 +149,32 @@ class _CountingSpanExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+class _ScrubbingSpanExporter(SpanExporter):
+    """Public path: scrubs each span right before export with the provider's span scrubber.
+
+    Without the SDK's pre-export hook the scrubber runs in ``on_end``, after the processors added
+    before it (this module's ``BatchSpanProcessor``s) have queued the span; scrubbing again here
+    means an export racing that ``on_end`` never sends an unscrubbed value.
+    """
+
+    def __init__(self, inner: SpanExporter, provider: Any) -> None:
+        self._inner = inner
+        self._provider = provider
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        scrubber = MARKS.get(self._provider, "span.scrubber")
+        if scrubber is not None:
+            for span in spans:
+                scrubber.scrub(span)
+        return self._inner.export(spans)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
 def _otlp_exporters(settings: Settings) -> tuple[MetricExporter, SpanExporter]:
     # Endpoint, headers, TLS certificates and timeouts come from the standard OTEL_EXPORTER_OTLP_*
     # variables, which the exporters read themselves.
@@ -195,6 +222,8 @@ class Telemetry:
         # Bounded: BatchSpanProcessor drops (and counts) spans past max_queue_size (2048).
         self.tracer_provider = TracerProvider(resource=self.resource, sampler=build_sampler(settings))
         for exporter in span_exporter_list:
+            if not fastpath_enabled():
+                exporter = _ScrubbingSpanExporter(exporter, self.tracer_provider)
             self.tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
         if set_global:
             _set_global_providers(self.meter_provider, self.tracer_provider)

@@ -10,7 +10,10 @@ Instrumentations record exceptions themselves (the ASGI middleware's ``record_ex
 message on the server span, and the status description too). :class:`ScrubbingSpanProcessor` runs in
 the SDK's pre-export hook (``fastpath.spans.EndingSpanProcessor``), before any exporter sees the
 span, and scrubs attribute values, event attributes and the status description. Duplicate exception
-events (ours, then the instrumentation's for the same exception) are collapsed into ours.
+events (ours, then the instrumentation's for the same exception) are collapsed into ours. Where the
+SDK has no such hook (before 1.36) or the fast path is off, :class:`EndScrubbingSpanProcessor` does
+the same in ``on_end`` on the ended span, and the telemetry module's exporters scrub once more right
+before export.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import Event
+from opentelemetry.sdk.trace import Event, SpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from sizewise_otel.errors.scrub import Scrubber
 from sizewise_otel.fastpath.bounded import BoundedCache
+from sizewise_otel.fastpath.detect import enabled
 from sizewise_otel.fastpath.spans import (
     EndingSpanProcessor,
     LazyEvent,
@@ -100,70 +104,105 @@ def record_on_current_span(*, error_type: str, message: str, stacktrace: str, er
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
+def scrub_span(s: Scrubber, span: Any) -> None:
+    """Scrub a span's attribute values, event attributes and status description, in place."""
+    attrs = span_attributes(span)
+    kind = getattr(span, "kind", None)
+    if attrs:
+        changes = s.attribute_changes(attrs, kind=kind)
+        if changes:
+            rewrite_attributes(span, attrs, changes)
+    events = span_events(span)
+    if events:
+        # Our events: lazy ones are scrubbed by construction and must stay lazy (reading their
+        # attributes here would do the deferred work on the request path).
+        ours_types = {_short_type(e.error_type) for e in events if isinstance(e, LazyExceptionEvent)}
+        ours_types |= {_short_type(e.attributes.get("exception.type")) for e in events
+                       if not isinstance(e, LazyExceptionEvent) and e.attributes
+                       and ERROR_ID_ATTR in e.attributes}
+        rewritten = []
+        changed = False
+        for ev in events:
+            if isinstance(ev, LazyExceptionEvent):
+                rewritten.append(ev)
+                continue
+            ev_attrs = dict(ev.attributes or {})
+            new_attrs = s.attributes(ev_attrs, kind=kind) if ev_attrs else None
+            final = new_attrs if new_attrs is not None else ev_attrs
+            if ev.name == "exception" and ERROR_ID_ATTR not in final and ours_types and \
+                    _short_type(final.get("exception.type")) in ours_types:
+                changed = True  # the instrumentation's copy of an exception we already recorded
+                continue
+            if new_attrs is not None:
+                changed = True
+                rewritten.append(Event(ev.name, new_attrs, ev.timestamp))
+            else:
+                rewritten.append(ev)
+        if changed:
+            replace_events(span, events, rewritten)
+    status = span_status(span)
+    if status is not None and status.description:
+        clean = s.text(status.description)
+        if clean != status.description:
+            replace_status(span, Status(status.status_code, clean))
+
+
 class ScrubbingSpanProcessor(EndingSpanProcessor):
+    """Fast path: scrubs in the SDK's pre-export hook, while the span is still ending."""
+
     def __init__(self, scrubber: Scrubber) -> None:
         self.scrubber = scrubber
 
     def on_ending(self, span: Any) -> None:
-        with contextlib.suppress(Exception):  # never break span delivery
-            self._scrub(span)
+        self.scrub(span)
 
-    def _scrub(self, span: Any) -> None:
-        s = self.scrubber
-        attrs = span_attributes(span)
-        kind = getattr(span, "kind", None)
-        if attrs:
-            changes = s.attribute_changes(attrs, kind=kind)
-            if changes:
-                rewrite_attributes(span, attrs, changes)
-        events = span_events(span)
-        if events:
-            # Our events: lazy ones are scrubbed by construction and must stay lazy (reading their
-            # attributes here would do the deferred work on the request path).
-            ours_types = {_short_type(e.error_type) for e in events if isinstance(e, LazyExceptionEvent)}
-            ours_types |= {_short_type(e.attributes.get("exception.type")) for e in events
-                           if not isinstance(e, LazyExceptionEvent) and e.attributes
-                           and ERROR_ID_ATTR in e.attributes}
-            rewritten = []
-            changed = False
-            for ev in events:
-                if isinstance(ev, LazyExceptionEvent):
-                    rewritten.append(ev)
-                    continue
-                ev_attrs = dict(ev.attributes or {})
-                new_attrs = s.attributes(ev_attrs, kind=kind) if ev_attrs else None
-                final = new_attrs if new_attrs is not None else ev_attrs
-                if ev.name == "exception" and ERROR_ID_ATTR not in final and ours_types and \
-                        _short_type(final.get("exception.type")) in ours_types:
-                    changed = True  # the instrumentation's copy of an exception we already recorded
-                    continue
-                if new_attrs is not None:
-                    changed = True
-                    rewritten.append(Event(ev.name, new_attrs, ev.timestamp))
-                else:
-                    rewritten.append(ev)
-            if changed:
-                replace_events(events, rewritten)
-        status = span_status(span)
-        if status is not None and status.description:
-            clean = s.text(status.description)
-            if clean != status.description:
-                replace_status(span, Status(status.status_code, clean))
+    def scrub(self, span: Any) -> None:
+        with contextlib.suppress(Exception):  # never break span delivery
+            scrub_span(self.scrubber, span)
+
+
+class EndScrubbingSpanProcessor(SpanProcessor):
+    """Public path (no pre-export hook): scrubs the ended span in ``on_end``.
+
+    The SDK hands every processor the same ended span, so processors added after this one
+    (exporters of a service, tests) get it scrubbed; for the exporters added before it the
+    telemetry module wraps them to call :meth:`scrub` again right before export.
+    """
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        self.scrubber = scrubber
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        return None
+
+    def on_end(self, span: Any) -> None:
+        self.scrub(span)
+
+    def scrub(self, span: Any) -> None:
+        with contextlib.suppress(Exception):  # never break span delivery
+            scrub_span(self.scrubber, span)
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
 
 
 def _short_type(value: Any) -> str:
     return str(value or "").rsplit(".", 1)[-1]
 
 
-def install_span_scrubber(tracer_provider: Any, scrubber: Scrubber) -> ScrubbingSpanProcessor | None:
-    """Add the scrubbing processor to an SDK tracer provider, once."""
+def install_span_scrubber(tracer_provider: Any,
+                          scrubber: Scrubber) -> ScrubbingSpanProcessor | EndScrubbingSpanProcessor | None:
+    """Add the scrubbing processor to an SDK tracer provider, once (the hook's one on the fast path)."""
     existing = MARKS.get(tracer_provider, "span.scrubber")
     if existing is not None:
         existing.scrubber = scrubber
         return existing
     if not hasattr(tracer_provider, "add_span_processor"):
         return None
-    processor = ScrubbingSpanProcessor(scrubber)
+    processor = ScrubbingSpanProcessor(scrubber) if enabled() else EndScrubbingSpanProcessor(scrubber)
     # The SDK cannot remove a span processor: it stays for the provider's life (uninstrument keeps it).
     tracer_provider.add_span_processor(processor)
     MARKS.claim(tracer_provider, "span.scrubber", processor)

@@ -63,6 +63,15 @@ def _tracer_internals() -> bool:
     return callable(getattr(tracer, "_is_enabled", None)) and hasattr(tracer, "id_generator")
 
 
+def _span_ending_hook() -> bool:
+    """The hook the span scrubber runs in: the provider's processor fan-out must call ``_on_ending``."""
+    from opentelemetry.sdk import trace as sdk_trace
+
+    return (callable(getattr(sdk_trace.SynchronousMultiSpanProcessor, "_on_ending", None))
+            and callable(getattr(sdk_trace.ConcurrentMultiSpanProcessor, "_on_ending", None))
+            and "_on_ending" in sdk_trace.Span.end.__code__.co_names)
+
+
 def _sampler_internals() -> bool:
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 
@@ -99,6 +108,7 @@ CHECKS: tuple[tuple[str, Callable[[], bool]], ...] = (
     ("Tracer internals", _tracer_internals),
     ("sampler internals", _sampler_internals),
     ("span context key", _has("opentelemetry.trace.propagation", "_SPAN_KEY")),
+    ("the span pre-export hook (_on_ending, 1.36+)", _span_ending_hook),
     ("runtime context", _runtime_context),
     ("Prometheus reader internals", _class_has("opentelemetry.exporter.prometheus", "PrometheusMetricReader",
                                                "_receive_metrics")),
@@ -108,6 +118,8 @@ CHECKS: tuple[tuple[str, Callable[[], bool]], ...] = (
     ("Prometheus name mapping", _has("opentelemetry.exporter.prometheus._mapping", "map_unit",
                                      "sanitize_attribute")),
     ("prometheus_client registry internals", _registry_internals),
+    ("prometheus_client metric name escaping (0.22+)", _has("prometheus_client.openmetrics.exposition",
+                                                            "escape_metric_name")),
     ("semconv schema URLs", _has("opentelemetry.instrumentation._semconv", "_get_schema_url", "_StabilityMode")),
 )
 

@@ -41,13 +41,18 @@ from opentelemetry.exporter.prometheus._mapping import map_unit, sanitize_attrib
 from opentelemetry.sdk.metrics.export import AggregationTemporality, Gauge, Histogram, MetricsData, Sum
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest as _prom_generate_latest
-from prometheus_client.openmetrics.exposition import escape_metric_name
 from prometheus_client.utils import floatToGoString
 
 from sizewise_otel.fastpath.bounded import BoundedCache
 from sizewise_otel.fastpath.detect import enabled
 
 _logger = logging.getLogger(__name__)
+
+try:  # prometheus_client 0.22+; before it, generate_latest printed names as they are
+    from prometheus_client.openmetrics.exposition import escape_metric_name
+except ImportError:  # detect.py turns the fast path off here, but the module must still import
+    def escape_metric_name(s: str) -> str:
+        return s
 
 #: Attribute sets whose label strings are kept between scrapes (all streams together). The cache
 #: holds only the attribute sets of the last collection, so it never grows past one exposition.

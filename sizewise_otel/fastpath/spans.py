@@ -96,9 +96,12 @@ def span_events(span: Any) -> Any:
     return getattr(span, "_events", None)
 
 
-def replace_events(events: Any, rewritten: list[Any]) -> None:
+def replace_events(span: Any, events: Any, rewritten: list[Any]) -> None:
     """Put ``rewritten`` in place of a span's events (the bounded deque keeps its limit)."""
-    dq = events._dq
+    dq = getattr(events, "_dq", None)
+    if dq is None:  # an ended span's events may be a plain tuple
+        span._events = tuple(rewritten)
+        return
     dq.clear()
     dq.extend(rewritten)
 

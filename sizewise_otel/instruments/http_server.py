@@ -424,12 +424,27 @@ def instrument_http_server(app: Any, telemetry: Any, undo: Undo | None = None,
     if instrumented_by_contrib(app):
         if stats is not None:
             _add_middleware(app, undo, MonitoringMiddleware, stats=stats, sink=tracker, excluded=UNMEASURED_PATHS)
+            _move_inside_otel_middleware(app)
         return
     if is_fastapi:
         undo.add("fastapi native telemetry", disable_native_fastapi_telemetry(app))
     _add_middleware(app, undo, HTTPServerTelemetry, tracer_provider=telemetry.tracer_provider,
                     meter_provider=telemetry.meter_provider, excluded_paths=UNMEASURED_PATHS,
                     fastapi=is_fastapi, stats=stats, errors=tracker)
+
+
+def _move_inside_otel_middleware(app: Any) -> None:
+    """Put ``MonitoringMiddleware`` just inside the contrib OTel middleware when that is a user middleware.
+
+    Contrib before 0.55 adds ``OpenTelemetryMiddleware`` with ``add_middleware`` (later ones wrap the
+    whole stack): ours, added after it, would sit outside the server span and record errors on no span.
+    """
+    stack = app.user_middleware
+    otel = next((i for i, m in enumerate(stack) if getattr(m.cls, "__name__", "") == "OpenTelemetryMiddleware"), None)
+    ours = next((i for i, m in enumerate(stack) if m.cls is MonitoringMiddleware), None)
+    if otel is not None and ours is not None and ours < otel:
+        stack.insert(otel, stack.pop(ours))  # after the pop, index ``otel`` is just inside it
+        app.middleware_stack = None
 
 
 def _instrument_http_server_contrib(app: Any, telemetry: Any, undo: Undo, is_fastapi: bool) -> None:
