@@ -130,7 +130,7 @@ def exposition() -> None:
     from prometheus_client import generate_latest as stock
 
     from bench.parts import _telemetry
-    from sizewise_otel.exposition import generate_latest as ours
+    from sizewise_otel.fastpath.exposition import generate_latest as ours
 
     telemetry = _telemetry(Path(tempfile.mkdtemp(prefix="bench-expo-")))
     rows, counters, have = [], [], 0
@@ -143,7 +143,8 @@ def exposition() -> None:
         got = _interleaved({"stock": timed(lambda: stock(REGISTRY)), "ours": timed(lambda: ours(REGISTRY))},
                            batches=5, size=1)
         rows += [(f"{target:,} series: prometheus_client.generate_latest", f"{got['stock'] / 1e3:.1f} ms"),
-                 (f"{target:,} series: sizewise_otel.exposition.generate_latest", f"{got['ours'] / 1e3:.1f} ms")]
+                 (f"{target:,} series: sizewise_otel.fastpath.exposition.generate_latest",
+                  f"{got['ours'] / 1e3:.1f} ms")]
     _table("/metrics body from the process registry", rows)
 
 
@@ -154,9 +155,9 @@ def sqlredis() -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     from bench.parts import _telemetry, pg_redis
-    from sizewise_otel.cache import InstrumentedCache
-    from sizewise_otel.db import instrument_engine
     from sizewise_otel.instrumentation import instrument_redis
+    from sizewise_otel.instruments.cache import InstrumentedCache
+    from sizewise_otel.instruments.sql import instrument_engine
     from tests import servers as test_servers
 
     tel = _telemetry(Path(tempfile.mkdtemp(prefix="bench-ops-")))

@@ -237,7 +237,7 @@ def _telemetry(wd: Path) -> Any:
 def metrics(profile: Any, res: Results, wd: Path, targets: dict[str, float], **_: Any) -> None:
     from prometheus_client import REGISTRY
 
-    from sizewise_otel.exposition import generate_latest  # what GET /metrics serves
+    from sizewise_otel.fastpath.exposition import generate_latest  # what GET /metrics serves
 
     telemetry = _telemetry(wd)
     # The SDK caps one metric at 2,000 attribute sets, so the series are spread over counters of
@@ -290,9 +290,9 @@ def ops(profile: Any, res: Results, wd: Path, targets: dict[str, float], **_: An
     import redis
     import sqlalchemy as sa
 
-    from sizewise_otel.cache import InstrumentedCache
-    from sizewise_otel.db import instrument_engine
     from sizewise_otel.instrumentation import instrument_redis
+    from sizewise_otel.instruments.cache import InstrumentedCache
+    from sizewise_otel.instruments.sql import instrument_engine
 
     telemetry = _telemetry(wd)
     from tests import servers as test_servers

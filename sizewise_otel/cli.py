@@ -25,7 +25,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from sizewise_otel.render import render
+    from sizewise_otel.render.artifacts import render
 
     root = Path(args.root) if args.root else _project_root()
     differing = render(root, check=args.check)

@@ -13,7 +13,6 @@ import structlog
 from starlette.applications import Starlette
 
 from sizewise_otel.alerts.evaluator import AlertEvaluator
-from sizewise_otel.auth import KeyRing
 from sizewise_otel.dashboard import PerformanceDashboard, initialize_performance_dashboard
 from sizewise_otel.errors import ErrorTracker, initialize_error_tracker
 from sizewise_otel.fastpath import (
@@ -22,7 +21,6 @@ from sizewise_otel.fastpath import (
     warn_if_disabled,
 )
 from sizewise_otel.health import HealthMonitor, initialize_health_monitor
-from sizewise_otel.heap import freeze_startup_heap
 from sizewise_otel.instruments.http_client import instrument_httpx, uninstrument_httpx
 from sizewise_otel.instruments.http_server import UNMEASURED_PATHS, instrument_http_server
 from sizewise_otel.instruments.http_stats import RequestStats
@@ -30,9 +28,11 @@ from sizewise_otel.instruments.redis import instrument_redis
 from sizewise_otel.instruments.registry import MARKS, PROCESS, Undo
 from sizewise_otel.instruments.sql import instrument_engine
 from sizewise_otel.instruments.system import SYSTEM_METRICS_CONFIG, SystemMetrics, instrument_system
+from sizewise_otel.runtime.heap import freeze_startup_heap
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in, get_settings
 from sizewise_otel.telemetry import Telemetry, get_telemetry
-from sizewise_otel.web import metrics_router
+from sizewise_otel.web.auth import KeyRing
+from sizewise_otel.web.metrics import metrics_router
 
 # The per-traffic pieces are re-exported: bench/ and zero-code mode import them from here.
 __all__ = ["SYSTEM_METRICS_CONFIG", "UNMEASURED_PATHS", "Instrumentation", "instrument", "instrument_httpx",
@@ -167,7 +167,7 @@ def _wrap_lifespan(app: Starlette, handle: Instrumentation) -> None:
         try:
             async with inner(app_) as state:
                 if handle.settings.sizewise_gc_freeze:
-                    # Start-up is over: what exists now lives until exit (see sizewise_otel/heap.py).
+                    # Start-up is over: what exists now lives until exit (see sizewise_otel/runtime/heap.py).
                     log.info("startup_heap_frozen", objects=freeze_startup_heap())
                 yield state
         finally:

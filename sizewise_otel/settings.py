@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     sizewise_metrics_token: str = ""
 
     # --- runtime ---------------------------------------------------------------------------
-    sizewise_gc_freeze: bool = True  # gc.freeze() after start-up (sizewise_otel/heap.py)
+    sizewise_gc_freeze: bool = True  # gc.freeze() after start-up (sizewise_otel/runtime/heap.py)
 
     # --- logging --------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -45,10 +45,10 @@ from sizewise_otel.alerts.notify import (
     redact_url,
 )
 from sizewise_otel.alerts.rules import DEFAULT_RULES, AlertRule
-from sizewise_otel.auth import require
+from sizewise_otel.runtime.tasks import cancel_task
 from sizewise_otel.settings import Settings
-from sizewise_otel.tasks import cancel_task
 from sizewise_otel.telemetry import Telemetry
+from sizewise_otel.web.auth import require
 
 log = structlog.get_logger("sizewise.alerts")
 

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
-from sizewise_otel.tasks import cancel_task
+from sizewise_otel.runtime.tasks import cancel_task
 
 log = structlog.get_logger("sizewise.alerts")
 

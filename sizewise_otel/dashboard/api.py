@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from sizewise_otel.auth import require
+from sizewise_otel.web.auth import require
 
 if TYPE_CHECKING:
     from sizewise_otel.dashboard.service import PerformanceDashboard

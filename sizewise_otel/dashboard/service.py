@@ -22,8 +22,8 @@ from sizewise_otel.dashboard.expr import Labels, Vector, clean
 from sizewise_otel.dashboard.history import RANGES, History, read_registry, vectors_to_values
 from sizewise_otel.dashboard.promql import PrometheusError, PrometheusSource
 from sizewise_otel.dashboard.widgets import DASHBOARDS, Widget, metric_queries, widget, widgets
+from sizewise_otel.runtime.tasks import cancel_task
 from sizewise_otel.settings import Settings
-from sizewise_otel.tasks import cancel_task
 from sizewise_otel.telemetry import Telemetry, get_telemetry
 
 log = structlog.get_logger("sizewise.dashboard")

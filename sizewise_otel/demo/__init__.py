@@ -1,7 +1,10 @@
 """The instrumented SizeWise HVAC demo service.
 
 ``sizewise_otel.demo:app`` is built on first access from the environment's settings, so
-``uvicorn``/``gunicorn``/``opentelemetry-instrument`` can serve it by name.
+``uvicorn``/``gunicorn``/``opentelemetry-instrument`` can serve it by name. ``service`` builds
+the app (``hvac`` calculations, ``store`` persistence, ``sessions``, ``limits``), ``materials`` is
+the second service it calls, ``runner`` serves both for ``sizewise-otel demo`` with ``load`` as
+traffic, and ``console``/``logsetup`` shape what the demo prints.
 """
 
 from __future__ import annotations

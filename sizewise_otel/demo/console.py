@@ -168,7 +168,7 @@ def _auth_lines(base: str, settings: Any) -> list[str]:
         lines.append("none: the monitoring endpoints are open (set SIZEWISE_API_KEYS=viewer:KEY,admin:KEY "
                      "to require keys)")
     else:
-        from sizewise_otel.auth import key_id
+        from sizewise_otel.web.auth import key_id
 
         source = " or ".join(n for n, v in (("SIZEWISE_API_KEYS", settings.sizewise_api_keys),
                                             ("SIZEWISE_API_KEYS_FILE", settings.sizewise_api_keys_file)) if v)

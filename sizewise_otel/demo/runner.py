@@ -49,7 +49,7 @@ async def serve(host: str, port: int, load: bool, load_rate: float, load_duratio
         os.environ["MATERIALS_SERVICE_URL"] = f"http://127.0.0.1:{mport}"
         servers.append(uvicorn.Server(uvicorn.Config(create_materials_app(), host="127.0.0.1",
                                                      port=mport, log_level="warning")))
-    from sizewise_otel.logsetup import configure_logging
+    from sizewise_otel.demo.logsetup import configure_logging
     from sizewise_otel.settings import get_settings
 
     get_settings.cache_clear()

@@ -15,14 +15,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sizewise_otel.asgi import CAPTURED_KEY
-from sizewise_otel.cache import InstrumentedCache
 from sizewise_otel.demo import hvac
 from sizewise_otel.demo.limits import BodyLimitMiddleware
 from sizewise_otel.demo.materials import ROUGHNESS_FT
 from sizewise_otel.demo.sessions import SessionStore
 from sizewise_otel.demo.store import Store, create_engine, create_schema
 from sizewise_otel.instrumentation import instrument
+from sizewise_otel.instruments.cache import InstrumentedCache
+from sizewise_otel.instruments.http_stats import CAPTURED_KEY
 from sizewise_otel.settings import Settings, get_settings
 
 CALCULATE_PATH = "/api/hvac/calculate"

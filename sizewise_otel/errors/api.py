@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 
-from sizewise_otel.auth import require
 from sizewise_otel.errors.context import ErrorContext, ErrorSeverity
 from sizewise_otel.errors.fingerprint import GROUP_ID_RE
 from sizewise_otel.errors.store import decode_cursor
+from sizewise_otel.web.auth import require
 
 if TYPE_CHECKING:
     from sizewise_otel.errors.tracker import ErrorTracker

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from sizewise_otel.auth import KeyRing, _audit, optional_principal, require
 from sizewise_otel.health.format import MEDIA_TYPE
 from sizewise_otel.health.model import Status
+from sizewise_otel.web.auth import KeyRing, _audit, optional_principal, require
 
 if TYPE_CHECKING:
     from sizewise_otel.health.monitor import HealthMonitor

@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sizewise_otel.health.model import CheckSpec, Outcome, Status
+from sizewise_otel.runtime.tasks import cancel_task
 from sizewise_otel.settings import Settings
-from sizewise_otel.tasks import cancel_task
 
 # Event-loop lag: how late a timer fires. Not a setting: these are properties of asyncio itself.
 LOOP_LAG_WARNING_S = 0.1

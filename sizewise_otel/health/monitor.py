@@ -23,8 +23,8 @@ from sizewise_otel.health.format import document, public_document
 from sizewise_otel.health.history import HealthHistory
 from sizewise_otel.health.model import Advice, CheckResult, CheckSpec, Status
 from sizewise_otel.health.runner import CheckRunner
+from sizewise_otel.runtime.tasks import cancel_task
 from sizewise_otel.settings import Settings
-from sizewise_otel.tasks import cancel_task
 from sizewise_otel.telemetry import Telemetry, get_telemetry
 
 log = structlog.get_logger("sizewise.health")

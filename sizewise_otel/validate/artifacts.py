@@ -56,7 +56,7 @@ def rule_files(root: Path | None = None) -> tuple[dict[str, dict[str, Any]], str
     found = sorted((root / "prometheus" / "rules").glob("*.yml"))
     if found:
         return {p.name: yaml.safe_load(p.read_text()) for p in found}, str(Path("prometheus/rules"))
-    from sizewise_otel.alerts.render import render_files
+    from sizewise_otel.alerts.prometheus_files import render_files
 
     return ({Path(k).name: yaml.safe_load(v) for k, v in render_files().items()
              if k.startswith("prometheus/rules/")}, "rendered from the installed package")

@@ -112,7 +112,7 @@ def test_alertmanager_config_shape() -> None:
 
 
 def test_rendered_files_are_current() -> None:
-    from sizewise_otel.alerts.render import render_files
+    from sizewise_otel.alerts.prometheus_files import render_files
 
     for rel, content in render_files().items():
         assert (ROOT / rel).read_text() == content, f"{rel}: run `sizewise-otel render`"

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from sizewise_otel.auth import key_id
+from sizewise_otel.web.auth import key_id
 from tests.apprunner import RunningApp, run_demo
 
 VIEWER_KEY = "viewer-key-for-the-console-test-1"

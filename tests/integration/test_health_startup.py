@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import sizewise_otel
-from sizewise_otel.cache import InstrumentedCache
+from sizewise_otel.instruments.cache import InstrumentedCache
 from sizewise_otel.settings import load_settings
 from sizewise_otel.telemetry import get_telemetry
 from tests.integration.test_health_faults import HungServer

@@ -305,7 +305,7 @@ def test_alerts_api_and_alertmanager_relay() -> None:
     from fastapi.testclient import TestClient
 
     from sizewise_otel.alerts.notify import WebhookNotifier
-    from sizewise_otel.auth import KeyRing
+    from sizewise_otel.web.auth import KeyRing
 
     seen: list[httpx.Request] = []
 

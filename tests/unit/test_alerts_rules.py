@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from sizewise_otel import AlertRule, AlertSeverity
-from sizewise_otel.alerts import render, rules
+from sizewise_otel.alerts import prometheus_files, rules
 from sizewise_otel.alerts.promtests import default_tests
 from sizewise_otel.alerts.rules import (
     DASHBOARDS,
@@ -206,9 +206,10 @@ def test_expand_matches_prometheus_formats() -> None:
 
 
 def test_render_is_deterministic_and_checked_in() -> None:
-    files = render.render_files()
-    assert files == render.render_files()
-    assert set(files) == {render.RECORDING_FILE, render.ALERTS_FILE, render.TESTS_FILE, render.DOC_FILE}
+    files = prometheus_files.render_files()
+    assert files == prometheus_files.render_files()
+    pf = prometheus_files
+    assert set(files) == {pf.RECORDING_FILE, pf.ALERTS_FILE, pf.TESTS_FILE, pf.DOC_FILE}
     for rel, content in files.items():
         path = ROOT / rel
         assert path.exists() and path.read_text() == content, f"{rel} is stale: run sizewise-otel render"

@@ -11,13 +11,13 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
-from sizewise_otel.auth import KeyRing
 from sizewise_otel.dashboard.expr import m, max_
 from sizewise_otel.dashboard.promql import PrometheusSource, substitute
 from sizewise_otel.dashboard.service import PerformanceDashboard
 from sizewise_otel.dashboard.widgets import register_widget, unregister_widget, widgets
 from sizewise_otel.settings import load_settings
 from sizewise_otel.telemetry import ExportStats
+from sizewise_otel.web.auth import KeyRing
 
 
 class FakeTelemetry:

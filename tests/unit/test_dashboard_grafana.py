@@ -204,7 +204,7 @@ def checked_in_boards() -> dict[str, str]:
 
 def test_render_matches_the_checked_in_boards_and_follows_the_catalog() -> None:
     from sizewise_otel.dashboard.expr import m, rate, sum_
-    from sizewise_otel.render import render
+    from sizewise_otel.render.artifacts import render
 
     disk = checked_in_boards()
     assert grafana.render_files() == disk  # same bytes, and no stale board left on disk

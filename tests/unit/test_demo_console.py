@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from starlette.routing import Route
 
-from sizewise_otel.auth import key_id
 from sizewise_otel.demo.console import ErrorConsole, banner
 from sizewise_otel.demo.load import MIX, describe
 from sizewise_otel.errors import ErrorTracker
 from sizewise_otel.settings import load_settings
 from sizewise_otel.telemetry import get_telemetry
+from sizewise_otel.web.auth import key_id
 from tests.unit.test_errors_helpers import test_settings
 
 Line = tuple[str, dict[str, Any]]

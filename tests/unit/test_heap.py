@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from sizewise_otel import instrument
-from sizewise_otel.heap import freeze_startup_heap
+from sizewise_otel.runtime.heap import freeze_startup_heap
 from sizewise_otel.settings import Settings
 
 

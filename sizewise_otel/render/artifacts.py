@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sizewise_otel import reference
+from sizewise_otel.render import metrics_reference
 
 
 def prometheus_kustomization(rule_files: list[str]) -> str:
@@ -23,7 +23,7 @@ def prometheus_kustomization(rule_files: list[str]) -> str:
 
 
 def generated_files(root: Path) -> dict[str, str]:
-    from sizewise_otel.alerts.render import render_files as alert_files
+    from sizewise_otel.alerts.prometheus_files import render_files as alert_files
     from sizewise_otel.dashboard.grafana import render_files as dashboard_files
 
     files: dict[str, str] = {}
@@ -33,7 +33,7 @@ def generated_files(root: Path) -> dict[str, str]:
         sorted(p.removeprefix("prometheus/") for p in files if p.startswith("prometheus/rules/")))
     readme = root / "README.md"
     if readme.exists():
-        files["README.md"] = reference.splice(readme.read_text())
+        files["README.md"] = metrics_reference.splice(readme.read_text())
     return files
 
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 
-from sizewise_otel.auth import keyring_of
 from sizewise_otel.fastpath import generate_latest
+from sizewise_otel.web.auth import keyring_of
 
 
 def metrics_router() -> APIRouter:
