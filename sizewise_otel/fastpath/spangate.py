@@ -117,8 +117,10 @@ class SpanGate:
 
     def __init__(self, tracer_provider: Any, tracer: Any = None) -> None:
         fast = enabled()
-        sampler = getattr(tracer_provider, "sampler", None) if fast else None
-        self.drop_local, self.drop_remote = _unsampled_parent_dropped(sampler)
+        public_sampler = getattr(tracer_provider, "sampler", None)
+        sampler = public_sampler if fast else None
+        self.drop_local, self.drop_remote = (_unsampled_parent_dropped(sampler) if fast
+                                             else _unsampled_parent_dropped_public(public_sampler))
         self.tracer = tracer
         self.root_bound: int | None = None
         self._ids: _PresetTraceIds | None = None
@@ -226,6 +228,17 @@ def _unsampled_parent_dropped(sampler: Any) -> tuple[bool, bool]:
 
     return (off(getattr(sampler, "_local_parent_not_sampled", None)),
             off(getattr(sampler, "_remote_parent_not_sampled", None)))
+
+
+def _unsampled_parent_dropped_public(sampler: Any) -> tuple[bool, bool]:
+    """:func:`_unsampled_parent_dropped` from public API only: the sampler's own description."""
+    try:
+        from opentelemetry.sdk.trace.sampling import ParentBased
+        description = sampler.get_description() if isinstance(sampler, ParentBased) else ""
+    except Exception:
+        return False, False
+    return (description.endswith(",localParentNotSampled:AlwaysOffSampler}"),
+            ",remoteParentNotSampled:AlwaysOffSampler," in description)
 
 
 # Trace flags of a span the sampler dropped: not sampled, plus the W3C level-2 "random trace id"

@@ -130,7 +130,7 @@ def f(provider, span, reg):
     reg._collector_to_names
 
 class P(SpanProcessor):
-    def _on_ending(self, span):
+    def _readable_span(self):
         self._attributes = 1
 '''
     found = list(violations(bad))
