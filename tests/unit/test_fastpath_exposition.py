@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -12,12 +13,12 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from sizewise_otel.fastpath import exposition
+from sizewise_otel.fastpath import detect, exposition
 from sizewise_otel.fastpath.exposition import FastPrometheusMetricReader
 
 NASTY = ['say "hi"', "back\\slash", "new\nline", "ünïcödé ☃", "", "all \\ \" \n of them", "\\n"]
@@ -62,8 +63,49 @@ class _Setup:
         self.provider.shutdown()
 
 
+def _public_path_gives_the_same_exposition() -> None:
+    """What an SDK without the fast path gets: the fast path says it is off and why, ``GET /metrics``
+    is the SDK's own ``PrometheusMetricReader`` through ``prometheus_client`` (byte for byte), and the
+    targeted reads see exactly what ``REGISTRY.collect()`` sees."""
+    found = detect.status()
+    assert not found.enabled and found.reason.startswith("the installed SDK lacks "), found
+    reader = exposition.prometheus_reader()
+    assert type(reader) is PrometheusMetricReader
+    provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "svc"}))
+    try:
+        meter = provider.get_meter("public.path")
+        meter.create_counter("pp.requests", unit="{request}").add(3, {"route": 'say "hi"'})
+        meter.create_histogram("pp.duration", unit="s").record(0.25, {"route": "/x"})
+        ours = exposition.generate_latest(REGISTRY).decode()
+        theirs = generate_latest(REGISTRY).decode()
+        assert [(f[0], f[1], [(s[0], s[1]) for s in f[4]]) for f in _families(ours)] == \
+            [(f[0], f[1], [(s[0], s[1]) for s in f[4]]) for f in _families(theirs)]
+        assert 'pp_requests_total{' in ours and "pp_duration_seconds_bucket{" in ours
+        wanted = {"pp_requests_total", "pp_duration_seconds_count"}
+        picked = sorted((s.name, tuple(sorted(s.labels.items())), s.value)
+                        for s in exposition.collect_samples(wanted))
+        assert [name for name, _, _ in picked] == ["pp_duration_seconds_count", "pp_requests_total"]
+        assert [value for _, _, value in picked] == [1, 3]
+    finally:
+        provider.shutdown()
+
+
+def fast_or_public(test: Callable[..., None]) -> Callable[..., None]:
+    """The test itself where the fast path runs; elsewhere the public path's promise (never a skip)."""
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        if detect.enabled():
+            test(*args, **kwargs)
+        else:
+            _public_path_gives_the_same_exposition()
+    return run
+
+
 @pytest.fixture
-def setup() -> Iterable[_Setup]:
+def setup() -> Iterable[_Setup | None]:
+    if not detect.enabled():  # the fast reader needs the SDK internals the detection found missing
+        yield None
+        return
     s = _Setup()
     yield s
     s.shutdown()
@@ -128,6 +170,7 @@ def _record_everything(s: _Setup) -> None:
     g.create_observable_up_down_counter("obs.updown", callbacks=[obs], unit="By")
 
 
+@fast_or_public
 def test_same_families_samples_labels_and_values(setup: _Setup) -> None:
     _record_everything(setup)
     plain, fast = setup.both()
@@ -142,6 +185,7 @@ def test_same_families_samples_labels_and_values(setup: _Setup) -> None:
     assert "temperature_delta_celsius_sum" not in fast  # negative first bucket: no _sum/_count
 
 
+@fast_or_public
 def test_same_output_across_scrapes_with_cache_hits_and_new_series(setup: _Setup) -> None:
     _record_everything(setup)
     counter = setup.alpha.create_counter("later", unit="s")
@@ -154,6 +198,7 @@ def test_same_output_across_scrapes_with_cache_hits_and_new_series(setup: _Setup
         assert _families(fast) == _families(plain)
 
 
+@fast_or_public
 def test_only_the_fast_readers_part_is_rendered_by_it_others_in_registry_order(setup: _Setup) -> None:
     class Static:
         def __init__(self, name: str) -> None:
@@ -181,6 +226,7 @@ def test_only_the_fast_readers_part_is_rendered_by_it_others_in_registry_order(s
         provider.shutdown()
 
 
+@fast_or_public
 def test_registry_collect_still_works_and_one_sdk_collection_per_scrape(setup: _Setup) -> None:
     _record_everything(setup)
     calls = []
@@ -200,6 +246,7 @@ def test_registry_collect_still_works_and_one_sdk_collection_per_scrape(setup: _
     assert not setup.fast._collector._metrics_datas  # the scrape's data never leaks into the deque
 
 
+@fast_or_public
 def test_hooked_collect_data_is_rendered(setup: _Setup) -> None:
     """Data merged into the reader's collection (the HTTP layer's lean histogram) is on /metrics."""
     from opentelemetry.sdk.metrics.export import (
@@ -230,6 +277,7 @@ def test_hooked_collect_data_is_rendered(setup: _Setup) -> None:
     assert fast == plain
 
 
+@fast_or_public
 def test_label_cache_is_bounded(setup: _Setup) -> None:
     counter = setup.alpha.create_counter("many")
     for i in range(50):
@@ -253,6 +301,7 @@ def test_label_cache_is_bounded(setup: _Setup) -> None:
     assert sum(len(s.points) for s in setup.fast._renderer.streams.values()) == size == 50
 
 
+@fast_or_public
 def test_empty_provider_renders_like_the_exporter(setup: _Setup) -> None:
     plain, fast = setup.both()
     assert fast == plain
@@ -265,9 +314,8 @@ def test_number_formatting_matches_prometheus_client() -> None:
         assert exposition._num(v) == floatToGoString(v), v
 
 
+@fast_or_public
 def test_process_metrics_route_serves_the_fast_renderer(process_telemetry: Any) -> None:
-    from prometheus_client import REGISTRY
-
     assert isinstance(process_telemetry.prometheus_reader, FastPrometheusMetricReader)
     fast = _families(exposition.generate_latest(REGISTRY).decode())
     plain = _families(generate_latest(REGISTRY).decode())
