@@ -139,15 +139,20 @@ def test_read_registry_drops_scope_labels_and_adds_up() -> None:
 
 
 def test_collect_samples_translates_only_the_named_otel_metrics() -> None:
-    """The sampler's and evaluator's read: one private SDK collection, only the wanted metrics
-    translated, and the same samples ``REGISTRY.collect()`` yields for those names."""
+    """The sampler's and evaluator's read: the same samples ``REGISTRY.collect()`` yields for those
+    names; with the fast path from one private SDK collection, only the wanted metrics translated
+    (without it the reader is the SDK's own and the read is ``REGISTRY.collect()`` filtered)."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from opentelemetry.sdk.metrics import MeterProvider
     from prometheus_client import REGISTRY
 
     from sizewise_otel.dashboard import history
-    from sizewise_otel.fastpath.exposition import FastPrometheusMetricReader
+    from sizewise_otel.fastpath import enabled
+    from sizewise_otel.fastpath.exposition import FastPrometheusMetricReader, prometheus_reader
 
-    reader = FastPrometheusMetricReader()
+    reader = prometheus_reader()
+    assert isinstance(reader, FastPrometheusMetricReader) == enabled()
+    assert isinstance(reader, PrometheusMetricReader)
     provider = MeterProvider(metric_readers=[reader])
     try:
         meter = provider.get_meter("test-collect-samples")
@@ -171,6 +176,8 @@ def test_collect_samples_translates_only_the_named_otel_metrics() -> None:
         assert fast(names) == expected
         only = {"zz_collect_wanted_bytes_total"}
         assert fast(only) == full(only)
+        if not enabled():
+            return
         translated: list[str] = []
         original = reader._collector._translate_metric
         reader._collector._translate_metric = lambda **kw: (translated.append(kw["metric"].name),
