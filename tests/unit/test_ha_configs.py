@@ -39,8 +39,11 @@ def test_prometheus_pair_runs_the_single_node_jobs_and_rules() -> None:
 def test_replica_label_is_dropped_for_alerts_and_remote_write() -> None:
     drop = {"action": "labeldrop", "regex": "replica"}
     assert drop in HA["alerting"]["alert_relabel_configs"]
+    # The store keeps series as Prometheus holds them locally: no external label at all.
     for rw in HA["remote_write"]:
-        assert drop in rw["write_relabel_configs"]
+        dropped = {label for r in rw["write_relabel_configs"] if r["action"] == "labeldrop"
+                   for label in r["regex"].split("|")}
+        assert dropped == set(HA["global"]["external_labels"]), dropped
     # every peer of the Alertmanager cluster, never one address in front of them
     [am] = HA["alerting"]["alertmanagers"]
     assert am["static_configs"][0]["targets"] == [f"alertmanager-{i}:9093" for i in (1, 2, 3)]
