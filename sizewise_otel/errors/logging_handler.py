@@ -1,10 +1,11 @@
 """Opt-in: a ``logging.Handler`` that captures logged exceptions (``log.exception(...)``).
 
-    logging.getLogger().addHandler(ErrorTrackingHandler())
+    logging.getLogger().addHandler(ErrorTrackingHandler(get_error_tracker()))
 
 Records at ERROR or above that carry ``exc_info`` are captured; with ``capture_messages=True``
 records without an exception are captured too (grouped by their parameterized message).
-The tracker's own loggers are ignored, so a failing store cannot feed itself.
+The tracker's own loggers are ignored, so a failing store cannot feed itself. The handler is given
+its tracker: it never looks the process singleton up, so this module does not import the tracker.
 """
 
 from __future__ import annotations
@@ -24,19 +25,11 @@ _LEVELS = {logging.CRITICAL: ErrorSeverity.CRITICAL, logging.ERROR: ErrorSeverit
 
 
 class ErrorTrackingHandler(logging.Handler):
-    def __init__(self, tracker: ErrorTracker | None = None, level: int = logging.ERROR, *,
+    def __init__(self, tracker: ErrorTracker, level: int = logging.ERROR, *,
                  capture_messages: bool = False) -> None:
         super().__init__(level)
-        self._tracker = tracker
+        self.tracker = tracker
         self.capture_messages = capture_messages
-
-    @property
-    def tracker(self) -> ErrorTracker:
-        if self._tracker is None:
-            from sizewise_otel.errors.tracker import get_error_tracker
-
-            self._tracker = get_error_tracker()
-        return self._tracker
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("sizewise.errors"):
