@@ -2,7 +2,9 @@
 
 Listeners receive one plain dict per signal (``kind``, ``severity``, ``group_id``, ``title``, ...,
 all scrubbed). A signal with the same key is raised at most once per ``ALERT_COOLDOWN_MINUTES``.
-Until the alerting layer subscribes, :class:`LogNotifier` writes them as structlog lines.
+The tracker subscribes :func:`log_signal` (one structlog line per signal). These are listeners,
+not notifiers: delivery to channels (log, Slack, webhook) is :mod:`sizewise_otel.alerts.notify`'s
+``Notifier``, the package's one notifier concept.
 """
 
 from __future__ import annotations
@@ -21,11 +23,9 @@ AlertListener = Callable[[dict[str, Any]], None]
 log = structlog.get_logger("sizewise.errors.alerts")
 
 
-class LogNotifier:
+def log_signal(event: dict[str, Any]) -> None:
     """The default listener: one structured log line per alert signal."""
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        log.warning("error alert", **event)
+    log.warning("error alert", **event)
 
 
 class SpikeDetector:

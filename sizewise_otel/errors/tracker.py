@@ -34,7 +34,7 @@ import structlog
 from fastapi import APIRouter
 from opentelemetry import trace
 
-from sizewise_otel.errors.alerts import AlertListener, AlertSignals, LogNotifier
+from sizewise_otel.errors.alerts import AlertListener, AlertSignals, log_signal
 from sizewise_otel.errors.context import ErrorContext, ErrorEvent, ErrorSeverity, Frame
 from sizewise_otel.errors.fingerprint import (
     ChainSnapshot,
@@ -161,7 +161,7 @@ class ErrorTracker:
         self._groups_new = telemetry.instrument("sizewise.error.groups.new")
         self._types: set[str] = set()
         self.alerts = AlertSignals(settings.alert_cooldown_minutes)
-        self.alerts.add_listener(LogNotifier())
+        self.alerts.add_listener(log_signal)
         self.writer = EventWriter(
             self._make_store, maxsize=settings.error_queue_size, on_dropped=self._count_dropped,
             on_result=self._on_batch, retention_seconds=settings.error_retention_hours * 3600.0,
