@@ -51,7 +51,9 @@ def route_template(scope: Scope, root_path: str | None = None) -> str | None:
     """
     route = scope.get("route")
     if route is None:
-        return None
+        route = _matched_route(scope)
+        if route is None:
+            return None
     path = getattr(route, "path", None)
     if not isinstance(path, str):
         return None
@@ -64,6 +66,21 @@ def route_template(scope: Scope, root_path: str | None = None) -> str | None:
         # A Mount that handled the request itself: its own matched path is already in the prefix.
         return (prefix or path).rstrip("/") + "/{path}"
     return prefix + path if prefix else path
+
+
+def _matched_route(scope: Scope) -> Any:
+    """The route of the innermost app that fully matches, for routers that do not set ``scope["route"]``
+    (a plain Starlette sub-app before Starlette put it there); ``None`` when none does."""
+    app = scope.get("app")
+    routes = getattr(getattr(app, "router", app), "routes", None)
+    if not routes:
+        return None
+    try:
+        from starlette.routing import Match
+
+        return next((r for r in routes if r.matches(scope)[0] is Match.FULL), None)
+    except Exception:  # a foreign router: no template rather than a failed request
+        return None
 
 
 def header_value(raw: bytes) -> str:

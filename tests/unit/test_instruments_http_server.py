@@ -268,9 +268,21 @@ def test_delta_temporality_falls_back_to_the_sdk_instrument() -> None:
 
 
 def test_native_fastapi_telemetry_is_switched_off() -> None:
+    """FastAPI with native telemetry (0.165+): switched off, and back on by the undo. Before it there
+    is nothing to switch: the app is left exactly as it was."""
     app = FastAPI()
-    disable_native_fastapi_telemetry(app)
+    native = getattr(app, "_native_telemetry", None)
+    was_enabled = native.enabled() if native is not None else None
+    before = dict(vars(app))
+    restore = disable_native_fastapi_telemetry(app)
+    if native is None:
+        assert not hasattr(app, "_telemetry") and vars(app) == before
+        restore()
+        assert vars(app) == before
+        return
     assert not app._native_telemetry.enabled()
+    restore()
+    assert app._native_telemetry.enabled() == was_enabled
 
 
 def test_route_template_helper() -> None:
@@ -287,13 +299,18 @@ def test_route_template_helper() -> None:
 
 
 def test_instrument_http_server_is_idempotent_and_defers_to_zero_code() -> None:
+    from sizewise_otel.fastpath import enabled, instrumented_by_contrib
     from sizewise_otel.instruments.http_server import instrument_http_server as _instrument_http_server
     from sizewise_otel.telemetry import get_telemetry
 
     app = FastAPI()
     _instrument_http_server(app, get_telemetry())
+    first = [id(m) for m in app.user_middleware]
     _instrument_http_server(app, get_telemetry())
-    assert sum(1 for m in app.user_middleware if m.cls is HTTPServerTelemetry) == 1
+    assert [id(m) for m in app.user_middleware] == first  # the second call changes nothing
+    # The fast layer where the fast path runs; the contrib FastAPI instrumentor otherwise.
+    assert sum(1 for m in app.user_middleware if m.cls is HTTPServerTelemetry) == (1 if enabled() else 0)
+    assert instrumented_by_contrib(app) != enabled()
     other = FastAPI()
     other._is_instrumented_by_opentelemetry = True  # what opentelemetry-instrument leaves behind
     _instrument_http_server(other, get_telemetry())
@@ -463,14 +480,21 @@ def test_one_layer_counts_requests_and_hands_errors_to_the_tracker() -> None:
 
 def test_instrument_uses_one_layer_and_zero_code_keeps_monitoring(monkeypatch: pytest.MonkeyPatch) -> None:
     from sizewise_otel import instrument
+    from sizewise_otel.fastpath import enabled, instrumented_by_contrib
     from sizewise_otel.instruments.http_stats import MonitoringMiddleware
     from sizewise_otel.settings import Settings
 
     app, _ = build_app()
     handle = instrument(app, settings=Settings(error_store_url="sqlite://"))
-    (layer,) = [m for m in app.user_middleware if m.cls is HTTPServerTelemetry]
-    assert layer.kwargs["stats"] is handle.stats and layer.kwargs["errors"] is handle.tracker
-    assert not any(m.cls is MonitoringMiddleware for m in app.user_middleware)
+    if enabled():
+        (layer,) = [m for m in app.user_middleware if m.cls is HTTPServerTelemetry]
+        assert layer.kwargs["stats"] is handle.stats and layer.kwargs["errors"] is handle.tracker
+        assert not any(m.cls is MonitoringMiddleware for m in app.user_middleware)
+    else:  # public path: the contrib instrumentor traces, MonitoringMiddleware counts and hands off
+        assert instrumented_by_contrib(app)
+        assert not any(m.cls is HTTPServerTelemetry for m in app.user_middleware)
+        (monitoring,) = [m for m in app.user_middleware if m.cls is MonitoringMiddleware]
+        assert monitoring.kwargs["stats"] is handle.stats and monitoring.kwargs["sink"] is handle.tracker
 
     zero_code, _ = build_app()
     zero_code._is_instrumented_by_opentelemetry = True  # what opentelemetry-instrument leaves behind
