@@ -11,11 +11,13 @@ import redis.asyncio
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
+from sizewise_otel import fastpath
+from sizewise_otel.fastpath import instrumented_by_contrib
 from sizewise_otel.instrumentation import instrument_redis
 from sizewise_otel.instruments.cache import InstrumentedCache
-from sizewise_otel.instruments.redis import sanitized_command
+from sizewise_otel.instruments.redis import sanitized_command, trace_redis_client
 from tests.unit.test_instruments_sql import UNSAMPLED, TelemetryRig
 
 
@@ -94,9 +96,28 @@ def client(redis_url: str) -> Any:
     c.close()
 
 
-def test_redis_command_span_has_semconv_attributes(client: Any, redis_url: str) -> None:
+def lean(client: Any, rig: Any) -> None:
+    """The lean wrapper itself (public APIs only): what ``instrument_redis`` uses on the fast path."""
+    trace_redis_client(client, rig.tracer_provider)
+
+
+def test_instrument_redis_takes_the_lean_wrapper_or_the_contrib_instrumentor(client: Any) -> None:
+    """The fast path wraps the client itself; the public path hands it to the contrib instrumentor,
+    whose span shape follows its release. Either way: one CLIENT span per command, named after it."""
     rig = TelemetryRig()
     instrument_redis(client, rig)
+    assert instrumented_by_contrib(client) != fastpath.enabled()
+    client.set("k", "v")
+    assert client.get("k") == b"v"
+    spans = rig.finished()
+    assert [s.name for s in spans] == ["SET", "GET"]
+    assert all(s.kind is SpanKind.CLIENT for s in spans)
+    assert "v" not in [a for s in spans for a in s.attributes.values()]
+
+
+def test_redis_command_span_has_semconv_attributes(client: Any, redis_url: str) -> None:
+    rig = TelemetryRig()
+    lean(client, rig)
     cache = InstrumentedCache(rig, client)
     cache.set("user:42", b"secret-value")
     assert cache.get("user:42") == b"secret-value"
@@ -134,7 +155,7 @@ def test_redis_no_span_under_an_unsampled_parent_and_roots_follow_the_sampler(cl
 
 def test_redis_failure_sets_error_type(client: Any) -> None:
     rig = TelemetryRig()
-    instrument_redis(client, rig)
+    lean(client, rig)
     with pytest.raises(redis.ResponseError):
         client.execute_command("NOSUCHCOMMAND", "secret-arg")
     (span,) = rig.finished()
@@ -154,7 +175,7 @@ def test_instrumenting_a_client_twice_is_harmless(client: Any) -> None:
 
 def test_redis_pipeline_is_one_span(client: Any) -> None:
     rig = TelemetryRig()
-    instrument_redis(client, rig)
+    lean(client, rig)
     pipe = client.pipeline()
     pipe.set("a", "secret").get("a")
     assert pipe.execute()[1] == b"secret"
@@ -169,8 +190,8 @@ def test_asyncio_client_spans(redis_url: str) -> None:
 
     async def run() -> tuple[Any, Any]:
         c = redis.asyncio.Redis.from_url(redis_url)
-        instrument_redis(c, rig)
-        instrument_redis(c, rig)
+        lean(c, rig)
+        lean(c, rig)
         await c.set("k", "v")
         value = await c.get("k")
         async with c.pipeline() as pipe:
