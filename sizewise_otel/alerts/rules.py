@@ -332,7 +332,10 @@ INSTANCE_CAPACITY = f"instance:http_server_requests:capacity{CAPACITY_WINDOW}"
 # --- traffic distribution: one instance taking more than its share -----------------------------
 IMBALANCE_FACTOR = 1.5  # alert above 1.5 x the fair share (1 / live instances)
 IMBALANCE_MIN_RPS = 1.0  # below this job-wide rate, a few requests make any split look skewed
-JOB_RATE = "job:http_server_requests:rate5m"
+# The job's total from the same recorded series as each instance's part: one evaluation, so the
+# shares add up to 1 (job:http_server_requests:rate5m is another group's, evaluated at another
+# moment, and while rates ramp up the ratio of the two would be off by several percent).
+_JOB_TOTAL = "sum by (job) (instance:http_server_requests:rate5m)"
 
 
 def _capacity_records(slo_latency: str, slo_budget: float) -> tuple[RecordingRule, ...]:
@@ -494,9 +497,9 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     AlertRule("traffic_imbalance", HTTP, ">", IMBALANCE_FACTOR, 600, AlertSeverity.WARNING,
               "One instance takes more than its share of requests", alert="TrafficImbalance",
               summary="{{ $labels.instance }} of {{ $labels.job }} takes an uneven share of requests",
-              expr=f"{INSTANCE_RATE} / on (job) group_left {JOB_RATE}"
+              expr=f"{INSTANCE_RATE} / on (job) group_left {_JOB_TOTAL}"
                    f" * on (job) group_left {INSTANCES} > {IMBALANCE_FACTOR:g}"
-                   f" and on (job) {INSTANCES} >= 2 and on (job) {JOB_RATE} > {IMBALANCE_MIN_RPS:g}",
+                   f" and on (job) {INSTANCES} >= 2 and on (job) {_JOB_TOTAL} > {IMBALANCE_MIN_RPS:g}",
               details="Instance {{ $labels.instance }} served {{ $value | printf \"%.2f\" }} times its fair "
                       f"share (1 / live instances) of the job's requests over 5m, for 10m, with at least "
                       f"2 instances and over {IMBALANCE_MIN_RPS:g} request/s: the load balancer is uneven "
