@@ -453,6 +453,9 @@ def _instrument_http_server_contrib(app: Any, telemetry: Any, undo: Undo, is_fas
     if is_fastapi:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
+        # Contrib before 0.55 calls add_middleware, which refuses an app that already served (instrumented
+        # again after uninstrument()): drop the built stack, Starlette rebuilds it on the next request.
+        app.middleware_stack = None
         FastAPIInstrumentor.instrument_app(app, tracer_provider=telemetry.tracer_provider,
                                           meter_provider=telemetry.meter_provider, excluded_urls=excluded,
                                           exclude_spans=["receive", "send"])

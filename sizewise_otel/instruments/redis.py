@@ -241,5 +241,15 @@ def instrument_redis(client: Any, telemetry: Any, undo: Undo | None = None) -> N
         return
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
+    before = set(vars(client))
     RedisInstrumentor.instrument_client(client, tracer_provider=telemetry.tracer_provider)
-    undo.add("redis client (contrib)", lambda: RedisInstrumentor.uninstrument_client(client))
+
+    def uninstrument() -> None:
+        RedisInstrumentor.uninstrument_client(client)
+        # The contrib leaves its marker and the unwrapped bound methods on the instance: drop them,
+        # so the client is exactly as it was (and can be instrumented again).
+        for name in set(vars(client)) - before:
+            with contextlib.suppress(AttributeError):
+                delattr(client, name)
+
+    undo.add("redis client (contrib)", uninstrument)
