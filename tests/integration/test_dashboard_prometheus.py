@@ -43,6 +43,8 @@ def prom(demo: RunningApp) -> Iterator[Server]:
     target = demo.url.removeprefix("http://")
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        # The repo's rules: capacity and traffic panels read recorded series, as in the real stack.
+        f"rule_files: ['{ROOT / 'prometheus' / 'rules'}/*.yml']\n"
         f"scrape_configs:\n  - job_name: {JOB}\n    scrape_interval: 1s\n"
         f"    static_configs:\n      - targets: ['{target}']\n")
     srv = prometheus_server(config)
