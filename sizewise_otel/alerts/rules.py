@@ -2,7 +2,7 @@
 
 One catalog feeds both evaluation paths:
 
-* the full stack: ``render.py`` turns every rule into a Prometheus alerting rule (plus the
+* the full stack: ``prometheus_files.py`` turns every rule into a Prometheus alerting rule (plus the
   recording rules below) and a promtool unit test;
 * the embedded mode: ``evaluator.py`` evaluates every *threshold-style* rule (a metric, optional
   label matchers, an optional ``increase`` over a window, a condition, a threshold and a ``for``
