@@ -22,8 +22,11 @@ demo: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
+# The single-node distribution (0.165.1) and the HA tiers' one (loadbalancing + tail_sampling, 0.161.0:
+# the newest release whose modules the Go module proxy serves for both; see collector/builder-config-ha.yaml).
 collector:
 	bash scripts/build-collector.sh
+	bash scripts/build-collector-ha.sh
 
 # Prometheus, promtool, Alertmanager, amtool and kustomize at the versions compose.yaml pins, built
 # from the Go module proxy once and cached under build/tools/ (the first Prometheus build takes ~8 min).
