@@ -447,6 +447,32 @@ def _move_inside_otel_middleware(app: Any) -> None:
         app.middleware_stack = None
 
 
+def _move_otel_middleware_outermost(app: Any, undo: Undo) -> None:
+    """Contrib before 0.55 adds ``OpenTelemetryMiddleware`` as a user middleware, inside Starlette's
+    ``ServerErrorMiddleware``: an unhandled exception then leaves the request's duration without its 500
+    status. Later releases wrap the whole built stack instead; do the same here (public Starlette API).
+    """
+    stack = app.user_middleware
+    entry = next((m for m in stack if getattr(m.cls, "__name__", "") == "OpenTelemetryMiddleware"), None)
+    if entry is None:
+        return  # the contrib already wraps the whole stack
+    stack.remove(entry)
+    build = app.build_middleware_stack
+
+    def build_wrapped() -> Any:
+        return entry.cls(build(), *entry.args, **entry.kwargs)
+
+    app.build_middleware_stack = build_wrapped
+    app.middleware_stack = None
+
+    def restore() -> None:
+        if app.__dict__.get("build_middleware_stack") is build_wrapped:
+            del app.build_middleware_stack
+        app.middleware_stack = None
+
+    undo.add("otel middleware outermost", restore)
+
+
 def _instrument_http_server_contrib(app: Any, telemetry: Any, undo: Undo, is_fastapi: bool) -> None:
     """The public path: opentelemetry-instrumentation-fastapi (or -asgi for a Starlette app)."""
     excluded = ",".join(f"{p}$" for p in sorted(UNMEASURED_PATHS))
@@ -460,6 +486,7 @@ def _instrument_http_server_contrib(app: Any, telemetry: Any, undo: Undo, is_fas
                                           meter_provider=telemetry.meter_provider, excluded_urls=excluded,
                                           exclude_spans=["receive", "send"])
         undo.add("fastapi instrumentor", lambda: FastAPIInstrumentor.uninstrument_app(app))
+        _move_otel_middleware_outermost(app, undo)
         return
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
