@@ -24,7 +24,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import DropAggregation, ExplicitBucketHistogramAggregation, View
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
@@ -67,8 +67,9 @@ def build_resource(settings: Settings, extra: dict[str, str] | None = None) -> R
     if cid:
         attrs["container.id"] = cid
     attrs.update(extra or {})
-    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME over ours.
-    return Resource.create(attrs)
+    # Resource.create lets the attributes given in code win over OTEL_RESOURCE_ATTRIBUTES; the operator's
+    # environment must win over our defaults, so it is merged once more on top.
+    return Resource.create(attrs).merge(OTELResourceDetector().detect())
 
 
 # Recorded by the contrib FastAPI/ASGI instrumentor but not by the fast HTTP layer: on the public

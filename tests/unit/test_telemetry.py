@@ -39,6 +39,16 @@ def test_resource_has_identity_and_pod_attributes(monkeypatch) -> None:
     assert a["service.instance.id"] != b["service.instance.id"]  # one per process/provider
 
 
+def test_otel_resource_attributes_win_over_the_code_defaults(monkeypatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.namespace=payments,deployment.environment.name=staging,"
+                                                   "service.instance.id=pod-7,team=hvac")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "calc")
+    a = build_resource(Settings(otel_service_name="calc", deployment_environment="prod")).attributes
+    assert (a["service.namespace"], a["deployment.environment.name"], a["service.instance.id"], a["team"]) == (
+        "payments", "staging", "pod-7", "hvac")
+    assert a["service.name"] == "calc"
+
+
 def test_every_histogram_gets_explicit_buckets_and_an_attribute_allow_list() -> None:
     views = {v._instrument_name: v for v in build_views()}
     http = views["http.server.request.duration"]
