@@ -171,7 +171,7 @@ class MultiApp:
 def _instance_id(url: str) -> str:
     """service.instance.id of a running demo, from ``target_info`` on its own /metrics.
 
-    The SDK's resource gives every process a fresh uuid (OTEL_RESOURCE_ATTRIBUTES cannot set it),
+    Every process gets a fresh uuid as its service.instance.id (unless OTEL_RESOURCE_ATTRIBUTES sets one),
     so the id is read back rather than chosen."""
     from prometheus_client.parser import text_string_to_metric_families
 
