@@ -68,7 +68,10 @@ from sizewise_otel.instruments.request import (
     NATIVE_TELEMETRY_KEY,
     Scope,
     error_type,
+    excluded_urls,
+    excluded_urls_setting,
     header_value,
+    request_url,
     route_template,
 )
 
@@ -156,6 +159,7 @@ class HTTPServerTelemetry:
             ACTIVE, callbacks=[self._observe_active], unit="{request}",
             description="Number of active HTTP server requests.")
         self.excluded = frozenset(excluded_paths)
+        self.excluded_urls = excluded_urls()  # OTEL_PYTHON_FASTAPI_EXCLUDED_URLS, None when unset
         self.known_methods = known_methods()
         # Which request headers the propagator reads (traceparent, tracestate, baggage, ...), as
         # lower-case bytes: a request carrying none of them skips extraction entirely.
@@ -219,7 +223,8 @@ class HTTPServerTelemetry:
 
     # --- the middleware -----------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.excluded:
+        if scope["type"] != "http" or scope["path"] in self.excluded or (
+                self.excluded_urls is not None and self.excluded_urls.url_disabled(request_url(scope))):
             await self.app(scope, receive, send)
             return
         started = perf_counter()
@@ -475,7 +480,9 @@ def _move_otel_middleware_outermost(app: Any, undo: Undo) -> None:
 
 def _instrument_http_server_contrib(app: Any, telemetry: Any, undo: Undo, is_fastapi: bool) -> None:
     """The public path: opentelemetry-instrumentation-fastapi (or -asgi for a Starlette app)."""
-    excluded = ",".join(f"{p}$" for p in sorted(UNMEASURED_PATHS))
+    # The paths we never measure, plus the user's OTEL_PYTHON_FASTAPI_EXCLUDED_URLS (an explicit
+    # excluded_urls argument stops the contrib from reading the variable itself).
+    excluded = ",".join([*(f"{p}$" for p in sorted(UNMEASURED_PATHS)), *filter(None, [excluded_urls_setting()])])
     if is_fastapi:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

@@ -8,14 +8,19 @@
   module outside ``builtins`` / ``__main__`` (bounded by code, not by traffic).
 - :func:`header_value` / :func:`headers_named`: ASGI header bytes to text (latin-1, as HTTP/1.1
   defines them; ASGI names are already lower-case).
+- :func:`excluded_urls` / :func:`request_url`: the standard ``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`` (or
+  ``OTEL_PYTHON_EXCLUDED_URLS``) regexes, matched against the request URL as the contrib instrumentors do.
 - The scope keys the HTTP layers set: :data:`ENTRY_ROOT_PATH` (the ``root_path`` before routing, so
   later readers can tell the mount prefix) and :data:`NATIVE_TELEMETRY_KEY`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, MutableMapping
 from typing import Any
+
+from opentelemetry.util.http import ExcludeList, parse_excluded_urls
 
 from sizewise_otel.fastpath import BoundedCache
 
@@ -97,3 +102,21 @@ def headers_named(headers: Iterable[tuple[bytes, bytes]], names: frozenset[str],
             value = header_value(raw_value)
             out[name] = value[:max_len] if max_len is not None else value
     return out
+
+
+def excluded_urls_setting() -> str:
+    """The raw comma-separated regexes, the FastAPI-specific variable first (as the contrib reads them)."""
+    return os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", os.environ.get("OTEL_PYTHON_EXCLUDED_URLS", ""))
+
+
+def excluded_urls() -> ExcludeList | None:
+    """The configured excluded URLs, or None when none are set (so a request pays nothing)."""
+    raw = excluded_urls_setting()
+    return parse_excluded_urls(raw) if raw.strip() else None
+
+
+def request_url(scope: Scope) -> str:
+    """``scheme://host[:port]/root_path+path``, the string the contrib ASGI middleware matches exclusions on."""
+    host, port = (scope.get("server") or ("0.0.0.0", 80))[:2]
+    netloc = host if port in (80, None) else f"{host}:{port}"
+    return f"{scope.get('scheme', 'http')}://{netloc}{scope.get('root_path', '')}{scope.get('path', '')}"
