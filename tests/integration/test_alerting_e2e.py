@@ -28,6 +28,7 @@ import yaml
 from sizewise_otel.alerts.notify import slack_payload, verify_signature
 from sizewise_otel.alerts.rules import DEFAULT_RULES
 from tests import servers
+from tests.ha import fast_rule_files
 
 pytestmark = pytest.mark.integration
 
@@ -85,36 +86,13 @@ def sink() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
         server.server_close()
 
 
-def _seconds(duration: str) -> int:
-    value, unit = int(duration[:-1]), duration[-1]
-    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-
-
-def test_rule_files(tmp: Path) -> list[str]:
-    """Copies of the generated rule files with every ``for`` divided by 20."""
-    paths = []
-    for src in sorted((ROOT / "prometheus" / "rules").glob("*.yml")):
-        doc = yaml.safe_load(src.read_text())
-        for group in doc["groups"]:
-            for rule in group["rules"]:
-                if "for" in rule:
-                    rule["for"] = f"{max(1, _seconds(rule['for']) // 20)}s"
-        dst = tmp / src.name
-        dst.write_text(yaml.safe_dump(doc, sort_keys=False))
-        paths.append(str(dst))
-    return paths
-
-
-test_rule_files.__test__ = False  # type: ignore[attr-defined]
-
-
 def prometheus_config(tmp: Path, app_port: int, am_port: int) -> Path:
     base_path = ROOT / "prometheus" / "prometheus.yml"
     base = yaml.safe_load(base_path.read_text()) if base_path.exists() else {}
     cfg = {
         "global": {**(base.get("global") or {}), "scrape_interval": "1s", "evaluation_interval": "1s",
                    "scrape_timeout": "1s"},
-        "rule_files": test_rule_files(tmp),
+        "rule_files": fast_rule_files(tmp),
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
         "scrape_configs": [{"job_name": JOB, "metrics_path": "/metrics",
                             "static_configs": [{"targets": [f"127.0.0.1:{app_port}"]}]}],
