@@ -12,6 +12,9 @@
 # build/matrix/.tools. Exit status: 0 when every test of the cell passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# uv reads the machine's certificate store, as pip does through pip.conf: CI's environment carries no
+# SSL_CERT_FILE, and a registry behind a local CA is otherwise refused ("invalid peer certificate").
+export UV_SYSTEM_CERTS=1
 
 PYTHON=${PYTHON:-python3}
 UV_VERSION=0.13.9
