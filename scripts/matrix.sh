@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The version matrix (issue 17): the unit suite plus a smoke set of integration tests (one real PostgreSQL +
-# Redis round trip, one real Prometheus scraping the demo) against a locked set of dependency versions.
+# Redis round trip, one real Prometheus scraping the demo, both instrumentation paths counting alike) against a locked set of dependency versions.
 #
 #   scripts/matrix.sh CELL [pytest args]   venv build/matrix/CELL from ci/locks/CELL.txt (+ this tree,
 #                                          editable, no deps), run the tests, print one result line
@@ -23,6 +23,7 @@ LOCKS=ci/locks
 SMOKE=(
   "tests/integration/test_foundation.py::test_demo_exports_every_foundation_series"
   "tests/integration/test_dashboard_prometheus.py::test_every_panel_returns_data"
+  "tests/integration/test_fastpath_modes.py"
 )
 
 uv_bin() {
