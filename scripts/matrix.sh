@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The version matrix (issue 17): the unit suite plus a smoke set of integration tests (one real PostgreSQL +
-# Redis round trip, one real Prometheus scraping the demo, both instrumentation paths counting alike) against a locked set of dependency versions.
+# Redis round trip, one real Prometheus scraping the demo, both instrumentation paths counting alike)
+# against a locked set of dependency versions.
 #
 #   scripts/matrix.sh CELL [pytest args]   venv build/matrix/CELL from ci/locks/CELL.txt (+ this tree,
 #                                          editable, no deps), run the tests, print one result line
