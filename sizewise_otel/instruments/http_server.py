@@ -70,6 +70,7 @@ from sizewise_otel.instruments.request import (
     error_type,
     excluded_urls,
     excluded_urls_setting,
+    header_capture,
     header_value,
     request_url,
     route_template,
@@ -160,6 +161,7 @@ class HTTPServerTelemetry:
             description="Number of active HTTP server requests.")
         self.excluded = frozenset(excluded_paths)
         self.excluded_urls = excluded_urls()  # OTEL_PYTHON_FASTAPI_EXCLUDED_URLS, None when unset
+        self.capture = header_capture()  # OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*, None when unset
         self.known_methods = known_methods()
         # Which request headers the propagator reads (traceparent, tracestate, baggage, ...), as
         # lower-case bytes: a request carrying none of them skips extraction entirely.
@@ -242,6 +244,8 @@ class HTTPServerTelemetry:
         recording = span.is_recording()
         if recording:
             _set_request_span_attributes(span, scope, request_attrs, raw_method, method)
+            if self.capture is not None:
+                send = self.capture.wrap(span, scope, send)
         token = attach_span(span, parent)
 
         status = 0

@@ -10,6 +10,8 @@
   defines them; ASGI names are already lower-case).
 - :func:`excluded_urls` / :func:`request_url`: the standard ``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`` (or
   ``OTEL_PYTHON_EXCLUDED_URLS``) regexes, matched against the request URL as the contrib instrumentors do.
+- :func:`header_capture`: the standard ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST`` /
+  ``_SERVER_RESPONSE`` / ``_SANITIZE_FIELDS``, applied to the SERVER span as the contrib ASGI middleware does.
 - The scope keys the HTTP layers set: :data:`ENTRY_ROOT_PATH` (the ``root_path`` before routing, so
   later readers can tell the mount prefix) and :data:`NATIVE_TELEMETRY_KEY`.
 """
@@ -17,10 +19,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, MutableMapping
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.util.http import ExcludeList, parse_excluded_urls
+from opentelemetry.util.http import (
+    ExcludeList,
+    SanitizeValue,
+    get_custom_headers,
+    normalise_request_header_name,
+    normalise_response_header_name,
+    parse_excluded_urls,
+)
 
 from sizewise_otel.fastpath import BoundedCache
 
@@ -120,3 +131,67 @@ def request_url(scope: Scope) -> str:
     host, port = (scope.get("server") or ("0.0.0.0", 80))[:2]
     netloc = host if port in (80, None) else f"{host}:{port}"
     return f"{scope.get('scheme', 'http')}://{netloc}{scope.get('root_path', '')}{scope.get('path', '')}"
+
+
+# The variable names as opentelemetry-util-http spells them (its constants are missing from some releases).
+CAPTURE_REQUEST_HEADERS = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST"
+CAPTURE_RESPONSE_HEADERS = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE"
+SANITIZE_HEADER_FIELDS = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS"
+
+
+def _decode(raw: bytes) -> str:
+    # As the contrib ASGI middleware decodes header items for this purpose.
+    try:
+        return raw.decode("utf-8")
+    except ValueError:
+        return raw.decode("unicode_escape")
+
+
+@dataclass(frozen=True)
+class HeaderCapture:
+    """The configured header regexes: captured headers become SERVER span attributes
+    (``http.request.header.<name>`` / ``http.response.header.<name>``, lists of strings, values
+    of sanitized fields ``[REDACTED]``), computed by opentelemetry-util-http as the contrib does."""
+
+    request: tuple[str, ...]
+    response: tuple[str, ...]
+    sanitize: SanitizeValue
+
+    def attributes(self, headers: Iterable[tuple[bytes, bytes]], regexes: tuple[str, ...],
+                   normalise: Callable[[str], str]) -> dict[str, list[str]]:
+        if not regexes:
+            return {}
+        found: defaultdict[str, list[str]] = defaultdict(list)
+        for name, value in headers:
+            found[_decode(name)].append(_decode(value))
+        return self.sanitize.sanitize_header_values(found, list(regexes), normalise) if found else {}
+
+    def wrap(self, span: Any, scope: Scope,
+             send: Callable[[MutableMapping[str, Any]], Awaitable[None]]
+             ) -> Callable[[MutableMapping[str, Any]], Awaitable[None]]:
+        """Put the request's captured headers on the (recording) ``span`` now; return ``send`` wrapped to
+        add the response's when it starts."""
+        captured = self.attributes(scope.get("headers") or (), self.request, normalise_request_header_name)
+        if captured:
+            span.set_attributes(captured)
+        if not self.response:
+            return send
+
+        async def send_capturing(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start" and span.is_recording():
+                response = self.attributes(message.get("headers") or (), self.response,
+                                           normalise_response_header_name)
+                if response:
+                    span.set_attributes(response)
+            await send(message)
+
+        return send_capturing
+
+
+def header_capture() -> HeaderCapture | None:
+    """The capture the environment asks for, or ``None`` when it asks for none (a request pays nothing)."""
+    request = tuple(get_custom_headers(CAPTURE_REQUEST_HEADERS))
+    response = tuple(get_custom_headers(CAPTURE_RESPONSE_HEADERS))
+    if not request and not response:
+        return None
+    return HeaderCapture(request, response, SanitizeValue(get_custom_headers(SANITIZE_HEADER_FIELDS)))
