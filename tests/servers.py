@@ -285,28 +285,25 @@ def redis_server() -> Iterator[Server]:
 
 # --- Prometheus / Alertmanager / collector ----------------------------------------------------
 
-def prometheus_server(config: Path, extra: list[str] | None = None) -> Server:
-    binary = need(built_tool("prometheus"), "Prometheus (scripts/build-servers.sh prometheus)")
-    workdir = tempdir("prom")
+def _go_server(name: str, binary: str, data_flag: str, config: Path, extra: list[str]) -> Server:
+    """Prometheus or Alertmanager: config file, data dir and listen address; ready at /-/ready."""
+    workdir = tempdir(name[:4])
     port = free_port()
-    srv = Server("prometheus", port, workdir,
-                 [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-                  f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
-                  *(extra or [])], workdir / "server.log")
+    srv = Server(name, port, workdir,
+                 [binary, f"--config.file={config}", f"{data_flag}={workdir / 'data'}",
+                  f"--web.listen-address=127.0.0.1:{port}", *extra], workdir / "server.log")
     srv.ready = lambda: http_ok(f"{srv.url}/-/ready")
     return srv
+
+
+def prometheus_server(config: Path, extra: list[str] | None = None) -> Server:
+    binary = need(built_tool("prometheus"), "Prometheus (scripts/build-servers.sh prometheus)")
+    return _go_server("prometheus", binary, "--storage.tsdb.path", config, ["--web.enable-lifecycle", *(extra or [])])
 
 
 def alertmanager_server(config: Path, extra: list[str] | None = None) -> Server:
     binary = need(built_tool("alertmanager"), "Alertmanager (scripts/build-servers.sh alertmanager)")
-    workdir = tempdir("am")
-    port = free_port()
-    srv = Server("alertmanager", port, workdir,
-                 [binary, f"--config.file={config}", f"--storage.path={workdir / 'data'}",
-                  f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-                  *(extra or [])], workdir / "server.log")
-    srv.ready = lambda: http_ok(f"{srv.url}/-/ready")
-    return srv
+    return _go_server("alertmanager", binary, "--storage.path", config, ["--cluster.listen-address=", *(extra or [])])
 
 
 def collector_binary() -> str | None:

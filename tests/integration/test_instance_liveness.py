@@ -15,12 +15,9 @@ compose's 5 minutes.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,7 @@ import pytest
 
 from sizewise_otel.alerts.notify import slack_payload
 from sizewise_otel.alerts.rules import DEFAULT_RULES, INSTANCES_STABLE
-from tests import servers, stack
+from tests import ha, servers, stack
 from tests.multiapp import MultiApp
 
 pytestmark = pytest.mark.integration
@@ -38,33 +35,6 @@ COMPOSE_SLOWER_BY = (10 - 1) + 2 * (15 - 1)  # compose's scrape and two rule eva
 DEADLINE = 300 - COMPOSE_SLOWER_BY
 RULES = {r.name: r for r in DEFAULT_RULES}
 Received = list[tuple[str, bytes]]
-
-
-class _Sink(BaseHTTPRequestHandler):
-    received: Received
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.received.append((self.path, body))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def sink() -> Iterator[tuple[str, Received]]:
-    """Stands in for Slack (/slack), the app's relay (/hook) and the dead man's switch (/watchdog)."""
-    handler = type("Sink", (_Sink,), {"received": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def alertmanager_config(tmp: Path, sink_url: str) -> Path:
@@ -140,7 +110,8 @@ def assert_slack(got: dict[str, Any], want: dict[str, Any]) -> None:
 
 def test_killed_instance_then_service_alert_and_resolve() -> None:
     tmp = servers.tempdir("liveness")
-    with sink() as (sink_url, received):
+    with ha.sink() as found:
+        sink_url, received = found.url, found.received
         am = servers.alertmanager_server(alertmanager_config(tmp, sink_url))
         am.start()
         try:
