@@ -18,7 +18,8 @@ import structlog
 from fastapi import APIRouter
 
 from sizewise_otel.catalog import SIGNALS, Signal, signal
-from sizewise_otel.dashboard.expr import Labels, Vector, clean
+from sizewise_otel.dashboard import capacity
+from sizewise_otel.dashboard.expr import Expr, Labels, Vector, clean
 from sizewise_otel.dashboard.history import RANGES, History, read_registry, vectors_to_values
 from sizewise_otel.dashboard.promql import PrometheusError, PrometheusSource
 from sizewise_otel.dashboard.widgets import DASHBOARDS, Widget, metric_queries, widget, widgets
@@ -80,6 +81,7 @@ class PerformanceDashboard:
         self.history = History()
         self.registry = registry  # None: prometheus_client.REGISTRY, what GET /metrics serves
         self._latest: dict[str, list[Vector]] = {}
+        self.capacity_record = capacity.CapacityRecord()
         self._task: asyncio.Task[None] | None = None
         self._tick_lock = asyncio.Lock()
         self._plan_cache: tuple[Any, list[tuple[Signal, str, Any]], set[str]] | None = None
@@ -129,6 +131,7 @@ class PerformanceDashboard:
         derived, names = self._plan(current)
         self.history.add_snapshot(ts, read_registry(names, self.registry))
         samples = self.history.samples()
+        self.capacity_record.observe(ts, samples)
         values: dict[Any, float] = {}
         latest: dict[str, list[Vector]] = {}
         for w in current:
@@ -274,12 +277,29 @@ class PerformanceDashboard:
         overview["bottlenecks"] = {
             key: self._ranked(current[wid], label, ascending)
             for key, (wid, label, ascending) in BOTTLENECKS.items()}
+        overview["capacity"] = await self.capacity_insights()
         overview["dashboards"] = [{"key": k, "uid": uid, "title": title}
                                   for k, (uid, title, _) in DASHBOARDS.items()]
         overview["widgets"] = [w.id for w in widgets()]
         if self.prometheus is None:
             overview["history"] = self.history.stats()
         return overview
+
+    async def capacity_insights(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Capacity planning as sentences: {signal, labels, sentence, value, unit, horizon, widget}."""
+        if self.prometheus is not None:
+            prometheus = self.prometheus
+
+            async def query(e: Expr) -> Vector:
+                try:
+                    return clean(await prometheus.instant(e.promql()))
+                except PrometheusError:
+                    return {}
+
+            return await capacity.from_prometheus(query)
+        await self._embedded_ready()
+        return capacity.embedded(self.history, self.capacity_record, self.history.samples(),
+                                 time.time() if now is None else now)
 
     @staticmethod
     def _ranked(vector: Vector, label: str, ascending: bool, limit: int = 5) -> list[dict[str, Any]]:

@@ -138,6 +138,7 @@
     health.appendChild(el("div", { "class": "label" }, "Health"));
     health.appendChild(el("div", { "class": "value" }, (o.health && o.health.overall_status) || "unknown"));
     box.appendChild(health);
+    renderCapacity(o.capacity || []);
     var b = document.getElementById("bottlenecks");
     b.textContent = "";
     [["slowest_routes", "Slowest routes (p95)", "s"], ["slowest_db_operations", "Slowest DB operations (p95)", "s"],
@@ -152,6 +153,22 @@
       card.appendChild(list);
       b.appendChild(card);
     });
+  }
+
+  /* Capacity insights: one sentence each, computed by the server (numbers and "not enough
+     history yet" alike); coloured by how soon the resource runs out. */
+  function renderCapacity(items) {
+    var list = document.getElementById("capacity-list");
+    list.textContent = "";
+    items.forEach(function (item) {
+      var level = "ok";
+      if (item.unit === "d" && item.value !== null) { level = item.value < 1 ? "critical" : item.value < 7 ? "warning" : "ok"; }
+      if (item.unit === "percent" && item.value !== null) { level = item.value >= 100 ? "critical" : item.value >= 80 ? "warning" : "ok"; }
+      if (item.value === null) { level = "pending"; }
+      list.appendChild(el("li", { "class": level, "data-signal": item.signal, "data-widget": item.widget || "" },
+                          item.sentence));
+    });
+    if (!items.length) { list.appendChild(el("li", {}, "no data yet")); }
   }
 
   var cards = {};
