@@ -8,11 +8,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from sizewise_otel import instrument
+from sizewise_otel.alerts import rules
 from sizewise_otel.dashboard import capacity
 from sizewise_otel.dashboard.expr import Labels, Samples, labels_of
 from sizewise_otel.dashboard.history import History
@@ -162,3 +164,34 @@ def test_overview_through_an_instrumented_app_lists_and_renders_the_sentences() 
     assert requests["value"] is None and requests["sentence"].startswith("This instance: capacity not measured yet")
     assert {"signal", "sentence", "value", "unit", "horizon"} <= set(requests)
     assert 'id="capacity"' in page and "o.capacity" in script
+
+
+def test_prometheus_answers_become_the_same_sentences_per_instance() -> None:
+    """PROMETHEUS_URL mode: the widgets' PromQL answers (here the same expressions evaluated on the
+    recorded series Prometheus would hold) give the sentences, one per instance."""
+    disk = labels_of({"job": "svc", "instance": "a:1", "mountpoint": "/data"})
+    mem = labels_of({"job": "svc", "instance": "a:1", "source": "container"})
+    a, b = labels_of({"job": "svc", "instance": "a:1"}), labels_of({"job": "svc", "instance": "b:1"})
+    day = 86400.0
+    snapshot = {
+        rules.fit_record(capacity.DISK): {disk: 70.0}, rules.slope_record(capacity.DISK): {disk: 10 / day},
+        capacity.DISK: {disk: 69.0},
+        rules.fit_record(capacity.MEMORY): {mem: 50.0}, rules.slope_record(capacity.MEMORY): {mem: -1 / day},
+        rules.INSTANCE_CAPACITY: {a: 20.0, b: 20.0},
+    }
+    now = 1000.0
+    # the per-instance request rate: 61 % and 30 % of 20 req/s over 60 s
+    http = {HTTP_COUNT: {a: 0.0, b: 0.0}}
+    later = {**snapshot, HTTP_COUNT: {a: 732.0, b: 360.0}}
+    samples = Samples([(now - 60, http), (now, later)])
+
+    async def query(expr: Any) -> Any:
+        return expr.evaluate(samples)
+
+    got = items_by_signal(anyio.run(capacity.from_prometheus, query))
+    assert [i["sentence"] for i in got["disk"]] == ["Disk /data on a:1 fills in 3.0 days at the 6 h trend (now 69.0 %)"]
+    assert [i["sentence"] for i in got["memory"]] == ["Memory on a:1: no upward trend over the last 6 h"]
+    assert [i["sentence"] for i in got["cpu"]] == ["CPU: not enough history for the 6 h trend yet (needs 6 h)"]
+    assert [i["sentence"] for i in got["requests"]] == [
+        "Instance a:1 serves 61 % of its measured capacity (1,200 req/min at the latency SLO)",
+        "Instance b:1 serves 30 % of its measured capacity (1,200 req/min at the latency SLO)"]
