@@ -249,11 +249,15 @@ class HTTPServerTelemetry:
         token = attach_span(span, parent)
 
         status = 0
+        completed = False  # the response's last body chunk went out
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
+            nonlocal status, completed
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = message["status"]
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                completed = True
             await send(message)
 
         active[0] += 1
@@ -267,7 +271,9 @@ class HTTPServerTelemetry:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
             exception = exc
-            error = error_type(exc)
+            # After a complete answer (a failing BackgroundTask) the request itself succeeded: the
+            # series keep its status without error.type, as the contrib's do; the tracker still gets it.
+            error = None if completed and status < 500 else error_type(exc)
             if not status:
                 status = 500  # ServerErrorMiddleware, outside this layer, answers it
             if stats is not None and isinstance(exc, Exception):  # not cancellation / exit
