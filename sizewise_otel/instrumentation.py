@@ -31,6 +31,7 @@ from sizewise_otel.instruments.system import SYSTEM_METRICS_CONFIG, SystemMetric
 from sizewise_otel.runtime.heap import freeze_startup_heap
 from sizewise_otel.settings import Settings, ensure_semconv_opt_in, get_settings
 from sizewise_otel.telemetry import Telemetry, get_telemetry
+from sizewise_otel.web import coexist
 from sizewise_otel.web.auth import KeyRing
 from sizewise_otel.web.metrics import metrics_router
 
@@ -211,6 +212,7 @@ def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Set
     settings = settings or get_settings()
     ensure_semconv_opt_in(settings)
     telemetry = get_telemetry(settings)
+    found = coexist.detect(app, telemetry)  # before anything here changes the app
     stats = RequestStats()
     undo = Undo()
     _set_state(app, undo, "sizewise_keyring", KeyRing(settings))
@@ -232,6 +234,8 @@ def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Set
         system.register(telemetry)
         telemetry.observe("sizewise.error.rate", lambda: [(stats.error_rate_percent(), {})])
         instrument_system(telemetry)
+    if found.hand_over_contrib:  # it records into the service's MeterProvider, which /metrics never reads
+        undo.add("fastapi instrumentor handed over", coexist.hand_over_contrib(app))
     # Request/5xx counting and the error hand-off (handle.stats, handle.tracker) ride on the HTTP
     # layer, or on MonitoringMiddleware on the public path: see instrument_http_server.
     instrument_http_server(app, telemetry, undo, fast)
@@ -241,8 +245,11 @@ def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Set
     if redis is not None:
         instrument_redis(redis, telemetry, undo)
 
-    _include(app, metrics_router(), undo)
+    if not found.keep_metrics_route:  # the app's own /metrics renders the same registry (web/coexist.py)
+        _include(app, metrics_router(), undo)
     for router in _component_routers(handle):
         _include(app, router, undo)
     _wrap_lifespan(app, handle)
+    if found:
+        log.info("coexistence", **found.notes)  # one line: what the service already had, what SizeWise did
     return handle
