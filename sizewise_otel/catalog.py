@@ -21,7 +21,28 @@ class Kind(enum.StrEnum):
 
 
 class Tier(enum.IntEnum):
-    """The spec's collection tiers: an observable callback is evaluated at most once per tier."""
+    """The spec's collection tiers: an observable callback is evaluated at most once per tier.
+
+    Only observable signals (polled by a callback) have a tier; every one has exactly one
+    (tests/unit/test_tiers.py). Synchronous instruments (requests, HVAC calculations, database and
+    cache operations, errors) are recorded as events happen, so every scrape or export already sees
+    them exactly: there is nothing to poll, and the spec's "slow" HVAC/database tier leaves them
+    as they are. How the observables are split (the spec: fast = system resources and critical
+    application signals, medium = application performance and microservices health):
+
+    - FAST, 5 s: CPU, memory, network, the 5xx share, the cgroup's CPU/throttling counters and
+      working set (saturation that matters within seconds), and health status (DatabaseDown and
+      RedisDown fire after 1 minute: a stale status would eat that minute). All are reads of
+      local counters or cached check results.
+    - MEDIUM, 30 s: the database pool, process RSS and OOM kills (application performance:
+      trends over minutes, their alerts hold for 5 minutes or look 10 minutes back), health-check
+      durations, and Redis INFO. Redis is a network round trip to a shared server, so it is not
+      read every 5 s; but its counters (evictions, keyspace hits/misses) feed ``rate()`` panels
+      over Grafana's ``$__rate_interval`` (4 scrapes, about 1 minute) and the eviction alert: read
+      every 5 minutes, such a rate would be 0 for four minutes and a spike in the fifth.
+    - SLOW, 5 min: disk usage per mount (disks fill over hours: the capacity fit spans 6 h) and
+      the container's CPU and memory limits (configuration: they change on a resize, not under load).
+    """
 
     FAST = 5
     MEDIUM = 30
@@ -86,6 +107,9 @@ HTTP_SERVER_ATTRS = (
     "network.protocol.version",
 )
 
+REDIS_SERVER_ATTRS = ("server.address", "server.port")
+REDIS_SERVERS = "Redis servers of the instrumented clients"
+
 SIGNALS: tuple[Signal, ...] = (
     # --- HTTP, the service mesh (recorded by the OTel instrumentations) ----------------------
     Signal("http.server.request.duration", Kind.HISTOGRAM, "s",
@@ -107,7 +131,7 @@ SIGNALS: tuple[Signal, ...] = (
            cardinality="SQL verbs (SELECT/INSERT/UPDATE/DELETE/OTHER) x outcome"),
     Signal("sizewise.db.pool.connections", Kind.OBSERVABLE_GAUGE, "{connection}",
            "Database pool connections by state (used/idle) and the pool's maximum.",
-           ("state",), tier=Tier.FAST, cardinality="3 states"),
+           ("state",), tier=Tier.MEDIUM, cardinality="3 states"),
     # --- cache -----------------------------------------------------------------------------
     Signal("sizewise.cache.operations", Kind.COUNTER, "{operation}",
            "Cache operations by operation and result (hit, miss, set, error).",
@@ -116,6 +140,22 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("sizewise.cache.operation.duration", Kind.HISTOGRAM, "s",
            "Latency of cache operations.", ("cache.backend", "cache.operation"), FAST_OP_BUCKETS,
            cardinality="2 backends x 3 operations"),
+    # --- the Redis server behind the instrumented client(s), from INFO (no OTel semconv exists
+    # for these: the collector's redis receiver has its own names, so ours are sizewise.cache.redis.*).
+    # Every instance reports the same server: panels and alerts take the max per server, never a sum.
+    Signal("sizewise.cache.redis.memory.used", Kind.OBSERVABLE_GAUGE, "By",
+           "Memory the Redis server uses (INFO used_memory).", REDIS_SERVER_ATTRS, tier=Tier.MEDIUM,
+           cardinality=REDIS_SERVERS),
+    Signal("sizewise.cache.redis.memory.limit", Kind.OBSERVABLE_GAUGE, "By",
+           "The Redis server's maxmemory (INFO maxmemory); not reported when it has none (0).",
+           REDIS_SERVER_ATTRS, tier=Tier.MEDIUM, cardinality=REDIS_SERVERS),
+    Signal("sizewise.cache.redis.keys.evicted", Kind.OBSERVABLE_COUNTER, "{key}",
+           "Keys the Redis server evicted to stay under maxmemory (INFO evicted_keys).",
+           REDIS_SERVER_ATTRS, tier=Tier.MEDIUM, cardinality=REDIS_SERVERS),
+    Signal("sizewise.cache.redis.keyspace.lookups", Kind.OBSERVABLE_COUNTER, "{lookup}",
+           "Key lookups on the Redis server by result, hit or miss (INFO keyspace_hits/_misses), "
+           "from every client of that server.", (*REDIS_SERVER_ATTRS, "cache.result"), tier=Tier.MEDIUM,
+           cardinality=f"{REDIS_SERVERS} x 2 results"),
     # --- HVAC business signals -------------------------------------------------------------
     Signal("sizewise.hvac.calculations", Kind.COUNTER, "{calculation}",
            "HVAC calculations by type and outcome (success, invalid, error).",
@@ -145,16 +185,17 @@ SIGNALS: tuple[Signal, ...] = (
            "Memory usage: of the container's limit when there is one, of the host otherwise.",
            ("source",), tier=Tier.FAST, cardinality="2 sources"),
     Signal("sizewise.disk.usage", Kind.OBSERVABLE_GAUGE, "%",
-           "Usage of the filesystem holding the service's data.", ("mountpoint",), tier=Tier.SLOW,
-           cardinality="1 mountpoint"),
+           "Usage of each filesystem holding the service's data paths (SIZEWISE_DATA_PATHS), by "
+           "its real mountpoint.", ("mountpoint",), tier=Tier.SLOW,
+           cardinality="distinct mountpoints of the configured data paths"),
     Signal("sizewise.network.io", Kind.OBSERVABLE_COUNTER, "By",
            "Bytes sent and received on all interfaces.", ("direction",), tier=Tier.FAST,
            cardinality="2 directions"),
     Signal("sizewise.process.memory.rss", Kind.OBSERVABLE_GAUGE, "By",
-           "Resident memory of this process.", tier=Tier.FAST),
+           "Resident memory of this process.", tier=Tier.MEDIUM),
     # --- container (cgroup v1/v2; only inside a container with limits) ---------------------
     Signal("sizewise.container.cpu.limit", Kind.OBSERVABLE_GAUGE, "{cpu}",
-           "CPU limit of the container (CFS quota), in cores.", tier=Tier.FAST),
+           "CPU limit of the container (CFS quota), in cores.", tier=Tier.SLOW),
     Signal("sizewise.container.cpu.periods", Kind.OBSERVABLE_COUNTER, "{period}",
            "CFS enforcement periods elapsed for the container.", tier=Tier.FAST),
     Signal("sizewise.container.cpu.throttled.periods", Kind.OBSERVABLE_COUNTER, "{period}",
@@ -164,9 +205,9 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("sizewise.container.memory.working_set", Kind.OBSERVABLE_GAUGE, "By",
            "Container memory working set (usage minus inactive page cache).", tier=Tier.FAST),
     Signal("sizewise.container.memory.limit", Kind.OBSERVABLE_GAUGE, "By",
-           "Memory limit of the container.", tier=Tier.FAST),
+           "Memory limit of the container.", tier=Tier.SLOW),
     Signal("sizewise.container.memory.oom_kills", Kind.OBSERVABLE_COUNTER, "{kill}",
-           "Processes in the container killed by the OOM killer.", tier=Tier.FAST),
+           "Processes in the container killed by the OOM killer.", tier=Tier.MEDIUM),
     # --- health and delivery ---------------------------------------------------------------
     # Unit "{status}", not "1": the collector's exporter appends "_ratio" to unit-1 gauges and the
     # in-process one does not, so "1" would give the two paths different names.
@@ -174,7 +215,7 @@ SIGNALS: tuple[Signal, ...] = (
            "Health per check: 0 healthy, 1 warning, 2 critical.", ("check",), tier=Tier.FAST,
            cardinality="configured checks"),
     Signal("sizewise.health.check.duration", Kind.OBSERVABLE_GAUGE, "s",
-           "Duration of the last run of each health check.", ("check",), tier=Tier.FAST,
+           "Duration of the last run of each health check.", ("check",), tier=Tier.MEDIUM,
            cardinality="configured checks"),
     Signal("sizewise.alerts.notifications", Kind.COUNTER, "{notification}",
            "Alert notifications sent by the embedded evaluator, by channel and outcome.",

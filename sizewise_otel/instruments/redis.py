@@ -224,7 +224,8 @@ def redis_traced_globally() -> bool:
 
 
 def instrument_redis(client: Any, telemetry: Any, undo: Undo | None = None) -> None:
-    """OTel CLIENT spans for a sync or asyncio Redis client (metrics come from InstrumentedCache).
+    """OTel CLIENT spans for a sync or asyncio Redis client, and its server's INFO gauges
+    (``redis_info.py``; operation metrics come from InstrumentedCache).
 
     Fast path: lean wrappers (``sizewise_otel.instruments.redis``): no span work under a non-sampled
     parent, attributes only for recording spans. Public path: the contrib instrumentor's
@@ -232,6 +233,13 @@ def instrument_redis(client: Any, telemetry: Any, undo: Undo | None = None) -> N
     globally) is left alone; a second call is a no-op.
     """
     undo = undo if undo is not None else Undo()
+    # The server's memory, evictions and keyspace hits (INFO), whoever traces the client's commands.
+    if undo.claim(client, "redis.info"):
+        from sizewise_otel.instruments.redis_info import watch_redis_server
+
+        unwatch = watch_redis_server(client, telemetry)
+        if unwatch is not None:
+            undo.add("redis INFO", unwatch)
     if redis_traced_globally() or instrumented_by_contrib(client) or not undo.claim(client, "redis.client"):
         return
     if fastpath.enabled():
