@@ -13,7 +13,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sizewise_otel.alerts.rules import COLLECTOR_JOB, DEFAULT_RULES, EXPECTED_JOBS, AlertRule
+from sizewise_otel.alerts.rules import (
+    COLLECTOR_JOB,
+    DEFAULT_RULES,
+    EXPECTED_JOBS,
+    REDIS_EVICTED,
+    REDIS_LIMIT,
+    REDIS_USED,
+    AlertRule,
+)
 
 JOB = {"job": "sizewise", "instance": "app:8000"}
 PUSHED = EXPECTED_JOBS[0]  # the job the collector's exporter gives the app's instances
@@ -153,7 +161,7 @@ def container_tests() -> tuple[PromTest, ...]:
 
 def capacity_tests() -> tuple[PromTest, ...]:
     """Linear growth (exact for predict_linear), then a cleanup that drops usage under the floor."""
-    disk = {**JOB, "mountpoint": "data"}
+    disk = {**JOB, "mountpoint": "/data"}
     memory = {**JOB, "source": "host"}
     disk_series = "sizewise_disk_usage_percent"
     return (
@@ -174,7 +182,7 @@ def capacity_tests() -> tuple[PromTest, ...]:
         # 80 %): no forecast alert either way.
         PromTest("disk_full_but_flat_or_slow_is_silent", (
             (_series(disk_series, disk), "96x400"),
-            (_series(disk_series, {**disk, "mountpoint": "logs"}), "80+0.01x400"),
+            (_series(disk_series, {**disk, "mountpoint": "/var/log/sizewise"}), "80+0.01x400"),
         ), (
             Check(90, "DiskFillsWithin4h"), Check(390, "DiskFillsWithin4h"),
             Check(90, "DiskFillsWithin24h"), Check(390, "DiskFillsWithin24h"),
@@ -229,6 +237,36 @@ def traffic_tests() -> tuple[PromTest, ...]:
     )
 
 
+def redis_tests() -> tuple[PromTest, ...]:
+    """Two app instances report the same Redis server (INFO), as every worker does."""
+    server = {"server_address": "redis", "server_port": "6379"}
+    evicted, used, limit = REDIS_EVICTED, REDIS_USED, REDIS_LIMIT
+
+    def both(metric: str, values: str) -> tuple[tuple[str, str], ...]:
+        return tuple((_series(metric, {**JOB, **server, "instance": i}), values) for i in ("a:8000", "b:8000"))
+
+    firing = Expect("redis_evictions_near_maxmemory", 2, {"job": "sizewise", **server})
+    return (
+        # At 95 % of maxmemory throughout; 120 keys evicted a minute (2/s) from minute 11 to 30.
+        PromTest("redis_evictions_near_maxmemory", (
+            *both(evicted, "0x10 120+120x19 2400x20"),
+            *both(used, "950x50"), *both(limit, "1000x50"),
+        ), (
+            Check(18, "RedisEvictionsNearMaxmemory"),
+            Check(23, "RedisEvictionsNearMaxmemory", (firing,)),
+            Check(38, "RedisEvictionsNearMaxmemory"),
+        )),
+        # The same evictions with memory at half of maxmemory (maxmemory lowered, then raised
+        # back), and on a server without maxmemory (no limit series, INFO maxmemory 0): silent.
+        PromTest("redis_evictions_far_from_maxmemory_are_silent", (
+            *both(evicted, "0x10 120+120x19 2400x20"),
+            *both(used, "500x50"), *both(limit, "1000x50"),
+            (_series(evicted, {**JOB, "server_address": "other", "server_port": "6379"}), "0+120x40"),
+            (_series(used, {**JOB, "server_address": "other", "server_port": "6379"}), "950x40"),
+        ), (Check(23, "RedisEvictionsNearMaxmemory"), Check(35, "RedisEvictionsNearMaxmemory"))),
+    )
+
+
 def _by_name() -> dict[str, AlertRule]:
     return {r.name: r for r in DEFAULT_RULES}
 
@@ -251,11 +289,12 @@ def default_tests() -> tuple[PromTest, ...]:
         *container_tests(),
         *capacity_tests(),
         *traffic_tests(),
+        *redis_tests(),
         threshold_test(r["high_cpu_usage"], 90, 20, source="host"),
         threshold_test(r["high_memory_usage"], 90, 50, source="host"),
         threshold_test(r["critical_memory_usage"], 97, 50, source="host"),
-        threshold_test(r["high_disk_usage"], 90, 50, mountpoint="data"),
-        threshold_test(r["critical_disk_usage"], 97, 50, mountpoint="data"),
+        threshold_test(r["high_disk_usage"], 90, 50, mountpoint="/data"),
+        threshold_test(r["critical_disk_usage"], 97, 50, mountpoint="/data"),
         # Two instances: `a` answers only 500s (20 a minute), `b` only 200s (180 a minute). The
         # service's share is 10 %, not a's 100 % nor the 50 % mean of the two processes' percents.
         PromTest("high_error_rate", (

@@ -382,6 +382,14 @@ RECORDING_RULES: tuple[RecordingRule, ...] = (
 )
 
 
+# --- the Redis server behind the cache (INFO, read every 30 s) ----------------------------------
+REDIS_EVICTED = "sizewise_cache_redis_keys_evicted_total"
+REDIS_USED = "sizewise_cache_redis_memory_used_bytes"
+REDIS_LIMIT = "sizewise_cache_redis_memory_limit_bytes"
+REDIS_NEAR_LIMIT = 0.9  # used_memory over this share of maxmemory is "at the limit"
+_REDIS_BY = "job, server_address, server_port"
+
+
 def _burn(long: str, short: str, factor: float) -> str:
     rule = "job:http_server_request_latency_slo_miss:ratio_rate"
     limit = f"{round(factor * SLO_BUDGET, 6):g}"
@@ -550,6 +558,18 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
                    " and on (job) job:sizewise_cache_lookups:rate5m > 0.1",
               details="Fewer than half of cache lookups hit over 5m while lookups keep arriving.",
               value_format="ratio", dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
+    # Every instance reports the same Redis server: max per server, never a sum over instances.
+    AlertRule("redis_evictions_near_maxmemory", REDIS_EVICTED, ">", 0, 600, AlertSeverity.WARNING,
+              "Redis evicting keys at maxmemory", alert="RedisEvictionsNearMaxmemory",
+              summary="Redis {{ $labels.server_address }}:{{ $labels.server_port }} evicts keys near its "
+                      "maxmemory ({{ $labels.job }})",
+              expr=f"max by ({_REDIS_BY}) (rate({REDIS_EVICTED}[5m])) > 0"
+                   f" and on ({_REDIS_BY}) max by ({_REDIS_BY})"
+                   f" ({REDIS_USED} / ({REDIS_LIMIT} > 0)) > {REDIS_NEAR_LIMIT:g}",
+              details=f"The server evicted {{{{ $value | printf \"%.2f\" }}}} keys/s over 5m while using over "
+                      f"{REDIS_NEAR_LIMIT:.0%} of maxmemory, for 10m: the cached working set does not fit, "
+                      "so hits fall and the work the cache saved comes back.",
+              dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
     AlertRule("critical_health_check", "sizewise_health_status", "==", 2, 120,
               AlertSeverity.CRITICAL, "Health check critical",
               summary="Health check {{ $labels.check }} critical on {{ $labels.job }}",

@@ -396,6 +396,8 @@ def _builtin() -> None:
       / sum_(rate(m(f"{CLIENT}_count"))),
       legend="errors %", thresholds=(1, 5))
 
+    _redis_server()
+
     # ---------------- Error Tracking --------------------------------------------------------
     d, row = "error-tracking", "Errors"
     r("error_rate_percent", "Error rate (5xx share)",
@@ -425,6 +427,38 @@ def _builtin() -> None:
 
     _capacity_planning()
     _traffic_distribution()
+
+
+REDIS = "sizewise_cache_redis"
+REDIS_SERVER = ("server_address", "server_port")
+
+
+def _redis_server() -> None:
+    """The Redis server behind the cache, from INFO. Every instance reports the same server, so
+    each figure is the max per server over instances (a sum would count it once per worker)."""
+    r = register_widget
+    d, row = "microservices-health", "Cache server (Redis INFO)"
+    legend = "{{server_address}}:{{server_port}}"
+    lookups = f"{REDIS}_keyspace_lookups_total"
+    r("redis_memory", "Redis memory vs maxmemory",
+      "Memory the Redis server uses (used_memory) and its maxmemory; no maxmemory line when the "
+      "server has none. At maxmemory Redis evicts keys (or refuses writes, per its policy).",
+      unit="bytes", dashboard=d, row=row, width=12,
+      expr=Union(Tag(max_(m(f"{REDIS}_memory_used_bytes"), *REDIS_SERVER), "series", "used"),
+                 Tag(max_(m(f"{REDIS}_memory_limit_bytes"), *REDIS_SERVER), "series", "maxmemory")),
+      legend=f"{legend} {{{{series}}}}")
+    r("redis_evictions", "Redis evictions",
+      "Keys the Redis server evicted per second to stay under maxmemory. Sustained evictions near "
+      "maxmemory (RedisEvictionsNearMaxmemory) mean the cached working set does not fit.",
+      unit="ops", dashboard=d, row=row, width=6,
+      expr=max_(rate(m(f"{REDIS}_keys_evicted_total")), *REDIS_SERVER), legend=legend)
+    r("redis_keyspace_hit_ratio", "Redis keyspace hit ratio",
+      "Share of key lookups on the Redis server that found the key (keyspace_hits / hits + misses), "
+      "all of the server's clients included. Below 80 % warns, below 50 % is critical.",
+      unit="percent", dashboard=d, row=row, panel="stat", width=6,
+      expr=max_(100 * sum_(rate(m(lookups, cache_result="hit")), "job", "instance", *REDIS_SERVER)
+                / sum_(rate(m(lookups)), "job", "instance", *REDIS_SERVER), *REDIS_SERVER),
+      legend=legend, thresholds=(80, 50), invert=True)
 
 
 DAY = 86400

@@ -63,15 +63,23 @@ _SYSTEM_ADVICE = {
 
 
 def system_checks(settings: Settings, system: Any) -> list[CheckSpec]:
-    """CPU, memory and disk against the settings' thresholds (system: a SystemMetrics)."""
+    """CPU, memory and disk against the settings' thresholds (system: a SystemMetrics). Disk is
+    judged on the fullest mount of the data paths, labelled by its mountpoint."""
 
     def resource(name: str, read: Callable[[], Any], warning: float, critical: float,
                  smooth: float = 0.0) -> CheckSpec:
         samples: deque[tuple[float, float]] = deque(maxlen=1000)
 
         def probe() -> Outcome:
-            value, attrs = next(iter(read()))
+            readings = list(read())
+            if not readings:
+                raise RuntimeError(f"no {name} reading (no readable data path)")
+            # Several mounts (disk): the fullest decides, each one is in the details.
+            value, attrs = max(readings, key=lambda r: r[0])
             details: dict[str, Any] = dict(attrs)
+            if len(readings) > 1:
+                details["readings"] = {str(a.get("mountpoint") or a.get("source") or i): round(float(v), 2)
+                                       for i, (v, a) in enumerate(readings)}
             shown = float(value)
             if smooth:  # CPU is spiky: judge the mean over the window, not one reading
                 now = time.monotonic()

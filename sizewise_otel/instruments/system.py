@@ -1,5 +1,9 @@
 """System resource signals: CPU, memory, disk, network and this process's RSS.
 
+Disk usage is reported for every distinct mount holding one of the service's data paths
+(``SIZEWISE_DATA_PATHS``), labelled with the real mountpoint: a separate volume for the database
+and one for logs show as two series, and two paths on one filesystem as one.
+
 Container-aware: inside a container with a CPU quota or memory limit, the percentages are of the
 container's allowance (see ``container.py``); elsewhere of the host, labelled ``source="host"``.
 """
@@ -20,11 +24,49 @@ __all__ = ["SystemMetrics", "container_id"]
 Obs = Iterable[tuple[float, dict[str, str]]]
 
 
+DATA_PATHS_ENV = "SIZEWISE_DATA_PATHS"
+
+
+def data_paths_from_env() -> list[str]:
+    """``SIZEWISE_DATA_PATHS``: the service's data paths, separated by ``:`` or ``,``; default the
+    working directory (where the SQLite files and logs land unless configured elsewhere)."""
+    raw = os.environ.get(DATA_PATHS_ENV, "")
+    paths = [p.strip() for p in raw.replace(",", os.pathsep).split(os.pathsep) if p.strip()]
+    return paths or ["."]
+
+
+def mountpoint_of(path: str, mountpoints: Iterable[str] = ()) -> tuple[str, str]:
+    """(mountpoint, existing path) for ``path``: the nearest existing ancestor (where its files
+    would land) and the mount that holds it, from the mount table (bind mounts included) or, for
+    a mount missing there, the device change ``os.path.ismount`` sees."""
+    known = set(mountpoints)
+    current = os.path.realpath(path)
+    while not os.path.exists(current) and os.path.dirname(current) != current:
+        current = os.path.dirname(current)
+    existing = probe = current
+    while True:
+        if probe in known or os.path.ismount(probe):
+            return probe, existing
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return probe, existing
+        probe = parent
+
+
+def _mount_table() -> list[str]:
+    try:
+        return [p.mountpoint for p in psutil.disk_partitions(all=True)]
+    except (OSError, RuntimeError):
+        return []
+
+
 class SystemMetrics:
-    def __init__(self, data_path: str = ".") -> None:
+    def __init__(self, data_path: str | None = None, *, data_paths: Iterable[str] | None = None) -> None:
         self._process = psutil.Process(os.getpid())
         self._container = ContainerMonitor()
-        self._data_path = os.path.abspath(data_path)
+        if data_paths is None:
+            data_paths = [data_path] if data_path is not None else data_paths_from_env()
+        self.data_paths = [os.path.abspath(p) for p in data_paths]
         psutil.cpu_percent(None)  # prime: the first non-blocking reading is meaningless
 
     def cpu(self) -> Obs:
@@ -39,8 +81,25 @@ class SystemMetrics:
             return [(sample.memory_percent, {"source": "container"})]
         return [(psutil.virtual_memory().percent, {"source": "host"})]
 
+    def mounts(self) -> dict[str, str]:
+        """Distinct mountpoint -> one data path on it, re-resolved per read (volumes come and go)."""
+        table = _mount_table()
+        found: dict[str, str] = {}
+        for path in self.data_paths:
+            mountpoint, existing = mountpoint_of(path, table)
+            found.setdefault(mountpoint, existing)
+        return found
+
     def disk(self) -> Obs:
-        return [(psutil.disk_usage(self._data_path).percent, {"mountpoint": "data"})]
+        """One reading per distinct mount of the data paths, labelled with its real mountpoint;
+        a path that cannot be read is left out (the others still report)."""
+        out = []
+        for mountpoint, path in sorted(self.mounts().items()):
+            try:
+                out.append((psutil.disk_usage(path).percent, {"mountpoint": mountpoint}))
+            except OSError:
+                continue
+        return out
 
     def network(self) -> Obs:
         io = psutil.net_io_counters()
