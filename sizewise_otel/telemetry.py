@@ -6,6 +6,7 @@ tracer provider, and the catalog's instruments. Built once per process; everythi
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -16,7 +17,13 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    ExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
@@ -33,7 +40,9 @@ from sizewise_otel.catalog import SIGNALS, Kind, Signal, signal
 from sizewise_otel.fastpath import enabled as fastpath_enabled
 from sizewise_otel.fastpath import exporter_preferences, prometheus_reader
 from sizewise_otel.instruments.registry import MARKS
-from sizewise_otel.settings import Settings, ensure_semconv_opt_in
+from sizewise_otel.settings import Settings, SettingsError, ensure_semconv_opt_in
+
+log = logging.getLogger("sizewise.telemetry")
 
 SCOPE = "sizewise_otel"
 # Pod identity from the Kubernetes downward API (see k8s/): env var -> resource attribute.
@@ -93,16 +102,69 @@ def build_views(public_path: bool = False) -> list[View]:
     return views
 
 
+def sdk_disabled() -> bool:
+    """``OTEL_SDK_DISABLED=true``, read as the SDK reads it: no telemetry at all."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").lower().strip() == "true"
+
+
+# The SDK's own names (OTEL_TRACES_SAMPLER); built here rather than through their entry points so the
+# fast path's span gate recognises them (it mirrors ParentBased / TraceIdRatioBased).
+_SDK_SAMPLERS: dict[str, Callable[[float], Sampler]] = {
+    "always_on": lambda _ratio: ALWAYS_ON,
+    "always_off": lambda _ratio: ALWAYS_OFF,
+    "traceidratio": TraceIdRatioBased,
+    "parentbased_always_on": lambda _ratio: ParentBased(ALWAYS_ON),
+    "parentbased_always_off": lambda _ratio: ParentBased(ALWAYS_OFF),
+    "parentbased_traceidratio": lambda ratio: ParentBased(TraceIdRatioBased(ratio)),
+}
+
+
 def build_sampler(settings: Settings) -> Sampler:
-    name = settings.otel_traces_sampler.lower()
-    ratio = settings.otel_traces_sampler_arg
-    return {
-        "always_on": ALWAYS_ON,
-        "always_off": ALWAYS_OFF,
-        "traceidratio": TraceIdRatioBased(ratio),
-        "parentbased_always_on": ParentBased(ALWAYS_ON),
-        "parentbased_always_off": ParentBased(ALWAYS_OFF),
-    }.get(name, ParentBased(TraceIdRatioBased(ratio)))
+    """OTEL_TRACES_SAMPLER[_ARG] (default: parent-based, 10 % of new traces).
+
+    Any other name is looked up among the ``opentelemetry_traces_sampler`` entry points, called with
+    the raw OTEL_TRACES_SAMPLER_ARG, as the SDK's configurator does. A name that is neither, or a
+    factory that fails, gets what the SDK does with it: one warning and ``parentbased_always_on``.
+    """
+    name = settings.otel_traces_sampler.strip()
+    known = _SDK_SAMPLERS.get(name.lower())
+    if known is not None:
+        return known(settings.otel_traces_sampler_arg)
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group="opentelemetry_traces_sampler", name=name))
+    try:
+        if not found:
+            raise LookupError("no such sampler (not an SDK name, no opentelemetry_traces_sampler entry point)")
+        sampler = found[0].load()(os.environ.get("OTEL_TRACES_SAMPLER_ARG"))
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"its factory returned {type(sampler).__name__}, not a Sampler")
+        return sampler
+    except Exception as exc:
+        log.warning("OTEL_TRACES_SAMPLER=%s: %s; using parentbased_always_on, as the OpenTelemetry SDK does",
+                    name, exc)
+        return ParentBased(ALWAYS_ON)
+
+
+_EXEMPLAR_FILTERS: dict[str, Callable[[], ExemplarFilter]] = {
+    "trace_based": TraceBasedExemplarFilter,
+    "always_on": AlwaysOnExemplarFilter,
+    "always_off": AlwaysOffExemplarFilter,
+}
+
+
+def build_exemplar_filter() -> ExemplarFilter:
+    """OTEL_METRICS_EXEMPLAR_FILTER (default ``trace_based``), passed to the meter provider explicitly so
+    every recorder (the SDK's and the fast path's lean ones, which read the provider's) follows it.
+
+    The SDK raises a bare ValueError on an unknown value; this names the variable (still a ValueError).
+    """
+    raw = os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER", "").strip().lower() or "trace_based"
+    factory = _EXEMPLAR_FILTERS.get(raw)
+    if factory is None:
+        raise SettingsError(f"invalid configuration: OTEL_METRICS_EXEMPLAR_FILTER: expected one of "
+                            f"{', '.join(_EXEMPLAR_FILTERS)}, got {raw!r}")
+    return factory()
 
 
 class _CountingMetricExporter(MetricExporter):
@@ -203,6 +265,10 @@ class Telemetry:
         self.settings = settings
         self.resource = build_resource(settings)
         self.export_stats = ExportStats()
+        self.disabled = sdk_disabled()
+        if self.disabled:
+            self._init_disabled()
+            return
         # A PrometheusMetricReader (REGISTRY.collect() unchanged); with the fast path it also renders
         # GET /metrics in one pass.
         self.prometheus_reader = prometheus_reader()
@@ -218,19 +284,33 @@ class Telemetry:
             if settings.otlp_traces_enabled:
                 span_exporter_list.append(_CountingSpanExporter(span_exporter, self._export_failed))
         self.meter_provider = MeterProvider(
-            metric_readers=all_readers, resource=self.resource, views=build_views(not fastpath_enabled())
+            metric_readers=all_readers, resource=self.resource, views=build_views(not fastpath_enabled()),
+            exemplar_filter=build_exemplar_filter(),
         )
         # Bounded: BatchSpanProcessor drops (and counts) spans past max_queue_size (2048).
         self.tracer_provider = TracerProvider(resource=self.resource, sampler=build_sampler(settings))
-        # A service that set its own SDK TracerProvider keeps it: SizeWise's spans and processors join it.
-        from sizewise_otel.web.coexist import adopt_tracer_provider
-        self.tracer_provider = adopt_tracer_provider(self.tracer_provider, set_global)
         for exporter in span_exporter_list:
             if not fastpath_enabled():
                 exporter = _ScrubbingSpanExporter(exporter, self.tracer_provider)
             self.tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
         if set_global:
             _set_global_providers(self.meter_provider, self.tracer_provider)
+        self._create_instruments()
+
+    def _init_disabled(self) -> None:
+        """OTEL_SDK_DISABLED=true: the SDK's providers, which hand out no-op meters and tracers when
+        disabled, with no reader, exporter or processor (so no thread, no /metrics series of ours) and
+        not made global. Everything that records keeps working and records nothing."""
+        self.prometheus_reader = None  # type: ignore[assignment]
+        self.meter_provider = MeterProvider(resource=self.resource, shutdown_on_exit=False)
+        self.tracer_provider = TracerProvider(resource=self.resource, shutdown_on_exit=False)
+        log.warning("OTEL_SDK_DISABLED=true: sizewise-otel records no telemetry (no spans, no metrics, no "
+                    "exporters; GET /metrics serves no OpenTelemetry series); the app's routes and /health "
+                    "are served as usual")
+        self._create_instruments()
+
+    def _create_instruments(self) -> None:
+        settings = self.settings
         self.meter = self.meter_provider.get_meter(SCOPE, settings.service_version)
         self.tracer = self.tracer_provider.get_tracer(SCOPE, settings.service_version)
         self._instruments: dict[str, Any] = {}

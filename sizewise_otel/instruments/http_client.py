@@ -4,6 +4,9 @@
 Contrib releases before 0.55 trace httpx but record no metrics: there :class:`_DurationRecorder`
 wraps httpx's transports (public httpx API) and records ``http.client.request.duration`` with the
 stable attributes the later contrib records, so the same series exist on every supported release.
+Releases that do not read ``OTEL_PYTHON_HTTPX_EXCLUDED_URLS`` (before 0.60) get the same wrapper for it:
+a request to an excluded URL runs under ``suppress_http_instrumentation()``, so the contrib makes no
+span and nobody records its duration, as later releases do.
 """
 
 from __future__ import annotations
@@ -24,16 +27,29 @@ def _contrib_records_duration() -> bool:
     return hasattr(contrib, "HTTP_CLIENT_REQUEST_DURATION")
 
 
-class _DurationRecorder:
-    """``http.client.request.duration`` around httpx's sync and async transports."""
+def _contrib_excludes_urls() -> bool:
+    """Whether the installed httpx instrumentor reads OTEL_PYTHON_HTTPX_EXCLUDED_URLS itself."""
+    from opentelemetry.instrumentation import httpx as contrib
 
-    def __init__(self, meter_provider: Any) -> None:
+    return hasattr(contrib, "get_excluded_urls")
+
+
+class _DurationRecorder:
+    """``http.client.request.duration`` around httpx's sync and async transports (``record``), and the
+    OTEL_PYTHON_HTTPX_EXCLUDED_URLS exclusion for a contrib that lacks it (``exclude``)."""
+
+    def __init__(self, meter_provider: Any, *, record: bool = True, exclude: bool = True) -> None:
         from opentelemetry.util.http import get_excluded_urls
 
         self.histogram = meter_provider.get_meter(_SCOPE).create_histogram(
-            "http.client.request.duration", unit="s", description="Duration of HTTP client requests.")
+            "http.client.request.duration", unit="s", description="Duration of HTTP client requests.") \
+            if record else None
         self.excluded = get_excluded_urls("HTTPX")
+        self.exclude = exclude
         self.originals: dict[Any, tuple[str, Any]] = {}
+
+    def is_excluded(self, request: Any) -> bool:
+        return bool(self.excluded and self.excluded.url_disabled(str(request.url)))
 
     def attributes(self, request: Any, response: Any, error: BaseException | None) -> dict[str, Any]:
         url = request.url
@@ -58,13 +74,19 @@ class _DurationRecorder:
 
     def install(self) -> None:
         import httpx
+        from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
         recorder = self
         sync_original = httpx.HTTPTransport.handle_request
         async_original = httpx.AsyncHTTPTransport.handle_async_request
 
         def handle_request(transport: Any, request: Any) -> Any:
-            if recorder.excluded and recorder.excluded.url_disabled(str(request.url)):
+            if recorder.is_excluded(request):
+                if not recorder.exclude:
+                    return sync_original(transport, request)
+                with suppress_http_instrumentation():
+                    return sync_original(transport, request)
+            if recorder.histogram is None:
                 return sync_original(transport, request)
             start, response, error = time.perf_counter(), None, None
             try:
@@ -74,10 +96,16 @@ class _DurationRecorder:
                 error = exc
                 raise
             finally:
-                recorder.histogram.record(time.perf_counter() - start, recorder.attributes(request, response, error))
+                recorder.histogram.record(time.perf_counter() - start,  # type: ignore[union-attr]
+                                          recorder.attributes(request, response, error))
 
         async def handle_async_request(transport: Any, request: Any) -> Any:
-            if recorder.excluded and recorder.excluded.url_disabled(str(request.url)):
+            if recorder.is_excluded(request):
+                if not recorder.exclude:
+                    return await async_original(transport, request)
+                with suppress_http_instrumentation():
+                    return await async_original(transport, request)
+            if recorder.histogram is None:
                 return await async_original(transport, request)
             start, response, error = time.perf_counter(), None, None
             try:
@@ -87,7 +115,8 @@ class _DurationRecorder:
                 error = exc
                 raise
             finally:
-                recorder.histogram.record(time.perf_counter() - start, recorder.attributes(request, response, error))
+                recorder.histogram.record(time.perf_counter() - start,  # type: ignore[union-attr]
+                                          recorder.attributes(request, response, error))
 
         self.originals = {httpx.HTTPTransport: ("handle_request", sync_original),
                           httpx.AsyncHTTPTransport: ("handle_async_request", async_original)}
@@ -108,8 +137,9 @@ def instrument_httpx(telemetry: Any) -> None:
         HTTPXClientInstrumentor().instrument(tracer_provider=telemetry.tracer_provider,
                                              meter_provider=telemetry.meter_provider)
         MARKS.claim(PROCESS, "httpx.ours")
-        if not _contrib_records_duration():
-            recorder = _DurationRecorder(telemetry.meter_provider)
+        record, exclude = not _contrib_records_duration(), not _contrib_excludes_urls()
+        if record or exclude:
+            recorder = _DurationRecorder(telemetry.meter_provider, record=record, exclude=exclude)
             recorder.install()
             MARKS.claim(PROCESS, "httpx.duration", recorder)
 
