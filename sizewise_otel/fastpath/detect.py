@@ -97,6 +97,12 @@ def _registry_internals() -> bool:
             and callable(getattr(registry, "_target_info_metric", None)))
 
 
+def _light_aggregations() -> bool:
+    from sizewise_otel.fastpath.collection import probe
+
+    return probe()
+
+
 # (what the fast path uses, how to check it); every check must pass.
 CHECKS: tuple[tuple[str, Callable[[], bool]], ...] = (
     ("MeterProvider readers and config", _meter_provider_internals),
@@ -110,6 +116,7 @@ CHECKS: tuple[tuple[str, Callable[[], bool]], ...] = (
     ("span context key", _has("opentelemetry.trace.propagation", "_SPAN_KEY")),
     ("the span pre-export hook (_on_ending, 1.36+)", _span_ending_hook),
     ("runtime context", _runtime_context),
+    ("the Prometheus reader's light sum and gauge aggregations", _light_aggregations),
     ("Prometheus reader internals", _class_has("opentelemetry.exporter.prometheus", "PrometheusMetricReader",
                                                "_receive_metrics")),
     ("Prometheus collector internals", _class_has(

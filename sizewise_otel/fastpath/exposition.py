@@ -43,6 +43,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import generate_latest as _prom_generate_latest
 from prometheus_client.utils import floatToGoString
 
+from sizewise_otel.fastpath import collection
 from sizewise_otel.fastpath.bounded import BoundedCache
 from sizewise_otel.fastpath.detect import enabled
 
@@ -118,14 +119,23 @@ class _Family:
 class _Stream:
     """One metric of one scope: its family and the cached label strings of its attribute sets."""
 
-    __slots__ = ("base", "family", "family_id", "points")
+    __slots__ = ("base", "family", "family_id", "keys", "points")
 
     def __init__(self, family_id: str, family: _Family, base: dict[str, str]) -> None:
         self.family_id = family_id
         self.family = family
         self.base = base  # resource and scope labels: sanitized key -> escaped value
-        # id(point.attributes) -> entry: [attributes copy, labels, keyset, keys, rendered, bounds]
+        # id(point.attributes) -> entry (see _ATTRS.._LINE). The entry holds the attributes object
+        # itself, so its id cannot be reused by another object while the entry lives.
         self.points: dict[int, list[Any]] = {}
+        # The sorted label keys every cached entry's prefix was built for (None: render generally).
+        self.keys: tuple[str, ...] | None = None
+
+
+# An entry: the attributes, their label dict (sanitized key -> escaped value), its keyset, the
+# label keys the prefix was built for, the prefix ("name{labels} ", or the histogram's three),
+# the bucket bounds the histogram prefixes were built for, and the last point with its line.
+_ATTRS, _LABELS, _KEYSET, _KEYS, _PREFIX, _BOUNDS, _LAST, _LINE = range(8)
 
 
 class _Renderer:
@@ -254,50 +264,62 @@ class _Renderer:
 
     def _render_stream(self, stream: _Stream, points: Sequence[Any],
                        out: dict[str, tuple[_Family, tuple[str, ...], list[str]]]) -> None:
+        caching = self._cached < self.max_cached
+        found = out.get(stream.family_id)
+        keys = stream.keys
+        if (caching and keys is not None and stream.family.kind != _HISTOGRAM
+                and (found is None or found[1] is keys)):
+            lines = self._render_cached(stream, points, keys)
+            if lines is not None:  # every point hit the cache: one pass, no label work
+                if found is None:
+                    out[stream.family_id] = (stream.family, keys, lines)
+                else:
+                    found[2].extend(lines)
+                return
         cache = stream.points
         fresh: dict[int, list[Any]] = {}
         entries = []
         keysets: set[frozenset[str]] = set()
-        caching = self._cached < self.max_cached
         for point in points:
             attributes = point.attributes
             entry = cache.get(id(attributes))
-            if entry is None or entry[0] != attributes:
+            if entry is None or entry[_ATTRS] is not attributes:
                 labels = self._labels(stream.base, attributes)
-                entry = [dict(attributes), labels, self._keyset(labels), None, None, None]
+                entry = [attributes, labels, self._keyset(labels), None, None, None, None, None]
             if caching:
                 fresh[id(attributes)] = entry
             entries.append(entry)
-            keysets.add(entry[2])
+            keysets.add(entry[_KEYSET])
         stream.points = fresh
+        stream.keys = None
         self._cached += len(fresh)
         if not entries:
             return
         keys = self._keys(keysets)
-        found = out.get(stream.family_id)
         if found is None:
             found = out[stream.family_id] = (stream.family, keys, [])
         family, fam_keys, lines = found  # a family's first stream decides its header and label names
         if fam_keys != keys or (family.kind == _HISTOGRAM and "le" in keys):
             self._render_generic(family, fam_keys, keys, entries, points, lines)
             return
+        stream.keys = keys
         append = lines.append
         if family.kind != _HISTOGRAM:
             for entry, point in zip(entries, points, strict=False):
-                if entry[3] is not keys:
-                    inner = ",".join([f'{k}="{entry[1].get(k, "")}"' for k in keys])
+                if entry[_KEYS] is not keys:
+                    inner = ",".join([f'{k}="{entry[_LABELS].get(k, "")}"' for k in keys])
                     suffix = "_total" if family.kind == _COUNTER else ""
-                    entry[4] = f"{family.name}{suffix}{{{inner}}} " if inner else f"{family.name}{suffix} "
-                    entry[3] = keys
-                append(f"{entry[4]}{_num(point.value)}\n")
+                    entry[_PREFIX] = f"{family.name}{suffix}{{{inner}}} " if inner else f"{family.name}{suffix} "
+                    entry[_KEYS], entry[_LAST] = keys, None
+                append(_line(entry, point))
             return
         split = bisect.bisect(keys, "le")
         for entry, point in zip(entries, points, strict=False):
             bounds = point.explicit_bounds
-            if entry[3] is not keys or entry[5] is not bounds:
-                entry[4] = self._histogram_prefixes(family.name, keys, split, entry[1], bounds)
-                entry[3], entry[5] = keys, bounds
-            buckets, count_prefix, sum_prefix = entry[4]
+            if entry[_KEYS] is not keys or entry[_BOUNDS] is not bounds:
+                entry[_PREFIX] = self._histogram_prefixes(family.name, keys, split, entry[_LABELS], bounds)
+                entry[_KEYS], entry[_BOUNDS] = keys, bounds
+            buckets, count_prefix, sum_prefix = entry[_PREFIX]
             total = 0
             for prefix, count in zip(buckets, point.bucket_counts, strict=False):
                 total += count
@@ -305,6 +327,24 @@ class _Renderer:
             if count_prefix is not None and point.sum is not None:
                 append(f"{count_prefix}{_num(total)}\n")
                 append(f"{sum_prefix}{_num(point.sum)}\n")
+
+    def _render_cached(self, stream: _Stream, points: Sequence[Any], keys: tuple[str, ...]) -> list[str] | None:
+        """A counter's or gauge's lines when every point's prefix is cached for ``keys``, else None."""
+        cache = stream.points
+        fresh: dict[int, list[Any]] = {}
+        lines: list[str] = []
+        append = lines.append
+        for point in points:
+            attributes = point.attributes
+            entry = cache.get(id(attributes))
+            if entry is None or entry[_ATTRS] is not attributes or entry[_KEYS] is not keys:
+                return None
+            fresh[id(attributes)] = entry
+            # The light aggregations return the same point while nothing changed: the same line.
+            append(entry[_LINE] if point is entry[_LAST] else _line(entry, point))
+        stream.points = fresh
+        self._cached += len(fresh)
+        return lines
 
     def _histogram_prefixes(self, name: str, keys: tuple[str, ...], split: int, labels: dict[str, str],
                             bounds: Sequence[float]) -> tuple[list[str], str | None, str]:
@@ -321,7 +361,7 @@ class _Renderer:
                         entries: list[list[Any]], points: Sequence[Any], lines: list[str]) -> None:
         """Sample by sample, as ``prometheus_client`` builds and prints them (uncached)."""
         for entry, point in zip(entries, points, strict=False):
-            row = [entry[1].get(k, "") for k in keys]
+            row = [entry[_LABELS].get(k, "") for k in keys]
             labels = dict(zip(fam_keys, row, strict=False))  # a family keeps its first stream's label names
             if family.kind == _COUNTER:
                 lines.append(_sample_line(family.name + "_total", labels, point.value))
@@ -336,6 +376,13 @@ class _Renderer:
                 if with_sum and point.sum is not None:
                     lines.append(_sample_line(family.name + "_count", labels, total))
                     lines.append(_sample_line(family.name + "_sum", labels, point.sum))
+
+
+def _line(entry: list[Any], point: Any) -> str:
+    """A counter's or gauge's sample line from its cached prefix, kept with its point."""
+    line = entry[_LINE] = f"{entry[_PREFIX]}{_num(point.value)}\n"
+    entry[_LAST] = point
+    return line
 
 
 def _sample_line(name: str, labels: dict[str, str], value: Any) -> str:
@@ -354,6 +401,7 @@ class FastPrometheusMetricReader(PrometheusMetricReader):
 
     def __init__(self, *args: Any, max_cached_series: int = DEFAULT_MAX_CACHED_SERIES, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        collection.install(self)  # before a MeterProvider builds this reader's storage from it
         self._capture = threading.local()
         self._render_lock = threading.Lock()
         self._renderer = _Renderer(self._collector, max_cached_series)
