@@ -27,7 +27,7 @@ from tests.integration.test_stack_e2e import (
     _variables,
     app_env,
     gunicorn_argv,
-    materials_argv,
+    start_materials,
 )
 
 pytestmark = pytest.mark.integration
@@ -74,13 +74,7 @@ def ha_stack(postgres: servers.Server, redis_srv: servers.Server) -> Iterator[HA
             cleanup.callback(prom.stop)
             proms.append(prom)
 
-        mport = servers.free_port()
-        mdir = servers.tempdir("materials")
-        cleanup.callback(shutil.rmtree, mdir, ignore_errors=True)
-        materials = servers.Server("materials", mport, mdir, materials_argv(mport), mdir / "materials.log")
-        materials.ready = lambda: servers.http_ok(f"http://127.0.0.1:{mport}/livez")
-        materials.start(timeout=60)
-        cleanup.callback(materials.stop)
+        materials = start_materials(cleanup)
         port = servers.free_port()
         adir = servers.tempdir("app")
         cleanup.callback(shutil.rmtree, adir, ignore_errors=True)

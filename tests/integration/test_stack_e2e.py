@@ -58,6 +58,18 @@ def materials_argv(port: int) -> list[str]:
     return [sys.executable, "-m", *argv]
 
 
+def start_materials(cleanup: contextlib.ExitStack) -> servers.Server:
+    """compose's materials service on a loopback port, stopped and removed by ``cleanup``."""
+    mport = servers.free_port()
+    mdir = servers.tempdir("materials")
+    cleanup.callback(shutil.rmtree, mdir, ignore_errors=True)
+    materials = servers.Server("materials", mport, mdir, materials_argv(mport), mdir / "materials.log")
+    materials.ready = lambda: servers.http_ok(f"http://127.0.0.1:{mport}/livez")
+    materials.start(timeout=60)
+    cleanup.callback(materials.stop)
+    return materials
+
+
 def app_env(collector: stack.RunningCollector, database_url: str, redis_url: str,
             prometheus_url: str, materials_url: str) -> dict[str, str]:
     """compose's app environment, with the addresses of this machine's servers."""
@@ -131,13 +143,7 @@ def running_stack(postgres: servers.Server, redis_srv: servers.Server, database:
         prometheus.start()
         cleanup.callback(prometheus.stop)
 
-        mport = servers.free_port()
-        mdir = servers.tempdir("materials")
-        cleanup.callback(shutil.rmtree, mdir, ignore_errors=True)
-        materials = servers.Server("materials", mport, mdir, materials_argv(mport), mdir / "materials.log")
-        materials.ready = lambda: servers.http_ok(f"http://127.0.0.1:{mport}/livez")
-        materials.start(timeout=60)
-        cleanup.callback(materials.stop)
+        materials = start_materials(cleanup)
 
         port = servers.free_port()
         app_workdir = servers.tempdir("app")
