@@ -120,3 +120,18 @@ def merge(*runs: Findings) -> Findings:
             for where in finding.where:
                 out.add(subject, finding.problem, where)
     return out
+
+
+def reconcile(found: Findings, listed: Iterable[str], environment_dependent: Mapping[str, str],
+              emitted: Iterable[str]) -> tuple[dict[str, Finding], list[str]]:
+    """(findings no table lists, listed subjects no longer found).
+
+    A listed subject in ``environment_dependent`` is excused when the metric it names was not emitted
+    (the host did not offer it), never otherwise: a fixed name must leave the tables.
+    """
+    listed = set(listed)
+    emitted = set(emitted)
+    unexplained = {s: f for s, f in found.items() if s not in listed}
+    stale = sorted(s for s in listed if s not in found
+                   and not (s in environment_dependent and environment_dependent[s] not in emitted))
+    return unexplained, stale
