@@ -452,14 +452,21 @@ def _redis_server() -> None:
       "maxmemory (RedisEvictionsNearMaxmemory) mean the cached working set does not fit.",
       unit="ops", dashboard=d, row=row, width=6,
       expr=max_(rate(m(f"{REDIS}_keys_evicted_total")), *REDIS_SERVER), legend=legend)
+    # The server's own counters since it started (or CONFIG RESETSTAT): INFO changes once per
+    # 30 s tier, so a ratio of rates over a short $__rate_interval would often be 0/0; the recent
+    # picture is the lookups panel beside it, the application's own ratio is on Application Performance.
     r("redis_keyspace_hit_ratio", "Redis keyspace hit ratio",
-      "Share of key lookups on the Redis server that found the key (keyspace_hits / hits + misses), "
-      "all of the server's clients included. Below 80 % warns, below 50 % is critical.",
+      "Share of key lookups on the Redis server that found the key (keyspace_hits / hits + misses) "
+      "since the server started or its stats were reset, all of the server's clients included. "
+      "Below 80 % warns, below 50 % is critical.",
       unit="percent", dashboard=d, row=row, panel="stat", width=6,
-      expr=max_(100 * sum_(rate(m(lookups, cache_result="hit")), "job", "instance", *REDIS_SERVER)
-                / sum_(rate(m(lookups)), "job", "instance", *REDIS_SERVER), *REDIS_SERVER),
+      expr=max_(100 * sum_(m(lookups, cache_result="hit"), "job", "instance", *REDIS_SERVER)
+                / sum_(m(lookups), "job", "instance", *REDIS_SERVER), *REDIS_SERVER),
       legend=legend, thresholds=(80, 50), invert=True)
-
+    r("redis_keyspace_lookups", "Redis key lookups",
+      "Key lookups per second on the Redis server by result (hit, miss), all of its clients.",
+      unit="ops", dashboard=d, row=row, width=12,
+      expr=max_(rate(m(lookups)), *REDIS_SERVER, "cache_result"), legend=f"{legend} {{{{cache_result}}}}")
 
 DAY = 86400
 PROJECTION_CAP_DAYS = 365  # a flat or shrinking trend "fills" never: shown as a year
