@@ -3,7 +3,8 @@
 ``python -m tests.integration.semconv_conformance_app SECONDS`` serves the demo and its materials
 service (uvicorn on pre-bound loopback sockets, so no port race) with DATABASE_URL, REDIS_URL and
 OTEL_TRACES_SAMPLER from the environment, drives the demo's own load generator (calculations, cache
-hits and misses, invalid input, unknown ids, real 500s) plus the monitoring endpoints, and prints one
+hits and misses, invalid input, unknown ids, real 500s), each kind of answer once more on purpose
+(the random load may draw none of a kind) and the monitoring endpoints, and prints one
 ``RESULT {json}`` line: the SDK's metric data as an in-memory reader collected it (OTel names, units,
 kinds, attribute keys, bucket bounds: what OTLP carries), every finished span with its event keys,
 the resource's keys and the ``GET /metrics`` text.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import socket
 import sys
 import time
@@ -30,6 +32,18 @@ AWAITED_FAMILIES = ("sizewise_health_status{",)
 AWAIT_SECONDS = 20.0
 MONITORING_PATHS = ("/health", "/livez", "/readyz", "/dashboard/overview", "/dashboard/widget/system_cpu",
                     "/errors/summary", "/errors/groups", "/errors/no-such-id", "/metrics")
+
+
+def _fixed_requests() -> list[tuple[str, str, dict[str, Any] | None, int]]:
+    """Each kind of answer once whatever the random load drew: (method, path, body, expected status)."""
+    from sizewise_otel.demo import hvac
+
+    body = hvac.sample_request(random.Random(19), "round_duct")
+    return [("POST", "/api/hvac/calculate", body, 201),
+            ("POST", "/api/hvac/calculate", body, 200),  # the same request again: answered from the cache
+            ("POST", "/api/hvac/calculate", {"calculation_type": "round_duct"}, 422),
+            ("GET", "/api/hvac/calculations/987654321", None, 404),
+            ("POST", "/api/hvac/import", {"csv": "round_duct,n/a,0.1"}, 500)]
 
 
 def _listener() -> socket.socket:
@@ -98,6 +112,8 @@ async def _serve(seconds: float) -> dict[str, Any]:
     base = f"http://127.0.0.1:{asock.getsockname()[1]}"
     stats = await run_load(base, rate=25.0, duration=seconds, concurrency=4, seed=19)
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        fixed = [((await client.request(method, path, json=body)).status_code, expected)
+                 for method, path, body, expected in _fixed_requests()]
         answered = {path: (await client.get(path)).status_code for path in MONITORING_PATHS}
         deadline = time.monotonic() + AWAIT_SECONDS
         while True:
@@ -107,7 +123,8 @@ async def _serve(seconds: float) -> dict[str, Any]:
             await asyncio.sleep(0.5)
     tel.tracer_provider.force_flush()
     result = {
-        "fastpath": status().enabled, "load": dict(stats.by_status), "answered": answered,
+        "fastpath": status().enabled, "load": dict(stats.by_status), "fixed": fixed,
+        "answered": answered,
         "metrics": _metrics(reader), "spans": _spans(exporter),
         "resource": sorted(tel.resource.attributes), "metrics_text": metrics_text,
     }
