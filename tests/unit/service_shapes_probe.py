@@ -191,5 +191,7 @@ def nolifespan_shape() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    from sizewise_otel.fastpath import enabled
+
     shape = {"routes": routes_shape, "nolifespan": nolifespan_shape}[sys.argv[1]]
-    print(json.dumps(shape()))
+    print(json.dumps({**shape(), "fastpath": enabled()}))  # SDKs without the internals take the public path

@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
+from sizewise_otel.instruments.system import SYSTEM_METRICS_CONFIG
 from sizewise_otel.runtime.fork import INSTANCE_ID, renew_identity, renew_identity_after_fork
 
 
@@ -62,6 +63,11 @@ def test_an_id_the_operator_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None
 def test_a_real_fork_exports_under_the_childs_own_id(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
     tel = rig()
+    from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+
+    # The process's singleton (instrument() builds it): its process.* readings must follow the fork.
+    system = SystemMetricsInstrumentor.__dict__.get("_instance") or SystemMetricsInstrumentor(
+        config=SYSTEM_METRICS_CONFIG)
     renew_identity_after_fork(tel)
     renew_identity_after_fork(tel)  # once per Telemetry: a second registration is a no-op
     read_end, write_end = os.pipe()
@@ -69,7 +75,8 @@ def test_a_real_fork_exports_under_the_childs_own_id(monkeypatch: pytest.MonkeyP
     if pid == 0:  # the child: report what it exports, then leave without running pytest's teardown
         try:
             os.close(read_end)
-            os.write(write_end, json.dumps(exported_ids(tel)).encode())
+            report = {**exported_ids(tel), "system_pid": system._proc.pid == os.getpid()}
+            os.write(write_end, json.dumps(report).encode())
         finally:
             os._exit(0)
     os.close(write_end)
@@ -78,4 +85,5 @@ def test_a_real_fork_exports_under_the_childs_own_id(monkeypatch: pytest.MonkeyP
     assert os.waitpid(pid, 0)[1] == 0
     parent = exported_ids(tel)
     assert set(parent.values()) == {"parent-id"}  # the parent keeps its id
+    assert child.pop("system_pid") is True  # the contrib system metrics read the child, not the parent
     assert len(set(child.values())) == 1 and child["metrics"] != "parent-id", child
