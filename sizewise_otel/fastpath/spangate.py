@@ -247,6 +247,35 @@ _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _UNSAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
 
 
+_DEFAULT_TRACE_STATE = trace.DEFAULT_TRACE_STATE
+
+
+def _span_context_builder() -> Any:
+    """``SpanContext(trace_id, span_id, False, flags, state)`` for ids already known valid.
+
+    The API's ``__new__`` re-checks both ids against their ranges; a drawn non-zero id is in range
+    by construction, so the tuple is built directly when the probe below shows the API's layout
+    (the very tuple, equal and with the same fields); otherwise the API's constructor.
+    """
+    def direct(trace_id: int, span_id: int, flags: Any, state: Any) -> Any:
+        return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state, True))
+
+    def public(trace_id: int, span_id: int, flags: Any, state: Any) -> Any:
+        return SpanContext(trace_id, span_id, False, flags, state)
+
+    try:
+        probe, expected = direct(7, 9, _UNSAMPLED, _DEFAULT_TRACE_STATE), public(7, 9, _UNSAMPLED, _DEFAULT_TRACE_STATE)
+        fields = ("trace_id", "span_id", "is_remote", "trace_flags", "trace_state", "is_valid")
+        if tuple(probe) == tuple(expected) and all(getattr(probe, f) == getattr(expected, f) for f in fields):
+            return direct
+    except Exception:  # pragma: no cover - another API layout
+        pass
+    return public  # pragma: no cover - another API layout
+
+
+_valid_span_context = _span_context_builder()
+
+
 def _random_span_id() -> int:
     """``RandomIdGenerator.generate_span_id``: 64 random bits, never the invalid id 0."""
     span_id = getrandbits(64)
@@ -300,17 +329,19 @@ class ServerSpanGate:
         tracer = self.tracer
         if self.fast and tracer._is_enabled():
             span = (context if context is not None else _current_context()).get(_SPAN_KEY)
-            ctx = span.get_span_context() if isinstance(span, trace.Span) else None
+            # (no span at all, the usual root, skips the ABC isinstance check)
+            ctx = span.get_span_context() if span is not None and isinstance(span, trace.Span) else None
             if ctx is not None and ctx.is_valid:
                 if not ctx.trace_flags.sampled and (self.drop_remote if ctx.is_remote else self.drop_local):
                     # ParentBased -> ALWAYS_OFF: the parent's trace id and trace state, a new span id
                     flags = _UNSAMPLED_RANDOM if ctx.trace_flags.random_trace_id else _UNSAMPLED
-                    return NonRecordingSpan(SpanContext(ctx.trace_id, _random_span_id(), False, flags,
-                                                        ctx.trace_state))
+                    return NonRecordingSpan(_valid_span_context(ctx.trace_id, getrandbits(64) or _random_span_id(),
+                                                                flags, ctx.trace_state))
             elif self.root_bound is not None:
                 trace_id = getrandbits(128) or _random_trace_id()
                 if trace_id & self._limit >= self.root_bound:  # TraceIdRatioBased drops this root
-                    return NonRecordingSpan(SpanContext(trace_id, _random_span_id(), False, _UNSAMPLED_RANDOM))
+                    return NonRecordingSpan(_valid_span_context(trace_id, getrandbits(64) or _random_span_id(),
+                                                                _UNSAMPLED_RANDOM, _DEFAULT_TRACE_STATE))
                 return self._ids.start_span(tracer, trace_id, name, context=context, kind=SpanKind.SERVER,
                                             attributes=attributes)
         return tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=attributes)

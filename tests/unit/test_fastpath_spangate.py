@@ -127,3 +127,17 @@ def test_attach_span_matches_the_context_api() -> None:
         detach(token)
     finally:
         otel_context.detach(outer)
+
+
+def test_span_contexts_built_directly_equal_the_apis() -> None:
+    from sizewise_otel.fastpath.spangate import _valid_span_context
+
+    state = TraceState([("vendor", "v1")])
+    for trace_id, span_id, flags, ts in ((1, 1, TraceFlags(0), TraceState()),
+                                         (2**128 - 1, 2**64 - 1, TraceFlags(0x02), state)):
+        ours = _valid_span_context(trace_id, span_id, flags, ts)
+        theirs = SpanContext(trace_id, span_id, False, flags, ts)
+        assert type(ours) is SpanContext and ours == theirs
+        assert (ours.trace_id, ours.span_id, ours.is_remote, ours.trace_flags, ours.trace_state, ours.is_valid) \
+            == (theirs.trace_id, theirs.span_id, theirs.is_remote, theirs.trace_flags, theirs.trace_state, True)
+        assert hash(ours) == hash(theirs)
