@@ -50,6 +50,20 @@ class Settings(BaseSettings):
     error_samples_per_group: int = Field(10, ge=1, le=1000)
     error_scrub_ip_addresses: bool = True
     error_capture_locals: bool = False
+    # Error alerts (the tracker's new-group, regression and spike signals, docs/errors.md): always one
+    # log line each; with SIZEWISE_ERROR_ALERTS on (default) also the evaluator's channels (Slack,
+    # webhook). A spike: at least MIN_EVENTS of one group in the last minute and FACTOR times that
+    # group's mean per minute over the BASELINE_MINUTES before. Cooldown per (signal, group); empty ->
+    # ALERT_COOLDOWN_MINUTES. MAX_GROUPS bounds the groups remembered for spikes and cooldowns.
+    sizewise_error_alerts: bool = True
+    sizewise_error_spike_min_events: int = Field(20, ge=1, le=1_000_000)
+    sizewise_error_spike_factor: float = Field(5.0, ge=1.0, le=1000.0)
+    sizewise_error_spike_baseline_minutes: int = Field(10, ge=1, le=24 * 60)
+    sizewise_error_alert_cooldown_minutes: int | None = Field(None, ge=0, le=7 * 24 * 60)
+    sizewise_error_alert_max_groups: int = Field(10_000, ge=10, le=1_000_000)
+    sizewise_error_alert_timeout_seconds: float = Field(3.0, gt=0, le=60)
+    # Where the service is reached (e.g. https://hvac.example.com): the base of the links in alerts.
+    sizewise_public_url: str = ""
 
     # --- health thresholds ----------------------------------------------------------------
     health_check_timeout_seconds: float = Field(2.0, gt=0, le=60)
@@ -87,6 +101,17 @@ class Settings(BaseSettings):
     otel_traces_sampler_arg: float = Field(0.1, ge=0.0, le=1.0)
     otel_metric_export_interval: int = Field(10_000, ge=100)
     otel_semconv_stability_opt_in: str = "http,database"
+
+    @field_validator("sizewise_error_alert_cooldown_minutes", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def error_alert_cooldown_minutes(self) -> int:
+        """SIZEWISE_ERROR_ALERT_COOLDOWN_MINUTES, else ALERT_COOLDOWN_MINUTES."""
+        own = self.sizewise_error_alert_cooldown_minutes
+        return self.alert_cooldown_minutes if own is None else own
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -34,15 +34,11 @@ from fastapi.responses import JSONResponse
 
 from sizewise_otel.alerts.notify import (
     Dispatcher,
-    LogNotifier,
     Notification,
     Notifier,
     RawWebhook,
     RetryPolicy,
-    SlackNotifier,
-    WebhookNotifier,
-    check_url,
-    redact_url,
+    configured_notifiers,
 )
 from sizewise_otel.alerts.rules import DEFAULT_RULES, AlertRule
 from sizewise_otel.runtime.tasks import cancel_task
@@ -137,27 +133,10 @@ class AlertEvaluator:
         with contextlib.suppress(Exception):
             self._counter = telemetry.instrument("sizewise.alerts.notifications")
         if notifiers is None:
-            notifiers = self._configured_notifiers(retry or RetryPolicy())
+            notifiers = configured_notifiers(settings, retry or RetryPolicy())
         self.dispatcher = Dispatcher(list(notifiers), self._count, queue_size=queue_size)
 
-    # --- configuration -------------------------------------------------------------------
-    def _configured_notifiers(self, retry: RetryPolicy) -> list[Notifier]:
-        s = self.settings
-        found: list[Notifier] = [LogNotifier()]
-        for name, url in (("ALERT_SLACK_WEBHOOK_URL", s.alert_slack_webhook_url),
-                          ("ALERT_WEBHOOK_URL", s.alert_webhook_url)):
-            if not url:
-                continue
-            problem = check_url(url, s.alert_allow_http_webhooks)
-            if problem:
-                log.warning("alert channel disabled", variable=name, url=redact_url(url), reason=problem)
-                continue
-            if name == "ALERT_SLACK_WEBHOOK_URL":
-                found.append(SlackNotifier(url, s.alert_slack_channel, retry=retry))
-            else:
-                found.append(WebhookNotifier(url, s.alert_webhook_secret, retry=retry))
-        return found
-
+    # --- delivery outcomes ---------------------------------------------------------------
     def _count(self, channel: str, outcome: str) -> None:
         self.outcomes[(channel, outcome)] += 1
         if self._counter is not None:

@@ -11,6 +11,9 @@
 * Each channel has its own bounded queue and worker task: a slow or dead endpoint delays only
   its own channel, never the app or the evaluator. Retries back off exponentially; every
   delivery ends as one ``sizewise.alerts.notifications`` count: success, failure or dropped.
+* :func:`configured_notifiers` is the one reading of the channel settings; the evaluator and the
+  error tracker both use it. :class:`ThreadedDispatcher` is the same dispatcher for producers that
+  are plain threads (the error tracker's writer): its own daemon thread runs the event loop.
 """
 
 from __future__ import annotations
@@ -20,16 +23,21 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
 from sizewise_otel.runtime.tasks import cancel_task
+
+if TYPE_CHECKING:
+    from sizewise_otel.settings import Settings
 
 log = structlog.get_logger("sizewise.alerts")
 
@@ -239,6 +247,10 @@ class HttpNotifier(Notifier):
         if client is not None:
             await client.aclose()
 
+    def forget_client(self) -> None:
+        """Drop the client without closing it (a forked child must not touch the parent's sockets)."""
+        self._client = None
+
 
 class SlackNotifier(HttpNotifier):
     channel = "slack"
@@ -365,10 +377,13 @@ class Dispatcher:
             return await notifier.post(body, notifier.headers(body))
         return True
 
-    async def drain(self, timeout: float) -> None:
-        """Wait (bounded) for queued deliveries to finish."""
-        with contextlib.suppress(asyncio.TimeoutError):
+    async def drain(self, timeout: float) -> bool:
+        """Wait (bounded) for queued deliveries to finish; True when every lane is idle."""
+        try:
             await asyncio.wait_for(asyncio.gather(*(lane.queue.join() for lane in self._lanes)), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def stop(self, timeout: float = 2.0) -> None:
         await self.drain(timeout)
@@ -378,3 +393,104 @@ class Dispatcher:
         for lane in self._lanes:
             with contextlib.suppress(Exception):
                 await lane.notifier.aclose()
+
+
+# --- configuration and the thread-side dispatcher ------------------------------------------------
+
+def configured_notifiers(settings: Settings, retry: RetryPolicy, *, log_channel: bool = True) -> list[Notifier]:
+    """The channels the settings ask for: the log, then Slack and the generic webhook when set.
+
+    A URL that fails :func:`check_url` disables its channel with one warning (never the URL itself).
+    """
+    found: list[Notifier] = [LogNotifier()] if log_channel else []
+    for name, url in (("ALERT_SLACK_WEBHOOK_URL", settings.alert_slack_webhook_url),
+                      ("ALERT_WEBHOOK_URL", settings.alert_webhook_url)):
+        if not url:
+            continue
+        problem = check_url(url, settings.alert_allow_http_webhooks)
+        if problem:
+            log.warning("alert channel disabled", variable=name, url=redact_url(url), reason=problem)
+            continue
+        if name == "ALERT_SLACK_WEBHOOK_URL":
+            found.append(SlackNotifier(url, settings.alert_slack_channel, retry=retry))
+        else:
+            found.append(WebhookNotifier(url, settings.alert_webhook_secret, retry=retry))
+    return found
+
+
+class ThreadedDispatcher:
+    """A :class:`Dispatcher` on its own daemon thread and event loop, fed from any thread.
+
+    ``submit`` never blocks: it hands the item to the loop (``call_soon_threadsafe``), where the
+    per-channel bounded queues apply (full: counted ``dropped``). The thread starts on the first
+    submit (and again in a forked child), so a process that never alerts runs no thread.
+    """
+
+    def __init__(self, notifiers: Sequence[Notifier], on_outcome: Outcome, queue_size: int = 100) -> None:
+        self.notifiers = list(notifiers)
+        self.on_outcome = on_outcome
+        self.queue_size = queue_size
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    @property
+    def channels(self) -> list[str]:
+        return [n.channel for n in self.notifiers]
+
+    def _ensure(self) -> tuple[asyncio.AbstractEventLoop, Dispatcher]:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's thread and loop are not ours
+                self._pid, self._thread, self._loop, self._dispatcher = os.getpid(), None, None, None
+                for n in self.notifiers:
+                    if isinstance(n, HttpNotifier):
+                        n.forget_client()  # the parent's connections are not ours either
+            if self._loop is None or self._dispatcher is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+                holder: dict[str, Dispatcher] = {}
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    holder["d"] = Dispatcher(self.notifiers, self.on_outcome, self.queue_size)
+                    holder["d"].start()
+                    ready.set()
+                    loop.run_forever()
+
+                thread = threading.Thread(target=run, name="sizewise-alert-notify", daemon=True)
+                thread.start()
+                ready.wait(5.0)
+                self._loop, self._dispatcher, self._thread = loop, holder["d"], thread
+            return self._loop, self._dispatcher
+
+    def submit(self, item: Notification | RawWebhook) -> None:
+        loop, dispatcher = self._ensure()
+        loop.call_soon_threadsafe(dispatcher.submit, item)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait (bounded) until what was submitted so far is delivered or given up. True when idle."""
+        with self._lock:
+            loop, dispatcher = self._loop, self._dispatcher
+        if loop is None or dispatcher is None or self._pid != os.getpid():
+            return True
+
+        try:
+            return asyncio.run_coroutine_threadsafe(dispatcher.drain(timeout), loop).result(timeout + 1.0)
+        except Exception:
+            return False
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Drain (bounded), then stop the loop and its thread. Idempotent."""
+        with self._lock:
+            loop, dispatcher, thread = self._loop, self._dispatcher, self._thread
+            self._loop = self._dispatcher = self._thread = None
+        if loop is None or dispatcher is None or thread is None or self._pid != os.getpid():
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(dispatcher.stop(timeout), loop).result(timeout + 2.0)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(2.0)
+        if not thread.is_alive():
+            loop.close()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from sizewise_otel.errors.tracker import ErrorTracker
 
 EVENT_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+READ_FLUSH_SECONDS = 2.0
 Status = Literal["unresolved", "resolved", "ignored"]
 Severity = Literal["low", "medium", "high", "critical"]
 T = TypeVar("T")
@@ -45,6 +46,9 @@ def build_router(tracker: ErrorTracker) -> APIRouter:
     admin = Depends(require("admin"))
 
     def guarded(fn: Callable[[], T]) -> T:
+        # Captures are stored by the writer thread: a read first waits (bounded) for what is queued,
+        # so an error id answered a moment ago is found and counts include it.
+        tracker.flush(READ_FLUSH_SECONDS)
         try:
             return fn()
         except HTTPException:

@@ -145,13 +145,16 @@ class GroupSignal:
     route: str | None
     severity: str
     count: int
+    event_id: str = ""  # the group's latest event of the batch (kept: samples keep the latest)
+    batch_count: int = 0  # the group's events in this batch
 
 
 @dataclass
 class BatchResult:
     stored: int = 0
-    signals: list[GroupSignal] = field(default_factory=list)
+    signals: list[GroupSignal] = field(default_factory=list)  # new groups and regressions
     by_severity: dict[str, int] = field(default_factory=dict)
+    groups: list[GroupSignal] = field(default_factory=list)  # every group of the batch (spikes)
 
 
 @dataclass
@@ -222,10 +225,14 @@ class ErrorStore:
                     "p_route": ev.route or None, "p_method": ev.method, "p_severity": agg.severity,
                     "p_severity_rank": _rank(agg.severity), "p_first_seen": agg.first_seen,
                     "p_last_seen": agg.last_seen, "p_count": agg.count, "p_token": token}).one()
-                if row.created_batch == token:
-                    result.signals.append(self._signal("new_group", row))
-                elif row.regressed_batch == token:
-                    result.signals.append(self._signal("regression", row))
+                kind = ("new_group" if row.created_batch == token else
+                        "regression" if row.regressed_batch == token else "seen")
+                latest = max(agg.samples[-self.samples_per_group:], key=lambda e: (e.timestamp, e.id))
+                sig = GroupSignal(kind, row.group_id, row.error_type, row.title, row.route, row.severity,
+                                  row.count, latest.id, agg.count)
+                result.groups.append(sig)
+                if kind != "seen":
+                    result.signals.append(sig)
             bucket_rows = [{"group_id": gid, "bucket": b, "count": n}
                            for gid in order for b, n in sorted(aggs[gid].buckets.items())]
             conn.execute(st["bucket"], bucket_rows)
@@ -295,10 +302,6 @@ class ErrorStore:
             events.c.event_id.not_in(keep))
         return {"group": group_stmt, "bucket": bucket_stmt, "user": user_stmt, "users_count": users_count,
                 "trim": trim}
-
-    @staticmethod
-    def _signal(kind: str, row: Any) -> GroupSignal:
-        return GroupSignal(kind, row.group_id, row.error_type, row.title, row.route, row.severity, row.count)
 
     def set_status(self, group_id: str, status: str, now: float | None = None) -> dict[str, Any] | None:
         now = now or time.time()

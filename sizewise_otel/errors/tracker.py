@@ -3,15 +3,18 @@
 The request path (:meth:`ErrorTracker.capture_error`) does only what must happen while the caller
 waits, and nothing that formats, matches or hashes text: it keeps references (the exception, a
 snapshot of its traceback head and cause, a shallow copy of the context), takes an error id and a
-timestamp, increments ``sizewise_errors_total`` (cached attribute dicts), and, when the current span
-is recording, adds a lazy ``exception`` event plus status ERROR. Then a non-blocking ``put`` into a
-bounded queue (full: counted as dropped).
+timestamp, and, when the current span is recording, adds a lazy ``exception`` event plus status
+ERROR. Then a lock-free append to a bounded queue (full: counted as dropped, and as an error).
 
-The writer thread turns each capture into an :class:`ErrorEvent` (``ErrorTracker._prepare``):
-message and stack trace rendering, scrubbing of message, stack, context and locals, message
-parameterization, the fingerprint, the user hash; then grouping counts, samples, users, trends and
-alert signals, in batches. The span's lazy event reuses the same prepared event (computed once, by
-whichever thread reads it first), so the span and the store agree on the group id.
+The writer thread counts ``sizewise_errors_total`` as captures leave the queue (the SDK counter costs
+more than the rest of the capture; a capture under a sampled span still gets its exemplar), turns
+each capture into an :class:`ErrorEvent` (``ErrorTracker._prepare``): message and stack trace
+rendering, scrubbing of message, stack, context and locals, message parameterization, the
+fingerprint, the user hash; then grouping counts, samples, users, trends and alert signals, in
+batches. The span's lazy event reuses the same prepared event (computed once, by whichever thread
+reads it first), so the span and the store agree on the group id. Reads that must see every capture
+(``GET /errors/...``) call :meth:`ErrorTracker.flush` first. Alert signals go to the log and to the
+embedded evaluator's channels (Slack, webhook) on their own thread (``errors/alerts.py``).
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from typing import Any, TypeVar
 import structlog
 from fastapi import APIRouter
 from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from sizewise_otel.errors.alerts import AlertListener, AlertSignals, log_signal
+from sizewise_otel.alerts.notify import RetryPolicy, ThreadedDispatcher, configured_notifiers
+from sizewise_otel.errors.alerts import AlertListener, AlertSignals, NotifyListener, SpikeDetector, log_signal
 from sizewise_otel.errors.context import ErrorContext, ErrorEvent, ErrorSeverity, Frame
 from sizewise_otel.errors.fingerprint import (
     ChainSnapshot,
@@ -118,7 +123,8 @@ class PendingError:
     """
 
     __slots__ = ("context", "custom", "error_id", "error_type", "escaped", "event", "exception", "frames",
-                 "message", "severity", "snapshot", "source", "span_id", "stack", "timestamp", "trace_id")
+                 "message", "sampled", "severity", "snapshot", "source", "span_id", "stack", "timestamp",
+                 "trace_id")
 
     def __init__(self, error_id: str, timestamp: float, error_type: str, severity: str,
                  exception: BaseException | None, snapshot: ChainSnapshot | None, message: str | None,
@@ -139,6 +145,7 @@ class PendingError:
         self.escaped = source == "request"
         self.trace_id = 0
         self.span_id = 0
+        self.sampled = False
         self.event: ErrorEvent | None = None
 
 
@@ -160,14 +167,24 @@ class ErrorTracker:
         self._dropped = telemetry.instrument("sizewise.errors.dropped")
         self._groups_new = telemetry.instrument("sizewise.error.groups.new")
         self._types: set[str] = set()
-        self.alerts = AlertSignals(settings.alert_cooldown_minutes)
+        max_groups = settings.sizewise_error_alert_max_groups
+        self.alerts = AlertSignals(settings.error_alert_cooldown_minutes, SpikeDetector(
+            factor=settings.sizewise_error_spike_factor, min_events=settings.sizewise_error_spike_min_events,
+            baseline_minutes=settings.sizewise_error_spike_baseline_minutes, max_groups=max_groups),
+            max_groups=max_groups)
         self.alerts.add_listener(log_signal)
+        self.notify_outcomes: dict[tuple[str, str], int] = {}
+        self.notifier = self._make_notifier(telemetry)
+        if self.notifier is not None:
+            self.alerts.add_listener(NotifyListener(self.notifier, service=settings.otel_service_name,
+                                                    base_url=settings.sizewise_public_url))
         self.writer = EventWriter(
             self._make_store, maxsize=settings.error_queue_size, on_dropped=self._count_dropped,
             on_result=self._on_batch, retention_seconds=settings.error_retention_hours * 3600.0,
-            prepare=self._prepare)
+            prepare=self._prepare, on_taken=self._count_taken)
         self.dropped: dict[str, int] = {"queue_full": 0, "store_unavailable": 0, "shutdown": 0}
         self._metric_attrs: BoundedCache[tuple[str, str], dict[str, str]] = BoundedCache(1024)
+        self._types_lock = threading.Lock()  # the writer and an overloaded request path admit types
         self._reader: ErrorStore | None = None
         self._reader_lock = threading.Lock()
         self._reader_pid = os.getpid()
@@ -178,6 +195,29 @@ class ErrorTracker:
         _live_trackers.add(self)
 
     # --- lifecycle ------------------------------------------------------------------------------
+    def _make_notifier(self, telemetry: Telemetry) -> ThreadedDispatcher | None:
+        """The alert channels beyond the log (Slack, webhook), read as the embedded evaluator reads them."""
+        s = self.settings
+        if not s.sizewise_error_alerts:
+            return None
+        timeout = s.sizewise_error_alert_timeout_seconds
+        retry = RetryPolicy(attempts=2, backoff_seconds=min(1.0, timeout), timeout_seconds=timeout)
+        notifiers = configured_notifiers(s, retry, log_channel=False)  # the log has log_signal already
+        if not notifiers:
+            return None
+        counter: Any = None
+        with contextlib.suppress(Exception):
+            counter = telemetry.instrument("sizewise.alerts.notifications")
+
+        def outcome(channel: str, result: str) -> None:
+            key = (channel, result)
+            self.notify_outcomes[key] = self.notify_outcomes.get(key, 0) + 1
+            if counter is not None:
+                with contextlib.suppress(Exception):
+                    counter.add(1, {"channel": channel, "outcome": result})
+
+        return ThreadedDispatcher(notifiers, outcome)
+
     def _make_store(self) -> ErrorStore:
         return ErrorStore(self.store_url, self.settings.error_samples_per_group)
 
@@ -214,6 +254,8 @@ class ErrorTracker:
                 undo()
         self._hooks.clear()
         await asyncio.to_thread(self.writer.stop, 5.0)
+        if self.notifier is not None:
+            await asyncio.to_thread(self.notifier.stop, 2.0)
         with self._reader_lock:
             if self._reader is not None:
                 self._reader.dispose()
@@ -251,8 +293,9 @@ class ErrorTracker:
 
     def _on_batch(self, result: BatchResult) -> None:
         for sig in result.signals:
-            self._groups_new.add(1, {"severity": sig.severity})
-        self.alerts.on_batch(result, result.by_severity)
+            if sig.kind == "new_group":
+                self._groups_new.add(1, {"severity": sig.severity})
+        self.alerts.on_batch(result)
 
     # --- capture --------------------------------------------------------------------------------
     def capture_error(self, exception: BaseException | None = None, context: ErrorContext | None = None,
@@ -297,20 +340,35 @@ class ErrorTracker:
         if span_ctx.is_valid:
             pending.trace_id = span_ctx.trace_id
             pending.span_id = span_ctx.span_id
+            pending.sampled = span_ctx.trace_flags.sampled
             if span.is_recording():
                 record_lazy_on_span(span, error_type, error_id, lambda: self._span_attributes(pending))
-        key = (error_type, pending.severity)
-        attrs = self._metric_attrs.get(key)
-        if attrs is None:
-            attrs = self._metric_attributes(key)
-        self._errors.add(1, attrs)
-        if not self.writer.submit(pending):
+        if not self.writer.submit(pending):  # overload: counted here, the writer never sees it
+            self._count_taken((pending,))
             self._count_dropped("queue_full", 1)
 
     def _metric_attributes(self, key: tuple[str, str]) -> dict[str, str]:
-        error_type, sev = key
-        metric_type = error_type if error_type in self._types else self._admit_type(error_type)
-        return self._metric_attrs.put(key, {"error.type": metric_type, "severity": sev})
+        attrs = self._metric_attrs.get(key)
+        if attrs is None:
+            with self._types_lock:
+                error_type, sev = key
+                metric_type = error_type if error_type in self._types else self._admit_type(error_type)
+                attrs = self._metric_attrs.put(key, {"error.type": metric_type, "severity": sev})
+        return attrs
+
+    def _count_taken(self, items: Sequence[Any]) -> None:
+        """``sizewise_errors_total`` for captures leaving the queue: one add per attribute set, except
+        a capture under a sampled span, added alone in its span's context (the exemplar links the trace)."""
+        tally: dict[tuple[str, str], int] = {}
+        for item in items:
+            key = (item.error_type, item.severity)
+            if isinstance(item, PendingError) and item.sampled:
+                span = NonRecordingSpan(SpanContext(item.trace_id, item.span_id, False, TraceFlags(TraceFlags.SAMPLED)))
+                self._errors.add(1, self._metric_attributes(key), context=trace.set_span_in_context(span))
+            else:
+                tally[key] = tally.get(key, 0) + 1
+        for key, n in tally.items():
+            self._errors.add(n, self._metric_attributes(key))
 
     # --- off the request path: the writer thread, or the span exporter's thread ------------------
     def _prepare(self, item: PendingError | ErrorEvent) -> ErrorEvent:

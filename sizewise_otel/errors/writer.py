@@ -3,21 +3,26 @@
 The queue carries what the request path captured cheaply (see ``ErrorTracker.capture_error``); the
 writer's ``prepare`` callback turns each item into a scrubbed, fingerprinted :class:`ErrorEvent` here,
 on this thread, before the batch is grouped and stored. An item that cannot be prepared is counted
-as dropped (reason ``capture_failed``).
+as dropped (reason ``capture_failed``). ``on_taken`` sees every item as it leaves the queue (the
+tracker counts ``sizewise.errors`` there, so the request path does not pay for the SDK's counter).
 
-``submit`` never blocks: when the queue is full the event is refused and the caller counts it as
-dropped. Store failures are retried with backoff for ``retry_seconds``; then the batch is dropped
-(counted, reason ``store_unavailable``) and the writer carries on, so a dead database costs the
-service nothing but the errors it could not keep. Retention cleanup runs on the same thread.
+``submit`` never blocks and takes no lock: a ``deque`` append (atomic) after a length check, plus
+an ``Event.set`` only when the writer sleeps idle. When the queue is full the event is refused and
+the caller counts it as dropped. Once woken the writer lingers ``linger_seconds`` to gather a batch,
+so a burst costs one transaction and one stretch of writer work, not one per error. ``flush`` and
+``stop`` put a marker in the queue and cut the linger short. Store failures are retried with
+backoff for ``retry_seconds``; then the batch is dropped (counted, reason ``store_unavailable``)
+and the writer carries on, so a dead database costs the service nothing but the errors it could
+not keep. Retention cleanup runs on the same thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,22 +35,30 @@ from sizewise_otel.errors.store import BatchResult, ErrorStore
 log = structlog.get_logger("sizewise.errors.writer")
 
 _STOP = object()
+_IDLE_WAKE_SECONDS = 0.5  # idle: look at retention this often
 
 
 class EventWriter:
     def __init__(self, store_factory: Callable[[], ErrorStore], *, maxsize: int,
                  on_dropped: Callable[[str, int], None], on_result: Callable[[BatchResult], None],
                  retention_seconds: float, cleanup_interval: float = 3600.0, batch_size: int = 500,
-                 retry_seconds: float = 30.0, prepare: Callable[[Any], ErrorEvent] | None = None) -> None:
+                 retry_seconds: float = 30.0, prepare: Callable[[Any], ErrorEvent] | None = None,
+                 on_taken: Callable[[Sequence[Any]], None] | None = None, linger_seconds: float = 0.05) -> None:
         self._factory = store_factory
         self._prepare = prepare
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize)
+        self._on_taken = on_taken
+        self.maxsize = maxsize
+        self._items: deque[Any] = deque()
+        self._wake = threading.Event()  # set by the first submit after the writer went idle
+        self._kick = threading.Event()  # flush/stop: no lingering
+        self._idle = False
         self._on_dropped = on_dropped
         self._on_result = on_result
         self.retention_seconds = retention_seconds
         self.cleanup_interval = cleanup_interval
         self.batch_size = batch_size
         self.retry_seconds = retry_seconds
+        self.linger_seconds = linger_seconds
         self.store: ErrorStore | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -61,15 +74,18 @@ class EventWriter:
         """Queue an event (or a raw capture for ``prepare``); False when the queue is full."""
         if self._thread is None or self._pid != os.getpid():
             self.start()
-        try:
-            self._queue.put_nowait(event)
-            return True
-        except queue.Full:
+        items = self._items
+        if len(items) >= self.maxsize:
             return False
+        items.append(event)
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+        return True
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return sum(1 for item in list(self._items) if not _is_marker(item))
 
     @property
     def running(self) -> bool:
@@ -85,12 +101,17 @@ class EventWriter:
                     with contextlib.suppress(Exception):
                         self.store.engine.dispose(close=False)  # never close the parent's sockets
                 self.store = None
-                self._queue = queue.Queue(self._queue.maxsize)
+                self._items = deque()
+                self._wake, self._kick = threading.Event(), threading.Event()
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopping = threading.Event()
             self._thread = threading.Thread(target=self._run, name="sizewise-error-writer", daemon=True)
             self._thread.start()
+
+    def _nudge(self) -> None:
+        self._kick.set()
+        self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
@@ -98,25 +119,19 @@ class EventWriter:
             self._thread = None
         deadline = time.monotonic() + timeout
         if thread is not None and thread.is_alive():
-            while True:
-                try:
-                    self._queue.put(_STOP, timeout=0.1)
-                    break
-                except queue.Full:
-                    self._stopping.set()  # full: the writer is stuck on a dead store, tell it to give up
-                    if time.monotonic() > deadline:
-                        break
+            self._items.append(_STOP)
+            self._nudge()
+            if self.store_ok is False:
+                self._stopping.set()  # the store is down: what is queued cannot be kept, don't wait for it
             thread.join(max(0.0, deadline - time.monotonic() - 0.5))
             self._stopping.set()  # a writer still retrying a dead store gives up now
             thread.join(0.5)
         leftover = 0
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            self._queue.task_done()
-            if item is not _STOP:
+        while self._items:
+            item = self._items.popleft()
+            if isinstance(item, threading.Event):
+                item.set()  # a flush waiting on it: nothing more will be stored
+            elif item is not _STOP:
                 leftover += 1
         if leftover:
             self._drop("shutdown", leftover)
@@ -128,16 +143,11 @@ class EventWriter:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every submitted event is stored or dropped. True when the queue drained."""
         if not self.running:
-            return self._queue.unfinished_tasks == 0
-        deadline = time.monotonic() + timeout
-        cond = self._queue.all_tasks_done
-        with cond:
-            while self._queue.unfinished_tasks:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                cond.wait(min(remaining, 0.05))
-        return True
+            return self.depth == 0
+        marker = threading.Event()
+        self._items.append(marker)
+        self._nudge()
+        return marker.wait(timeout)
 
     # --- consumer side (writer thread) ----------------------------------------------------------
     def _ensure_store(self) -> ErrorStore:
@@ -152,37 +162,51 @@ class EventWriter:
         return self.store
 
     def _run(self) -> None:
-        q = self._queue
+        items = self._items
         while True:
-            try:
-                first = q.get(timeout=0.5)
-            except queue.Empty:
-                self._maybe_cleanup()
-                continue
-            batch: list[ErrorEvent] = []
-            stop = first is _STOP
-            if not stop:
-                batch.append(first)
-            while len(batch) < self.batch_size and not stop:
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
+            if not items:
+                self._idle = True
+                if not items:  # re-checked after publishing idle: a submit in between is seen
+                    self._wake.wait(_IDLE_WAKE_SECONDS)
+                    self._wake.clear()
+                    self._maybe_cleanup()
+                    continue
+                self._idle = False
+            elif len(items) < self.batch_size and not self._kick.is_set() and self.linger_seconds > 0:
+                self._kick.wait(self.linger_seconds)  # gather a batch (flush/stop cut this short)
+            self._kick.clear()
+            batch: list[Any] = []
+            markers: list[threading.Event] = []
+            stop = False
+            while items and len(batch) < self.batch_size:
+                item = items.popleft()
                 if item is _STOP:
                     stop = True
-                else:
-                    batch.append(item)
+                    break
+                if isinstance(item, threading.Event):
+                    markers.append(item)
+                    break  # everything before the marker is in this batch
+                batch.append(item)
             try:
                 if batch:
+                    self._take(batch)
                     events = self._prepare_batch(batch)
                     if events:
                         self._write(events)
             finally:
-                for _ in range(len(batch) + (1 if stop else 0)):
-                    q.task_done()
+                for marker in markers:
+                    marker.set()
             if stop:
                 return
             self._maybe_cleanup()
+
+    def _take(self, batch: Sequence[Any]) -> None:
+        if self._on_taken is None:
+            return
+        try:
+            self._on_taken(batch)
+        except Exception as exc:
+            log.warning("error counting failed", error=type(exc).__name__)
 
     def _prepare_batch(self, batch: Sequence[Any]) -> list[ErrorEvent]:
         prepare = self._prepare
@@ -275,3 +299,7 @@ class EventWriter:
         if any(deleted.values()):
             log.info("error retention cleanup", **deleted)
         return deleted
+
+
+def _is_marker(item: Any) -> bool:
+    return item is _STOP or isinstance(item, threading.Event)
