@@ -57,7 +57,7 @@ from sizewise_otel.errors.scrub import Scrubber
 from sizewise_otel.errors.spans import ERROR_ID_ATTR, GROUP_ID_ATTR, install_span_scrubber, record_lazy_on_span
 from sizewise_otel.errors.store import BatchResult, ErrorStore, resolve_store_url
 from sizewise_otel.errors.writer import EventWriter
-from sizewise_otel.fastpath import BoundedCache
+from sizewise_otel.fastpath import BoundedCache, current_span
 from sizewise_otel.instruments.request import error_type as error_type_of
 from sizewise_otel.instruments.request import headers_named, route_template
 from sizewise_otel.settings import Settings
@@ -106,12 +106,32 @@ def _severity_of(exc: BaseException | None) -> ErrorSeverity:
 
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+_ID_BATCH = 256
+_ids: list[str] = []
+
+
+def _make_ids() -> list[str]:
+    raw = os.urandom(16 * _ID_BATCH).hex()
+    out = []
+    for i in range(0, len(raw), 32):
+        h = raw[i:i + 32]
+        out.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}")
+    return out
 
 
 def new_error_id() -> str:
-    """A random (version 4) UUID string, as ``str(uuid.uuid4())`` but without the UUID object."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    """A random (version 4) UUID string, as ``str(uuid.uuid4())`` but without the UUID object.
+
+    Made 256 at a time from one ``os.urandom`` call: a list ``pop`` is atomic, so threads never share
+    an id; a refill race only makes a few extra. A forked child drops the parent's unused ones."""
+    try:
+        return _ids.pop()
+    except IndexError:
+        _ids.extend(_make_ids())
+        return _ids.pop()
+
+
+os.register_at_fork(after_in_child=_ids.clear)
 
 
 class PendingError:
@@ -147,6 +167,18 @@ class PendingError:
         self.span_id = 0
         self.sampled = False
         self.event: ErrorEvent | None = None
+
+
+_request_meta: BoundedCache[type, tuple[str, str]] = BoundedCache(4096)
+
+
+def _request_meta_of(exc: BaseException) -> tuple[str, str]:
+    """(error type, severity) of an exception escaping a request, cached per class: at least high
+    (unhandled in a request: a user saw a 500)."""
+    sev = _severity_of(exc)
+    if sev.rank < ErrorSeverity.HIGH.rank:
+        sev = ErrorSeverity.HIGH
+    return _request_meta.put(type(exc), (error_type_of(exc), sev.value))
 
 
 _prepare_lock = threading.Lock()
@@ -332,17 +364,21 @@ class ErrorTracker:
             message = message or "error captured without an exception"
             if not status_type:
                 stack = stack_snapshot(3)  # the caller's stack: capture_error's caller is 3 up
-        pending = PendingError(error_id, now, error_type, sev.value, exception, snapshot, message, stack, frames,
-                               context.as_dict() if context is not None else ctx_data,
-                               tuple(custom) if custom else None, source)
-        span = trace.get_current_span()
+        self._enqueue(PendingError(error_id, now, error_type, sev.value, exception, snapshot, message, stack, frames,
+                                   context.as_dict() if context is not None else ctx_data,
+                                   tuple(custom) if custom else None, source))
+
+    def _enqueue(self, pending: PendingError) -> None:
+        """The span's lazy event (when it records), then the queue. Request path: keep it lean."""
+        span = current_span()
         span_ctx = span.get_span_context()
         if span_ctx.is_valid:
             pending.trace_id = span_ctx.trace_id
             pending.span_id = span_ctx.span_id
             pending.sampled = span_ctx.trace_flags.sampled
             if span.is_recording():
-                record_lazy_on_span(span, error_type, error_id, lambda: self._span_attributes(pending))
+                record_lazy_on_span(span, pending.error_type, pending.error_id,
+                                    lambda: self._span_attributes(pending))
         if not self.writer.submit(pending):  # overload: counted here, the writer never sees it
             self._count_taken((pending,))
             self._count_dropped("queue_full", 1)
@@ -448,11 +484,17 @@ class ErrorTracker:
     def capture_request_exception(self, exc: BaseException, scope: dict[str, Any]) -> str:
         error_id = new_error_id()
         try:
-            sev = _severity_of(exc)
-            if sev.rank < ErrorSeverity.HIGH.rank:
-                sev = ErrorSeverity.HIGH  # unhandled in a request: a user saw a 500
-            # The scope's headers are decoded on the writer thread (request_context), not here.
-            self._capture(error_id, exc, None, sev, None, None, "request", ctx_data=scope_snapshot(scope))
+            meta = _request_meta.get(type(exc))
+            if meta is None:
+                meta = _request_meta_of(exc)
+            snapshot = ChainSnapshot(exc)
+            # opt-in: locals must be read now, before the frames move on
+            frames = extract_frames(snapshot.tb, with_locals=True) if self.capture_locals else None
+            # The scope is copied (C speed), not read: route template and headers are the writer's work.
+            raw = dict(scope)
+            raw["headers"] = tuple(raw.get("headers") or ())
+            self._enqueue(PendingError(error_id, time.time(), meta[0], meta[1], exc, snapshot, None, None, frames,
+                                       {_RAW_SCOPE: raw}, None, "request"))
         except Exception as err:
             with contextlib.suppress(Exception):
                 log.warning("error capture failed", error=type(err).__name__)

@@ -22,6 +22,7 @@ import contextlib
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -68,11 +69,12 @@ class EventWriter:
         self.stats = {"stored": 0, "dropped": 0, "batches": 0, "store_failures": 0}
         self.last_error: str | None = None
         self.store_ok: bool | None = None
+        _writers.add(self)
 
     # --- producer side (request path) -----------------------------------------------------------
     def submit(self, event: Any) -> bool:
         """Queue an event (or a raw capture for ``prepare``); False when the queue is full."""
-        if self._thread is None or self._pid != os.getpid():
+        if self._thread is None:  # not started, or forked (see _forget_threads)
             self.start()
         items = self._items
         if len(items) >= self.maxsize:
@@ -108,6 +110,10 @@ class EventWriter:
             self._stopping = threading.Event()
             self._thread = threading.Thread(target=self._run, name="sizewise-error-writer", daemon=True)
             self._thread.start()
+
+    def forget_thread(self) -> None:
+        """After a fork: the thread is the parent's; the next ``submit`` starts this process's own."""
+        self._thread = None
 
     def _nudge(self) -> None:
         self._kick.set()
@@ -299,6 +305,18 @@ class EventWriter:
         if any(deleted.values()):
             log.info("error retention cleanup", **deleted)
         return deleted
+
+
+_writers: weakref.WeakSet[EventWriter] = weakref.WeakSet()
+
+
+def _forget_threads() -> None:
+    """In a forked child no writer thread runs: the next submit starts one (``start`` resets the rest)."""
+    for writer in list(_writers):
+        writer.forget_thread()
+
+
+os.register_at_fork(after_in_child=_forget_threads)
 
 
 def _is_marker(item: Any) -> bool:
