@@ -63,16 +63,20 @@ class LazyExceptionEvent(LazyEvent):
 
 
 def record_lazy_on_span(span: Any, error_type: str, error_id: str,
-                        resolve: Callable[[], Mapping[str, Any]]) -> None:
+                        resolve: Callable[[], Mapping[str, Any]], *, mark: bool = True) -> None:
     """The request-path half of :func:`record_on_current_span`, for a span known to be recording.
 
-    Adds a :class:`LazyExceptionEvent`, sets status ERROR and ``error.type``. Nothing is formatted or
-    scrubbed here; ``error_type`` is a class name (no data).
+    Adds a :class:`LazyExceptionEvent`, and with ``mark`` sets status ERROR and ``error.type`` (an
+    exception escaping a request: the HTTP server layer, ours or the contrib's, sets both on its span
+    as the exception passes, so ``mark=False`` spares two span-lock round trips). Nothing is
+    formatted or scrubbed here; ``error_type`` is a class name (no data).
     """
     if not add_event(span, lambda limit: LazyExceptionEvent(error_type, error_id, resolve,
                                                              max_value_len=limit)):
         # not an SDK span: compute now
         span.add_event("exception", dict(resolve()))
+    if not mark:
+        return
     status = _error_status.get(error_type)
     if status is None:
         status = _error_status.put(error_type, Status(StatusCode.ERROR, error_type))

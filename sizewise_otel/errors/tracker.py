@@ -106,29 +106,32 @@ def _severity_of(exc: BaseException | None) -> ErrorSeverity:
 
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-_ID_BATCH = 256
+_ID_POOL = 256
 _ids: list[str] = []
 
 
-def _make_ids() -> list[str]:
-    raw = os.urandom(16 * _ID_BATCH).hex()
-    out = []
-    for i in range(0, len(raw), 32):
-        h = raw[i:i + 32]
-        out.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}")
-    return out
+def _format_id(h: str) -> str:
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def top_up_error_ids() -> None:
+    """Refill the id pool from one ``os.urandom`` call (the writer thread does, off the request path)."""
+    missing = _ID_POOL - len(_ids)
+    if missing > _ID_POOL // 2:
+        raw = os.urandom(16 * missing).hex()
+        _ids.extend([_format_id(raw[i:i + 32]) for i in range(0, len(raw), 32)])
 
 
 def new_error_id() -> str:
     """A random (version 4) UUID string, as ``str(uuid.uuid4())`` but without the UUID object.
 
-    Made 256 at a time from one ``os.urandom`` call: a list ``pop`` is atomic, so threads never share
-    an id; a refill race only makes a few extra. A forked child drops the parent's unused ones."""
+    Taken from a pool the writer thread refills: a list ``pop`` is atomic, so threads never share an
+    id. An empty pool (a burst before the writer ran) costs one ``os.urandom`` call, as before. A
+    forked child drops the parent's unused ones."""
     try:
         return _ids.pop()
     except IndexError:
-        _ids.extend(_make_ids())
-        return _ids.pop()
+        return _format_id(os.urandom(16).hex())
 
 
 os.register_at_fork(after_in_child=_ids.clear)
@@ -368,7 +371,7 @@ class ErrorTracker:
                                    context.as_dict() if context is not None else ctx_data,
                                    tuple(custom) if custom else None, source))
 
-    def _enqueue(self, pending: PendingError) -> None:
+    def _enqueue(self, pending: PendingError, mark_span: bool = True) -> None:
         """The span's lazy event (when it records), then the queue. Request path: keep it lean."""
         span = current_span()
         span_ctx = span.get_span_context()
@@ -378,7 +381,7 @@ class ErrorTracker:
             pending.sampled = span_ctx.trace_flags.sampled
             if span.is_recording():
                 record_lazy_on_span(span, pending.error_type, pending.error_id,
-                                    lambda: self._span_attributes(pending))
+                                    lambda: self._span_attributes(pending), mark=mark_span)
         if not self.writer.submit(pending):  # overload: counted here, the writer never sees it
             self._count_taken((pending,))
             self._count_dropped("queue_full", 1)
@@ -394,7 +397,9 @@ class ErrorTracker:
 
     def _count_taken(self, items: Sequence[Any]) -> None:
         """``sizewise_errors_total`` for captures leaving the queue: one add per attribute set, except
-        a capture under a sampled span, added alone in its span's context (the exemplar links the trace)."""
+        a capture under a sampled span, added alone in its span's context (the exemplar links the trace).
+        The writer also refills the error id pool here."""
+        top_up_error_ids()
         tally: dict[tuple[str, str], int] = {}
         for item in items:
             key = (item.error_type, item.severity)
@@ -494,7 +499,7 @@ class ErrorTracker:
             raw = dict(scope)
             raw["headers"] = tuple(raw.get("headers") or ())
             self._enqueue(PendingError(error_id, time.time(), meta[0], meta[1], exc, snapshot, None, None, frames,
-                                       {_RAW_SCOPE: raw}, None, "request"))
+                                       {_RAW_SCOPE: raw}, None, "request"), mark_span=False)
         except Exception as err:
             with contextlib.suppress(Exception):
                 log.warning("error capture failed", error=type(err).__name__)
