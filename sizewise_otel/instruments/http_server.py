@@ -4,8 +4,8 @@ It records exactly what the OTel ASGI/FastAPI instrumentation records for SizeWi
 
 - ``http.server.request.duration`` (s) with ``http.request.method`` (normalised, unknown ->
   ``_OTHER``), ``http.route`` (the matched template, absent for unmatched paths),
-  ``http.response.status_code``, ``url.scheme``, ``error.type`` (5xx or an escaped exception) and
-  ``network.protocol.version``;
+  ``http.response.status_code``, ``url.scheme``, ``error.type`` (5xx, or an exception escaping
+  before the response was complete: not a failing background task's) and ``network.protocol.version``;
 - ``http.server.active_requests`` with ``http.request.method`` and ``url.scheme``;
 - a SERVER span with the semconv attributes, W3C context propagation through the global
   propagator (traceparent, baggage; malformed headers are ignored), the SDK sampler deciding
