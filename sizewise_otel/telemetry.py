@@ -289,6 +289,9 @@ class Telemetry:
         )
         # Bounded: BatchSpanProcessor drops (and counts) spans past max_queue_size (2048).
         self.tracer_provider = TracerProvider(resource=self.resource, sampler=build_sampler(settings))
+        # A service that set its own SDK TracerProvider keeps it: SizeWise's spans and processors join it.
+        from sizewise_otel.web.coexist import adopt_tracer_provider
+        self.tracer_provider = adopt_tracer_provider(self.tracer_provider, set_global)
         for exporter in span_exporter_list:
             if not fastpath_enabled():
                 exporter = _ScrubbingSpanExporter(exporter, self.tracer_provider)
