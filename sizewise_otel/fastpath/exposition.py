@@ -340,8 +340,16 @@ class _Renderer:
             if entry is None or entry[_ATTRS] is not attributes or entry[_KEYS] is not keys:
                 return None
             fresh[id(attributes)] = entry
-            # The light aggregations return the same point while nothing changed: the same line.
-            append(entry[_LINE] if point is entry[_LAST] else _line(entry, point))
+            if point is entry[_LAST]:  # the light aggregations return the same point while unchanged
+                append(entry[_LINE])
+                continue
+            value = point.value  # _line(), inlined: this loop runs once per series and scrape
+            if value.__class__ is int and -1_000_000_000_000_000 < value < 1_000_000:
+                line = f"{entry[_PREFIX]}{value}.0\n"
+            else:
+                line = f"{entry[_PREFIX]}{floatToGoString(value)}\n"
+            entry[_LAST], entry[_LINE] = point, line
+            append(line)
         stream.points = fresh
         self._cached += len(fresh)
         return lines
