@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import structlog
 from fastapi import APIRouter
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from sizewise_otel.alerts.notify import RetryPolicy, ThreadedDispatcher, configured_notifiers
 from sizewise_otel.errors.alerts import AlertListener, AlertSignals, NotifyListener, SpikeDetector, log_signal
@@ -137,20 +137,20 @@ def new_error_id() -> str:
 os.register_at_fork(after_in_child=_ids.clear)
 
 
-class PendingError:
+class PendingError(ChainSnapshot):
     """One capture as the request path leaves it: references and snapshots, no strings built.
 
-    The writer thread (or the exporter thread, through the span's lazy event, whichever comes first)
-    turns it into the scrubbed :class:`ErrorEvent` once; the references to the exception and its
-    frames are released then.
+    It is its own :class:`ChainSnapshot` (one object per capture, not two) and keeps the current
+    span's context as is (ids and flags are read off the request path). The writer thread (or the
+    exporter thread, through the span's lazy event, whichever comes first) turns it into the scrubbed
+    :class:`ErrorEvent` once; the references to the exception and its frames are released then.
     """
 
     __slots__ = ("context", "custom", "error_id", "error_type", "escaped", "event", "exception", "frames",
-                 "message", "sampled", "severity", "snapshot", "source", "span_id", "stack", "timestamp",
-                 "trace_id")
+                 "message", "severity", "source", "span_context", "stack", "timestamp")
 
     def __init__(self, error_id: str, timestamp: float, error_type: str, severity: str,
-                 exception: BaseException | None, snapshot: ChainSnapshot | None, message: str | None,
+                 exception: BaseException | None, message: str | None,
                  stack: list[StackEntry] | None, frames: list[Frame] | None, context: dict[str, Any] | None,
                  custom: Sequence[str] | None, source: str) -> None:
         self.error_id = error_id
@@ -158,7 +158,15 @@ class PendingError:
         self.error_type = error_type
         self.severity = severity
         self.exception = exception
-        self.snapshot = snapshot
+        if exception is not None:  # ChainSnapshot's fields, inline
+            self.tb = exception.__traceback__
+            cause = exception.__cause__
+            self.explicit = cause is not None
+            self.cause = cause if cause is not None else (None if exception.__suppress_context__
+                                                          else exception.__context__)
+        else:
+            self.tb = self.cause = None
+            self.explicit = False
         self.message = message
         self.stack = stack
         self.frames = frames
@@ -166,10 +174,20 @@ class PendingError:
         self.custom = custom
         self.source = source
         self.escaped = source == "request"
-        self.trace_id = 0
-        self.span_id = 0
-        self.sampled = False
+        self.span_context: SpanContext | None = None
         self.event: ErrorEvent | None = None
+
+    @property
+    def trace_id(self) -> int:
+        return self.span_context.trace_id if self.span_context is not None else 0
+
+    @property
+    def span_id(self) -> int:
+        return self.span_context.span_id if self.span_context is not None else 0
+
+    @property
+    def sampled(self) -> bool:
+        return self.span_context is not None and self.span_context.trace_flags.sampled
 
 
 _request_meta: BoundedCache[type, tuple[str, str]] = BoundedCache(4096)
@@ -358,16 +376,14 @@ class ErrorTracker:
         frames: list[Frame] | None = None
         if exception is not None:
             error_type = error_type_of(exception)
-            snapshot: ChainSnapshot | None = ChainSnapshot(exception)
             if self.capture_locals:  # opt-in: locals must be read now, before the frames move on
-                frames = extract_frames(snapshot.tb, with_locals=True)  # type: ignore[union-attr]
+                frames = extract_frames(exception.__traceback__, with_locals=True)
         else:
             error_type = status_type or "CapturedMessage"
-            snapshot = None
             message = message or "error captured without an exception"
             if not status_type:
                 stack = stack_snapshot(3)  # the caller's stack: capture_error's caller is 3 up
-        self._enqueue(PendingError(error_id, now, error_type, sev.value, exception, snapshot, message, stack, frames,
+        self._enqueue(PendingError(error_id, now, error_type, sev.value, exception, message, stack, frames,
                                    context.as_dict() if context is not None else ctx_data,
                                    tuple(custom) if custom else None, source))
 
@@ -376,9 +392,7 @@ class ErrorTracker:
         span = current_span()
         span_ctx = span.get_span_context()
         if span_ctx.is_valid:
-            pending.trace_id = span_ctx.trace_id
-            pending.span_id = span_ctx.span_id
-            pending.sampled = span_ctx.trace_flags.sampled
+            pending.span_context = span_ctx
             if span.is_recording():
                 record_lazy_on_span(span, pending.error_type, pending.error_id,
                                     lambda: self._span_attributes(pending), mark=mark_span)
@@ -403,8 +417,8 @@ class ErrorTracker:
         tally: dict[tuple[str, str], int] = {}
         for item in items:
             key = (item.error_type, item.severity)
-            if isinstance(item, PendingError) and item.sampled:
-                span = NonRecordingSpan(SpanContext(item.trace_id, item.span_id, False, TraceFlags(TraceFlags.SAMPLED)))
+            if isinstance(item, PendingError) and item.span_context is not None and item.sampled:
+                span = NonRecordingSpan(item.span_context)
                 self._errors.add(1, self._metric_attributes(key), context=trace.set_span_in_context(span))
             else:
                 tally[key] = tally.get(key, 0) + 1
@@ -422,7 +436,7 @@ class ErrorTracker:
         with _prepare_lock:
             if item.event is None:
                 item.event = self._build_event(item)
-                item.exception = item.snapshot = item.stack = item.frames = None  # free the frames
+                item.exception = item.tb = item.cause = item.stack = item.frames = None  # free the frames
             return item.event
 
     def _span_attributes(self, pending: PendingError) -> dict[str, Any]:
@@ -445,10 +459,9 @@ class ErrorTracker:
                 raw_message = str(exception)
             except Exception:
                 raw_message = f"<unprintable {type(exception).__name__}>"
-            snapshot = p.snapshot or ChainSnapshot(exception)
-            frames = p.frames if p.frames is not None else extract_frames(snapshot.tb)
+            frames = p.frames if p.frames is not None else extract_frames(p.tb)
             clean_message = s.text(raw_message)
-            stacktrace = format_stacktrace(exception, clean_message, s.text, snapshot=snapshot)
+            stacktrace = format_stacktrace(exception, clean_message, s.text, snapshot=p)
         else:
             frames = frames_from_stack_snapshot(p.stack) if p.stack else []
             stacktrace = ""
@@ -492,13 +505,12 @@ class ErrorTracker:
             meta = _request_meta.get(type(exc))
             if meta is None:
                 meta = _request_meta_of(exc)
-            snapshot = ChainSnapshot(exc)
             # opt-in: locals must be read now, before the frames move on
-            frames = extract_frames(snapshot.tb, with_locals=True) if self.capture_locals else None
+            frames = extract_frames(exc.__traceback__, with_locals=True) if self.capture_locals else None
             # The scope is copied (C speed), not read: route template and headers are the writer's work.
             raw = dict(scope)
             raw["headers"] = tuple(raw.get("headers") or ())
-            self._enqueue(PendingError(error_id, time.time(), meta[0], meta[1], exc, snapshot, None, None, frames,
+            self._enqueue(PendingError(error_id, time.time(), meta[0], meta[1], exc, None, None, frames,
                                        {_RAW_SCOPE: raw}, None, "request"), mark_span=False)
         except Exception as err:
             with contextlib.suppress(Exception):

@@ -7,13 +7,13 @@ as dropped (reason ``capture_failed``). ``on_taken`` sees every item as it leave
 tracker counts ``sizewise.errors`` there, so the request path does not pay for the SDK's counter).
 
 ``submit`` never blocks and takes no lock: a ``deque`` append (atomic) after a length check, plus
-an ``Event.set`` only when the writer sleeps idle. When the queue is full the event is refused and
-the caller counts it as dropped. Once woken the writer lingers ``linger_seconds`` to gather a batch,
-so a burst costs one transaction and one stretch of writer work, not one per error. ``flush`` and
-``stop`` put a marker in the queue and cut the linger short. Store failures are retried with
-backoff for ``retry_seconds``; then the batch is dropped (counted, reason ``store_unavailable``)
-and the writer carries on, so a dead database costs the service nothing but the errors it could
-not keep. Retention cleanup runs on the same thread.
+an ``Event.set`` only when the writer sleeps idle (after a quiet ``linger_seconds``). When the queue
+is full the event is refused and the caller counts it as dropped. Once woken the writer lingers
+``linger_seconds`` to gather a batch, so a burst costs one transaction and one stretch of writer
+work, not one per error. ``flush`` and ``stop`` put a marker in the queue and cut the linger short.
+Store failures are retried with backoff for ``retry_seconds``; then the batch is dropped (counted,
+reason ``store_unavailable``) and the writer carries on, so a dead database costs the service
+nothing but the errors it could not keep. Retention cleanup runs on the same thread.
 """
 
 from __future__ import annotations
@@ -170,6 +170,10 @@ class EventWriter:
     def _run(self) -> None:
         items = self._items
         while True:
+            if not items and self.linger_seconds > 0 and not self._kick.is_set():
+                # Stay awake one more linger while errors flow: a submit only wakes an idle writer,
+                # and under steady errors none has to.
+                self._kick.wait(self.linger_seconds)
             if not items:
                 self._idle = True
                 if not items:  # re-checked after publishing idle: a submit in between is seen
