@@ -1,6 +1,6 @@
 """Every panel proven against a real Prometheus scraping the demo under load.
 
-The demo (``sizewise-otel demo --load``) runs on SQLite and the in-process cache; Prometheus
+The demo (``sizewise-otel demo --load``) runs on SQLite and Redis (the session's server); Prometheus
 scrapes its /metrics every second. Then every query of the checked-in dashboards runs through
 Prometheus' HTTP API with the variables substituted as Grafana would, and must return data; the
 instrumentation names the panels rely on are proven to exist; and the widget API answers through
@@ -31,8 +31,10 @@ RATE_INTERVAL = "15s"  # Grafana's $__rate_interval for a 1 s scrape is max(4 x 
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[RunningApp]:
-    with run_demo(args=["--load", "--load-rate", "60"]) as app:
+def demo(redis_srv: Server) -> Iterator[RunningApp]:
+    # Redis behind the cache: the Redis INFO panels (Microservices Health) read its server.
+    with run_demo(env={"REDIS_URL": f"redis://127.0.0.1:{redis_srv.port}/0"},
+                  args=["--load", "--load-rate", "60"]) as app:
         yield app
 
 
@@ -71,6 +73,7 @@ def wait_for_traffic(prom: Server, timeout: float = 60.0) -> None:
         'http_server_request_duration_seconds_count{http_response_status_code=~"5.."}',
         'http_client_request_duration_seconds_count',
         'sizewise_health_status',
+        'sizewise_cache_redis_keyspace_lookups_total',
     ]
     deadline = time.monotonic() + timeout
     missing = wanted

@@ -27,6 +27,9 @@ FAMILIES = ("http_server_", "db_client_", "sizewise_cache_")
 COUNTED = ("_count", "_total", "http_server_active_requests")
 # Per-process by nature (a random instance id).
 VOLATILE = frozenset({"service_instance_id"})
+# The Redis server's own INFO counters and memory: the two runs share the server, so its keyspace
+# counts add up across them (not a difference between the paths). Not compared.
+SERVER_STATE = "sizewise_cache_redis_"
 # The one known difference: a route inside a mounted sub-app. The fast layer reports the full
 # template, the contrib FastAPI instrumentor only the mount's path. Same label keys and counts.
 MOUNTED_ROUTE = {"fast": "/sub/ping/{n}", "public": "/sub"}
@@ -45,7 +48,7 @@ def series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name.startswith(FAMILIES):
+            if s.name.startswith(FAMILIES) and not s.name.startswith(SERVER_STATE):
                 labels = tuple(sorted((k, v) for k, v in s.labels.items() if k not in VOLATILE))
                 out[(s.name, labels)] = s.value
     return out
