@@ -34,6 +34,7 @@ from sizewise_otel.fastpath.spangate import (
     detach,
     restore_id_generators,
 )
+from sizewise_otel.fastpath.spans import set_span_attributes
 
 __all__ = [
     "NO_EXEMPLARS",
@@ -61,6 +62,7 @@ __all__ = [
     "prometheus_reader",
     "restore_id_generators",
     "schema_url",
+    "set_span_attributes",
     "status",
     "warn_if_disabled",
 ]

@@ -135,3 +135,52 @@ def rewrite_attributes(span: Any, attrs: Any, changes: dict[str, Any]) -> None:
     span._attributes = BoundedAttributes(
         maxlen=getattr(attrs, "maxlen", None), attributes={**attrs, **changes}, immutable=True,
         max_value_len=getattr(attrs, "max_value_len", None))
+
+
+_PLAIN_VALUES = (int, float, bool)  # returned as they are by the SDK's attribute cleaning
+
+
+def set_span_attributes(span: Any, attributes: Mapping[str, Any]) -> None:
+    """``span.set_attributes(attributes)`` for a recording SDK span, without re-cleaning plain values.
+
+    The SDK cleans every value again (an isinstance ladder per value, then a copy of the mapping)
+    before storing it. Values that are ``str`` (truncated to the span's limit, as the SDK does),
+    ``int``, ``float`` or ``bool`` under non-empty ``str`` keys come out of that cleaning unchanged,
+    so they are stored as the SDK's own store does it (a key already there moves to the end), under
+    the span's and the attributes' locks. Anything else (another value type, an ended span, a
+    store that would hit its attribute count limit, a non-SDK span) goes to ``set_attributes``.
+    """
+    store = getattr(span, "_attributes", None)
+    inner = getattr(store, "_dict", None)
+    span_lock = getattr(span, "_lock", None)
+    if type(store) is not BoundedAttributes or inner is None or span_lock is None or store._immutable:
+        span.set_attributes(attributes)
+        return
+    maxlen, limit = store.maxlen, store.max_value_len
+    if maxlen is not None and len(inner) + len(attributes) > maxlen:
+        span.set_attributes(attributes)  # eviction and drop counting stay the SDK's
+        return
+    clean: list[tuple[str, Any]] = []
+    for key, value in attributes.items():
+        if key.__class__ is not str or not key:
+            span.set_attributes(attributes)
+            return
+        if value.__class__ is str:
+            if limit is not None and len(value) > limit:
+                value = value[:limit]
+        elif value.__class__ not in _PLAIN_VALUES:
+            span.set_attributes(attributes)
+            return
+        clean.append((key, value))
+    with span_lock:
+        if getattr(span, "_end_time", None) is not None:
+            ended = True
+        else:
+            ended = False
+            with store._lock:
+                for key, value in clean:
+                    if key in inner:
+                        del inner[key]
+                    inner[key] = value
+    if ended:
+        span.set_attributes(attributes)  # the SDK's own warning for an ended span
