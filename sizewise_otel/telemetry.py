@@ -291,7 +291,9 @@ class Telemetry:
         self.tracer_provider = TracerProvider(resource=self.resource, sampler=build_sampler(settings))
         # A service that set its own SDK TracerProvider keeps it: SizeWise's spans and processors join it.
         from sizewise_otel.web.coexist import adopt_tracer_provider
-        self.tracer_provider = adopt_tracer_provider(self.tracer_provider, set_global)
+        own_tracer_provider = self.tracer_provider
+        self.tracer_provider = adopt_tracer_provider(own_tracer_provider, set_global)
+        self.adopted_tracer_provider = self.tracer_provider is not own_tracer_provider
         for exporter in span_exporter_list:
             if not fastpath_enabled():
                 exporter = _ScrubbingSpanExporter(exporter, self.tracer_provider)
@@ -299,6 +301,9 @@ class Telemetry:
         if set_global:
             _set_global_providers(self.meter_provider, self.tracer_provider)
         self._create_instruments()
+        # Here, not in the HTTP layer: zero-code mode and gunicorn --preload build telemetry without it.
+        from sizewise_otel.runtime.fork import renew_identity_after_fork
+        renew_identity_after_fork(self)
 
     def _init_disabled(self) -> None:
         """OTEL_SDK_DISABLED=true: the SDK's providers, which hand out no-op meters and tracers when
@@ -307,6 +312,7 @@ class Telemetry:
         self.prometheus_reader = None  # type: ignore[assignment]
         self.meter_provider = MeterProvider(resource=self.resource, shutdown_on_exit=False)
         self.tracer_provider = TracerProvider(resource=self.resource, shutdown_on_exit=False)
+        self.adopted_tracer_provider = False
         log.warning("OTEL_SDK_DISABLED=true: sizewise-otel records no telemetry (no spans, no metrics, no "
                     "exporters; GET /metrics serves no OpenTelemetry series); the app's routes and /health "
                     "are served as usual")
@@ -367,7 +373,10 @@ class Telemetry:
         factory(sig.name, callbacks=[_cb], unit=sig.unit, description=sig.description)
 
     def shutdown(self) -> None:
-        for fn in (self.tracer_provider.shutdown, self.meter_provider.shutdown):
+        # A service's own TracerProvider is the service's to shut down: flush what SizeWise added to it.
+        tp = self.tracer_provider
+        tracer_done = tp.force_flush if self.adopted_tracer_provider else tp.shutdown
+        for fn in (tracer_done, self.meter_provider.shutdown):
             with contextlib.suppress(Exception):
                 fn()
 
