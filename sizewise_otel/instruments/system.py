@@ -107,6 +107,8 @@ class SystemMetrics:
                 (float(io.bytes_recv), {"direction": "receive"})]
 
     def rss(self) -> Obs:
+        if self._process.pid != os.getpid():  # a forked worker (gunicorn --preload) reads itself
+            self._process = psutil.Process(os.getpid())
         return [(float(self._process.memory_info().rss), {})]
 
     def register(self, telemetry: Telemetry) -> None:

@@ -87,3 +87,21 @@ def test_a_real_fork_exports_under_the_childs_own_id(monkeypatch: pytest.MonkeyP
     assert set(parent.values()) == {"parent-id"}  # the parent keeps its id
     assert child.pop("system_pid") is True  # the contrib system metrics read the child, not the parent
     assert len(set(child.values())) == 1 and child["metrics"] != "parent-id", child
+
+
+def test_process_rss_reads_the_forked_child_not_the_parent() -> None:
+    from sizewise_otel.instruments.system import SystemMetrics
+
+    system = SystemMetrics()
+    system.rss()  # bound to the parent before the fork, as under gunicorn --preload
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report which process the metric read, then leave at once
+        os.close(read)
+        os.write(write, f"{os.getpid()} {system._process.pid if system.rss() else -1}".encode())
+        os._exit(0)
+    os.close(write)
+    child, measured = map(int, os.read(read, 100).decode().split())
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert measured == child != os.getpid()
