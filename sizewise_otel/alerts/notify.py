@@ -440,6 +440,10 @@ class ThreadedDispatcher:
     def channels(self) -> list[str]:
         return [n.channel for n in self.notifiers]
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def _ensure(self) -> tuple[asyncio.AbstractEventLoop, Dispatcher]:
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's thread and loop are not ours
@@ -452,16 +456,20 @@ class ThreadedDispatcher:
                 ready = threading.Event()
                 holder: dict[str, Dispatcher] = {}
 
+                async def setup() -> None:
+                    holder["d"] = Dispatcher(self.notifiers, self.on_outcome, self.queue_size)
+                    holder["d"].start()  # the lanes' tasks need the running loop
+                    ready.set()
+
                 def run() -> None:
                     asyncio.set_event_loop(loop)
-                    holder["d"] = Dispatcher(self.notifiers, self.on_outcome, self.queue_size)
-                    holder["d"].start()
-                    ready.set()
+                    loop.run_until_complete(setup())
                     loop.run_forever()
 
                 thread = threading.Thread(target=run, name="sizewise-alert-notify", daemon=True)
                 thread.start()
-                ready.wait(5.0)
+                if not ready.wait(5.0):
+                    raise RuntimeError("the alert notifier thread did not start")
                 self._loop, self._dispatcher, self._thread = loop, holder["d"], thread
             return self._loop, self._dispatcher
 

@@ -91,7 +91,7 @@ class AlertSignals:
     def __init__(self, cooldown_minutes: float, spike: SpikeDetector | None = None, *, max_groups: int = 10_000,
                  clock: Callable[[], float] = time.time) -> None:
         self.cooldown_seconds = cooldown_minutes * 60.0
-        self.spike = spike or SpikeDetector(max_groups=max_groups)
+        self.spike = spike if spike is not None else SpikeDetector(max_groups=max_groups)
         self.clock = clock
         self._listeners: list[AlertListener] = []
         self._last: _Lru = _Lru(max_groups * len(KINDS))  # (kind, group) -> last time raised
