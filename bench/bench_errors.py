@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 from sizewise_otel.errors import ErrorContext, ErrorTracker
 from sizewise_otel.errors.context import ErrorEvent
 from sizewise_otel.errors.spans import install_span_scrubber
+from sizewise_otel.errors.tracker import top_up_error_ids
 from sizewise_otel.settings import load_settings
 from sizewise_otel.telemetry import get_telemetry
 
@@ -131,6 +132,7 @@ def bench_capture(url: str, n: int) -> dict[str, float]:
             fn(i)
     chunk = 100
     for start in range(0, n, chunk):
+        top_up_error_ids()  # the writer thread's job in production (paused here)
         order = list(modes.items())
         if (start // chunk) % 2:
             order.reverse()
@@ -150,11 +152,8 @@ def bench_capture(url: str, n: int) -> dict[str, float]:
     print(f"  dropped while full: {full.dropped['queue_full']}")
     # The deferred half: what the writer thread does per event before grouping (scrub, fingerprint...).
     pending = []
-    while True:
-        try:
-            pending.append(t.writer._queue.get_nowait())
-        except Exception:
-            break
+    while t.writer._items:
+        pending.append(t.writer._items.popleft())
     prepare = getattr(t, "_prepare", None)
     if prepare is not None and pending and not isinstance(pending[0], ErrorEvent):
         costs = []

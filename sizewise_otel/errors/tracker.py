@@ -234,7 +234,7 @@ class ErrorTracker:
         self.writer = EventWriter(
             self._make_store, maxsize=settings.error_queue_size, on_dropped=self._count_dropped,
             on_result=self._on_batch, retention_seconds=settings.error_retention_hours * 3600.0,
-            prepare=self._prepare, on_taken=self._count_taken)
+            prepare=self._prepare, on_taken=self._taken)
         self.dropped: dict[str, int] = {"queue_full": 0, "store_unavailable": 0, "shutdown": 0}
         self._metric_attrs: BoundedCache[tuple[str, str], dict[str, str]] = BoundedCache(1024)
         self._types_lock = threading.Lock()  # the writer and an overloaded request path admit types
@@ -409,11 +409,14 @@ class ErrorTracker:
                 attrs = self._metric_attrs.put(key, {"error.type": metric_type, "severity": sev})
         return attrs
 
+    def _taken(self, items: Sequence[Any]) -> None:
+        """The writer took a batch: count it, and refill the error id pool while off the request path."""
+        top_up_error_ids()
+        self._count_taken(items)
+
     def _count_taken(self, items: Sequence[Any]) -> None:
         """``sizewise_errors_total`` for captures leaving the queue: one add per attribute set, except
-        a capture under a sampled span, added alone in its span's context (the exemplar links the trace).
-        The writer also refills the error id pool here."""
-        top_up_error_ids()
+        a capture under a sampled span, added alone in its span's context (the exemplar links the trace)."""
         tally: dict[tuple[str, str], int] = {}
         for item in items:
             key = (item.error_type, item.severity)

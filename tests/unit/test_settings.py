@@ -23,11 +23,30 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.error_tracking_enabled is False
 
 
+def test_error_alert_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("SIZEWISE_ERROR_ALERT_COOLDOWN_MINUTES", "ALERT_COOLDOWN_MINUTES", "SIZEWISE_ERROR_SPIKE_MIN_EVENTS"):
+        monkeypatch.delenv(var, raising=False)
+    s = load_settings()
+    assert (s.sizewise_error_alerts, s.sizewise_error_spike_min_events, s.sizewise_error_spike_factor,
+            s.sizewise_error_spike_baseline_minutes, s.sizewise_error_alert_max_groups,
+            s.sizewise_error_alert_timeout_seconds, s.sizewise_public_url) == (True, 20, 5.0, 10, 10_000, 3.0, "")
+    assert s.error_alert_cooldown_minutes == 15  # unset (or empty): ALERT_COOLDOWN_MINUTES
+    monkeypatch.setenv("ALERT_COOLDOWN_MINUTES", "40")
+    monkeypatch.setenv("SIZEWISE_ERROR_ALERT_COOLDOWN_MINUTES", "")
+    assert load_settings().error_alert_cooldown_minutes == 40
+    monkeypatch.setenv("SIZEWISE_ERROR_ALERT_COOLDOWN_MINUTES", "5")
+    monkeypatch.setenv("SIZEWISE_ERROR_SPIKE_MIN_EVENTS", "3")
+    s = load_settings()
+    assert (s.error_alert_cooldown_minutes, s.sizewise_error_spike_min_events) == (5, 3)
+
+
 @pytest.mark.parametrize(("var", "value"), [
     ("METRICS_COLLECTION_INTERVAL", "abc"),
     ("ALERT_COOLDOWN_MINUTES", "-1"),
     ("OTEL_TRACES_SAMPLER_ARG", "2"),
     ("HEALTH_MONITORING_ENABLED", "perhaps"),
+    ("SIZEWISE_ERROR_SPIKE_FACTOR", "0.5"),
+    ("SIZEWISE_ERROR_SPIKE_MIN_EVENTS", "0"),
 ])
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
     monkeypatch.setenv(var, value)
