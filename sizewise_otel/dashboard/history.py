@@ -3,7 +3,8 @@
 A sampler reads this process's own metrics from ``prometheus_client.REGISTRY`` (the same
 collection ``GET /metrics`` serves, so the values are exactly what Prometheus would scrape), keeps a
 short raw window for ``rate``, evaluates every widget's expression in-process, and writes the
-results into three ring-buffer tiers, the spec's retention tiers:
+results into three ring-buffer tiers, the spec's retention tiers (``METRICS_RETENTION_HOURS`` below
+7 d cuts each tier to it):
 
 ==========  ======  ========
 tier        step    points
@@ -58,6 +59,14 @@ MEMORY_BOUND_BYTES = MAX_SERIES * POINTS_PER_SERIES * 4
 Key = tuple[str, Labels]  # (series family, labels)
 
 
+def retained(spec: TierSpec, retention_hours: float | None) -> TierSpec:
+    """``spec`` cut to ``METRICS_RETENTION_HOURS``: a shorter retention keeps fewer points (and less
+    memory); a longer one keeps the tier as it is (7 d at most in process: Prometheus keeps the rest)."""
+    if retention_hours is None:
+        return spec
+    return TierSpec(spec.name, spec.step, max(1, min(spec.points, math.ceil(retention_hours * 3600 / spec.step))))
+
+
 class _Tier:
     def __init__(self, spec: TierSpec) -> None:
         self.spec = spec
@@ -109,9 +118,9 @@ class _Tier:
 class History:
     """The tiers plus the raw window; thread-safe (the sampler runs in a worker thread)."""
 
-    def __init__(self, max_series: int = MAX_SERIES) -> None:
+    def __init__(self, max_series: int = MAX_SERIES, retention_hours: float | None = None) -> None:
         self.max_series = max_series
-        self.tiers = [_Tier(s) for s in TIERS]
+        self.tiers = [_Tier(retained(s, retention_hours)) for s in TIERS]
         self.raw: deque[tuple[float, dict[str, dict[Labels, float]]]] = deque(maxlen=RAW_POINTS)
         self.known: set[Key] = set()
         self.dropped_series = 0

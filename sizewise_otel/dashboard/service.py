@@ -78,7 +78,7 @@ class PerformanceDashboard:
         self.sample_interval = sample_interval
         url = settings.prometheus_url if prometheus_url is None else prometheus_url
         self.prometheus = PrometheusSource(url) if url else None
-        self.history = History()
+        self.history = History(retention_hours=settings.metrics_retention_hours)
         self.registry = registry  # None: prometheus_client.REGISTRY, what GET /metrics serves
         self._latest: dict[str, list[Vector]] = {}
         self.capacity_record = capacity.CapacityRecord()

@@ -191,3 +191,17 @@ def test_collect_samples_translates_only_the_named_otel_metrics() -> None:
         assert not reader._collector._metrics_datas
     finally:
         provider.shutdown()  # unregisters the reader's collector
+
+
+def test_metrics_retention_hours_cuts_the_tiers_and_their_memory() -> None:
+    from sizewise_otel.dashboard.history import History
+
+    full, short = History(), History(retention_hours=2)
+    assert [t.spec.points for t in full.tiers] == [720, 1440, 672]
+    assert [t.spec.points for t in short.tiers] == [720, 120, 8]  # 1 h kept whole; 2 h of 1 min; 2 h of 15 min
+    assert [t.spec.points for t in History(retention_hours=24 * 90).tiers] == [720, 1440, 672]
+    key = ("sizewise_cpu_usage_percent", ())
+    for minute in range(300):  # 5 h of one value a minute: the 2 h tiers keep only the last 2 h
+        short.record(minute * 60.0, {key: float(minute)})
+    kept = short.tiers[1].read("sizewise_cpu_usage_percent", 299 * 60.0)[()]
+    assert [v for _, v in kept][-1] == 299.0 and len(kept) <= 120 and kept[0][1] >= 180.0
