@@ -56,10 +56,14 @@ class Owner(enum.StrEnum):
     OTEL_SYSTEM = "opentelemetry-instrumentation-system-metrics"
 
 
-# Seconds buckets, chosen for request-scale work (sub-millisecond cache hits up to 10 s calls).
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+# The semconv-advised boundaries (HTTP and database metric pages, semantic conventions 1.44), so
+# a dashboard written for any OTel service reads ours; finer ones only through the opt-in of
+# sizewise_otel/instruments/buckets.py (SIZEWISE_FINE_LATENCY_BUCKETS).
+HTTP_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 )
+DB_DURATION_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+# Seconds buckets for sizewise.* operations (sub-millisecond cache hits up to 2.5 s).
 FAST_OP_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )
@@ -114,7 +118,7 @@ SIGNALS: tuple[Signal, ...] = (
     # --- HTTP, the service mesh (recorded by the OTel instrumentations) ----------------------
     Signal("http.server.request.duration", Kind.HISTOGRAM, "s",
            "Duration of inbound HTTP requests, by route template and status.",
-           HTTP_SERVER_ATTRS, LATENCY_BUCKETS, owner=Owner.OTEL_HTTP,
+           HTTP_SERVER_ATTRS, HTTP_DURATION_BUCKETS, owner=Owner.OTEL_HTTP,
            cardinality="routes x methods x status codes (templates only; unmatched paths share one)"),
     Signal("http.server.active_requests", Kind.UP_DOWN_COUNTER, "{request}",
            "Inbound HTTP requests in flight.", ("http.request.method", "url.scheme"),
@@ -122,12 +126,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("http.client.request.duration", Kind.HISTOGRAM, "s",
            "Duration of outbound HTTP calls to other services (httpx).",
            ("http.request.method", "server.address", "server.port", "http.response.status_code",
-            "error.type"), LATENCY_BUCKETS, owner=Owner.OTEL_HTTP,
+            "error.type"), HTTP_DURATION_BUCKETS, owner=Owner.OTEL_HTTP,
            cardinality="configured peer services x methods x status codes"),
     # --- database --------------------------------------------------------------------------
     Signal("db.client.operation.duration", Kind.HISTOGRAM, "s",
            "Duration of database operations, from SQLAlchemy cursor events.",
-           ("db.system.name", "db.operation.name", "error.type"), FAST_OP_BUCKETS,
+           ("db.system.name", "db.operation.name", "error.type"), DB_DURATION_BUCKETS,
            cardinality="SQL verbs (SELECT/INSERT/UPDATE/DELETE/OTHER) x outcome"),
     Signal("sizewise.db.pool.connections", Kind.OBSERVABLE_GAUGE, "{connection}",
            "Database pool connections by state (used/idle) and the pool's maximum.",

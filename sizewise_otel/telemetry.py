@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased,
 from sizewise_otel.catalog import SIGNALS, Kind, Signal, signal
 from sizewise_otel.fastpath import enabled as fastpath_enabled
 from sizewise_otel.fastpath import exporter_preferences, prometheus_reader
+from sizewise_otel.instruments.buckets import histogram_buckets
 from sizewise_otel.instruments.registry import MARKS
 from sizewise_otel.settings import Settings, SettingsError, ensure_semconv_opt_in
 
@@ -87,14 +88,16 @@ CONTRIB_ONLY_INSTRUMENTS = ("http.server.request.body.size", "http.server.respon
 
 
 def build_views(public_path: bool = False) -> list[View]:
-    """Explicit buckets and an attribute allow-list for every histogram: bounded series."""
+    """Explicit buckets (the semconv-advised ones for HTTP/DB durations unless
+    SIZEWISE_FINE_LATENCY_BUCKETS opts in: instruments/buckets.py) and an attribute allow-list for
+    every histogram: bounded series."""
     views = [View(instrument_name=name, aggregation=DropAggregation()) for name in CONTRIB_ONLY_INSTRUMENTS] \
         if public_path else []
     for sig in SIGNALS:
         if sig.kind is Kind.HISTOGRAM:
             views.append(View(
                 instrument_name=sig.name,
-                aggregation=ExplicitBucketHistogramAggregation(list(sig.buckets or ())),
+                aggregation=ExplicitBucketHistogramAggregation(list(histogram_buckets(sig.name))),
                 attribute_keys=set(sig.attributes),
             ))
         elif sig.owner.name.startswith("OTEL_HTTP"):

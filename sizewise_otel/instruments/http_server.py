@@ -358,10 +358,10 @@ def _finish_span(span: trace.Span, attrs: dict[str, Any], method: str, route: st
 
 
 def duration_buckets() -> tuple[float, ...]:
-    """The catalog's explicit buckets for ``http.server.request.duration``."""
-    from sizewise_otel.catalog import signal
+    """The explicit buckets for ``http.server.request.duration`` (as the SDK view has them)."""
+    from sizewise_otel.instruments.buckets import histogram_buckets
 
-    return tuple(signal(DURATION).buckets or ())
+    return histogram_buckets(DURATION)
 
 
 def _global_meter_provider() -> MeterProvider:
