@@ -28,6 +28,7 @@ class Recorder:
 
     def __init__(self, telemetry: Any, name: str, scope: tuple[str, str, str | None]) -> None:
         from sizewise_otel.catalog import signal
+        from sizewise_otel.instruments.buckets import histogram_buckets
 
         sig = signal(name)
         self.name = name
@@ -36,7 +37,7 @@ class Recorder:
         if enabled():
             try:
                 self.lean = lean_histogram(telemetry.meter_provider, name, sig.unit, sig.description,
-                                           sig.buckets or (), scope)  # type: ignore[arg-type]
+                                           histogram_buckets(name), scope)  # type: ignore[arg-type]
             except Exception:  # the SDK instrument is always a correct fallback
                 self.lean = None
         policy: ExemplarPolicy = self.lean.policy if self.lean is not None else NO_EXEMPLARS

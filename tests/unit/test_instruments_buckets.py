@@ -64,3 +64,18 @@ def test_an_invalid_value_is_a_configuration_error(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(FINE_BUCKETS_ENV, "maybe")
     with pytest.raises(SettingsError, match=FINE_BUCKETS_ENV):
         histogram_buckets("db.client.operation.duration")
+
+
+@pytest.mark.parametrize("fine", [False, True])
+def test_lean_db_recorder_exports_what_the_view_would(fine: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sizewise_otel.fastpath import Recorder
+    from tests.unit.test_instruments_sql import TelemetryRig
+
+    monkeypatch.setenv(FINE_BUCKETS_ENV, "true" if fine else "false")
+    rig = TelemetryRig()
+    recorder = Recorder(rig, "db.client.operation.duration", ("t", "1", None))
+    assert recorder.lean is not None  # the fast path's own histogram, not the SDK view
+    recorder.record(recorder.bind({"db.system.name": "sqlite"}), 0.0003)
+    (point,) = rig.metrics()["db.client.operation.duration"]
+    assert list(point.explicit_bounds) == list(histogram_buckets("db.client.operation.duration", fine=fine))
+    assert (0.00025 in point.explicit_bounds) is fine
