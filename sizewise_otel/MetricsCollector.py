@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
+from sizewise_otel.catalog import CALC_OUTCOME, CALC_TYPE
 from sizewise_otel.fastpath import generate_latest
 from sizewise_otel.instruments.system import SystemMetrics
 from sizewise_otel.settings import Settings
@@ -27,9 +28,9 @@ class MetricsCollector:
 
     def record_calculation(self, calculation_type: str, seconds: float, outcome: str = "success") -> None:
         self.telemetry.instrument("sizewise.hvac.calculations").add(
-            1, {"calculation_type": calculation_type, "outcome": outcome})
+            1, {CALC_TYPE: calculation_type, CALC_OUTCOME: outcome})
         self.telemetry.instrument("sizewise.hvac.calculation.duration").record(
-            seconds, {"calculation_type": calculation_type})
+            seconds, {CALC_TYPE: calculation_type})
 
     def prometheus_text(self) -> str:
         return generate_latest(REGISTRY).decode()

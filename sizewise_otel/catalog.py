@@ -112,6 +112,11 @@ HTTP_SERVER_ATTRS = (
 )
 
 REDIS_SERVER_ATTRS = ("server.address", "server.port")
+# Project-defined attribute keys live under sizewise. (semconv registers none for these).
+CALC_TYPE = "sizewise.hvac.calculation.type"
+CALC_OUTCOME = "sizewise.hvac.calculation.outcome"
+USAGE_SOURCE = "sizewise.usage.source"  # container (of its limit) or host
+MOUNTPOINT = "system.filesystem.mountpoint"  # registered
 REDIS_SERVERS = "Redis servers of the instrumented clients"
 
 SIGNALS: tuple[Signal, ...] = (
@@ -130,19 +135,20 @@ SIGNALS: tuple[Signal, ...] = (
            cardinality="configured peer services x methods x status codes"),
     # --- database --------------------------------------------------------------------------
     Signal("db.client.operation.duration", Kind.HISTOGRAM, "s",
-           "Duration of database operations, from SQLAlchemy cursor events.",
-           ("db.system.name", "db.operation.name", "error.type"), DB_DURATION_BUCKETS,
-           cardinality="SQL verbs (SELECT/INSERT/UPDATE/DELETE/OTHER) x outcome"),
+           "Duration of database operations: SQLAlchemy statements and Redis commands.",
+           ("db.system.name", "db.namespace", "server.address", "server.port", "error.type"),
+           DB_DURATION_BUCKETS, cardinality="databases (engines and Redis clients) x error types"),
     Signal("sizewise.db.pool.connections", Kind.OBSERVABLE_GAUGE, "{connection}",
            "Database pool connections by state (used/idle) and the pool's maximum.",
            ("state",), tier=Tier.MEDIUM, cardinality="3 states"),
     # --- cache -----------------------------------------------------------------------------
     Signal("sizewise.cache.operations", Kind.COUNTER, "{operation}",
            "Cache operations by operation and result (hit, miss, set, error).",
-           ("cache.backend", "cache.operation", "cache.result"),
+           ("sizewise.cache.backend", "sizewise.cache.operation", "sizewise.cache.result"),
            cardinality="2 backends x 3 operations x 4 results"),
     Signal("sizewise.cache.operation.duration", Kind.HISTOGRAM, "s",
-           "Latency of cache operations.", ("cache.backend", "cache.operation"), FAST_OP_BUCKETS,
+           "Latency of cache operations.", ("sizewise.cache.backend", "sizewise.cache.operation"),
+           FAST_OP_BUCKETS,
            cardinality="2 backends x 3 operations"),
     # --- the Redis server behind the instrumented client(s), from INFO (no OTel semconv exists
     # for these: the collector's redis receiver has its own names, so ours are sizewise.cache.redis.*).
@@ -163,9 +169,9 @@ SIGNALS: tuple[Signal, ...] = (
     # --- HVAC business signals -------------------------------------------------------------
     Signal("sizewise.hvac.calculations", Kind.COUNTER, "{calculation}",
            "HVAC calculations by type and outcome (success, invalid, error).",
-           ("calculation_type", "outcome"), cardinality="calculation types x 3 outcomes"),
+           (CALC_TYPE, CALC_OUTCOME), cardinality="calculation types x 3 outcomes"),
     Signal("sizewise.hvac.calculation.duration", Kind.HISTOGRAM, "s",
-           "Time spent computing an HVAC calculation.", ("calculation_type",), FAST_OP_BUCKETS,
+           "Time spent computing an HVAC calculation.", (CALC_TYPE,), FAST_OP_BUCKETS,
            cardinality="calculation types"),
     Signal("sizewise.sessions.active", Kind.UP_DOWN_COUNTER, "{session}",
            "User sessions currently active.", cardinality="1"),
@@ -184,13 +190,13 @@ SIGNALS: tuple[Signal, ...] = (
     # --- system resources ------------------------------------------------------------------
     Signal("sizewise.cpu.usage", Kind.OBSERVABLE_GAUGE, "%",
            "CPU usage: of the container's quota when there is one, of the host otherwise.",
-           ("source",), tier=Tier.FAST, cardinality="2 sources (container, host)"),
+           (USAGE_SOURCE,), tier=Tier.FAST, cardinality="2 sources (container, host)"),
     Signal("sizewise.memory.usage", Kind.OBSERVABLE_GAUGE, "%",
            "Memory usage: of the container's limit when there is one, of the host otherwise.",
-           ("source",), tier=Tier.FAST, cardinality="2 sources"),
+           (USAGE_SOURCE,), tier=Tier.FAST, cardinality="2 sources"),
     Signal("sizewise.disk.usage", Kind.OBSERVABLE_GAUGE, "%",
            "Usage of each filesystem holding the service's data paths (SIZEWISE_DATA_PATHS), by "
-           "its real mountpoint.", ("mountpoint",), tier=Tier.SLOW,
+           "its real mountpoint.", (MOUNTPOINT,), tier=Tier.SLOW,
            cardinality="distinct mountpoints of the configured data paths"),
     Signal("sizewise.network.io", Kind.OBSERVABLE_COUNTER, "By",
            "Bytes sent and received on all interfaces.", ("direction",), tier=Tier.FAST,

@@ -161,8 +161,8 @@ def container_tests() -> tuple[PromTest, ...]:
 
 def capacity_tests() -> tuple[PromTest, ...]:
     """Linear growth (exact for predict_linear), then a cleanup that drops usage under the floor."""
-    disk = {**JOB, "mountpoint": "/data"}
-    memory = {**JOB, "source": "host"}
+    disk = {**JOB, "system_filesystem_mountpoint": "/data"}
+    memory = {**JOB, "sizewise_usage_source": "host"}
     disk_series = "sizewise_disk_usage_percent"
     return (
         # +0.05 %/min (72 %/day) from 50 %: past the 60 % floor from minute 201, firing 1h later;
@@ -182,7 +182,7 @@ def capacity_tests() -> tuple[PromTest, ...]:
         # 80 %): no forecast alert either way.
         PromTest("disk_full_but_flat_or_slow_is_silent", (
             (_series(disk_series, disk), "96x400"),
-            (_series(disk_series, {**disk, "mountpoint": "/var/log/sizewise"}), "80+0.01x400"),
+            (_series(disk_series, {**disk, "system_filesystem_mountpoint": "/var/log/sizewise"}), "80+0.01x400"),
         ), (
             Check(90, "DiskFillsWithin4h"), Check(390, "DiskFillsWithin4h"),
             Check(90, "DiskFillsWithin24h"), Check(390, "DiskFillsWithin24h"),
@@ -276,8 +276,8 @@ def default_tests() -> tuple[PromTest, ...]:
     http = "http_server_request_duration_seconds"
     route = {**JOB, "http_request_method": "POST", "http_route": "/api/hvac/calculate",
              "http_response_status_code": "200", "url_scheme": "http"}
-    calc = {**JOB, "calculation_type": "load"}
-    cache = {**JOB, "cache_backend": "redis", "cache_operation": "get"}
+    calc = {**JOB, "sizewise_hvac_calculation_type": "heat_load"}
+    cache = {**JOB, "sizewise_cache_backend": "redis", "sizewise_cache_operation": "get"}
     job = {"job": "sizewise"}
     return (
         # Always firing, from the first evaluation on.
@@ -290,11 +290,11 @@ def default_tests() -> tuple[PromTest, ...]:
         *capacity_tests(),
         *traffic_tests(),
         *redis_tests(),
-        threshold_test(r["high_cpu_usage"], 90, 20, source="host"),
-        threshold_test(r["high_memory_usage"], 90, 50, source="host"),
-        threshold_test(r["critical_memory_usage"], 97, 50, source="host"),
-        threshold_test(r["high_disk_usage"], 90, 50, mountpoint="/data"),
-        threshold_test(r["critical_disk_usage"], 97, 50, mountpoint="/data"),
+        threshold_test(r["high_cpu_usage"], 90, 20, sizewise_usage_source="host"),
+        threshold_test(r["high_memory_usage"], 90, 50, sizewise_usage_source="host"),
+        threshold_test(r["critical_memory_usage"], 97, 50, sizewise_usage_source="host"),
+        threshold_test(r["high_disk_usage"], 90, 50, system_filesystem_mountpoint="/data"),
+        threshold_test(r["critical_disk_usage"], 97, 50, system_filesystem_mountpoint="/data"),
         # Two instances: `a` answers only 500s (20 a minute), `b` only 200s (180 a minute). The
         # service's share is 10 %, not a's 100 % nor the 50 % mean of the two processes' percents.
         PromTest("high_error_rate", (
@@ -333,9 +333,9 @@ def default_tests() -> tuple[PromTest, ...]:
         )),
         # 25 % hits for 12 minutes, then only hits.
         PromTest("cache_hit_ratio_collapse", (
-            (_series("sizewise_cache_operations_total", {**cache, "cache_result": "hit"}),
+            (_series("sizewise_cache_operations_total", {**cache, "sizewise_cache_result": "hit"}),
              "0+60x12 1020+300x20"),
-            (_series("sizewise_cache_operations_total", {**cache, "cache_result": "miss"}),
+            (_series("sizewise_cache_operations_total", {**cache, "sizewise_cache_result": "miss"}),
              "0+180x12 2160x20"),
         ), (
             Check(10, "CacheHitRatioCollapse"),
@@ -344,9 +344,9 @@ def default_tests() -> tuple[PromTest, ...]:
         )),
         # 10 % of calculations fail for 12 minutes, then none do.
         PromTest("hvac_calculation_failure_rate", (
-            (_series("sizewise_hvac_calculations_total", {**calc, "outcome": "error"}),
+            (_series("sizewise_hvac_calculations_total", {**calc, "sizewise_hvac_calculation_outcome": "error"}),
              "0+10x12 120x20"),
-            (_series("sizewise_hvac_calculations_total", {**calc, "outcome": "success"}),
+            (_series("sizewise_hvac_calculations_total", {**calc, "sizewise_hvac_calculation_outcome": "success"}),
              "0+90x12 1180+100x20"),
         ), (
             Check(5, "HvacCalculationFailureRate"),

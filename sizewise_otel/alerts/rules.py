@@ -364,13 +364,13 @@ RECORDING_RULES: tuple[RecordingRule, ...] = (
     RecordingRule("job:sizewise_hvac_calculations:rate5m",
                   "sum by (job) (rate(sizewise_hvac_calculations_total[5m]))"),
     RecordingRule("job:sizewise_hvac_calculation_failures:ratio_rate5m",
-                  'sum by (job) (rate(sizewise_hvac_calculations_total{outcome="error"}[5m]))'
+                  'sum by (job) (rate(sizewise_hvac_calculations_total{sizewise_hvac_calculation_outcome="error"}[5m]))'
                   " / sum by (job) (rate(sizewise_hvac_calculations_total[5m]))"),
     RecordingRule("job:sizewise_cache_lookups:rate5m",
-                  'sum by (job) (rate(sizewise_cache_operations_total{cache_result=~"hit|miss"}[5m]))'),
+                  'sum by (job) (rate(sizewise_cache_operations_total{sizewise_cache_result=~"hit|miss"}[5m]))'),
     RecordingRule("job:sizewise_cache_hits:ratio_rate5m",
-                  'sum by (job) (rate(sizewise_cache_operations_total{cache_result="hit"}[5m]))'
-                  ' / sum by (job) (rate(sizewise_cache_operations_total{cache_result=~"hit|miss"}[5m]))'),
+                  'sum by (job) (rate(sizewise_cache_operations_total{sizewise_cache_result="hit"}[5m]))'
+                  ' / sum by (job) (rate(sizewise_cache_operations_total{sizewise_cache_result=~"hit|miss"}[5m]))'),
     RecordingRule("job:sizewise_errors:rate5m", "sum by (job) (rate(sizewise_errors_total[5m]))"),
     RecordingRule("job:sizewise_db_pool_connections:utilization",
                   'sum by (job) (sizewise_db_pool_connections{state="used"})'
@@ -417,11 +417,11 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               summary="Memory almost exhausted on {{ $labels.instance }}", value_format="percent"),
     AlertRule("high_disk_usage", "sizewise_disk_usage_percent", ">", 85.0, 1800,
               AlertSeverity.WARNING, "Disk filling up",
-              summary="Data disk {{ $labels.mountpoint }} filling up on {{ $labels.instance }}",
+              summary="Data disk {{ $labels.system_filesystem_mountpoint }} filling up on {{ $labels.instance }}",
               value_format="percent"),
     AlertRule("critical_disk_usage", "sizewise_disk_usage_percent", ">", 95.0, 600,
               AlertSeverity.CRITICAL, "Disk almost full", alert="HighDiskUsage",
-              summary="Data disk {{ $labels.mountpoint }} almost full on {{ $labels.instance }}",
+              summary="Data disk {{ $labels.system_filesystem_mountpoint }} almost full on {{ $labels.instance }}",
               value_format="percent"),
     # --- application -----------------------------------------------------------------------
     # Prometheus: the service's share of 5xx from the request counters summed over its instances
@@ -475,7 +475,8 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     AlertRule("disk_fills_within_24h", "sizewise_disk_usage_percent", ">", 60, 3600, AlertSeverity.WARNING,
               "Disk predicted to fill within 24 hours",
               alert="DiskFillsWithin24h",
-              summary="Disk {{ $labels.mountpoint }} on {{ $labels.instance }} fills within 24 h at its 6 h trend",
+              summary="Disk {{ $labels.system_filesystem_mountpoint }} on {{ $labels.instance }} fills within 24 h"
+                      " at its 6 h trend",
               expr=f"sizewise_disk_usage_percent > 60"
                    f" and {predict('sizewise_disk_usage_percent', 24 * 3600)} >= 100",
               details=f"The disk is over 60% used and a linear fit over the last {FIT_WINDOW} "
@@ -484,7 +485,8 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
     AlertRule("disk_fills_within_4h", "sizewise_disk_usage_percent", ">", 80, 1800, AlertSeverity.CRITICAL,
               "Disk predicted to fill within 4 hours",
               alert="DiskFillsWithin4h",
-              summary="Disk {{ $labels.mountpoint }} on {{ $labels.instance }} fills within 4 h at its 6 h trend",
+              summary="Disk {{ $labels.system_filesystem_mountpoint }} on {{ $labels.instance }} fills within 4 h"
+                      " at its 6 h trend",
               expr=f"sizewise_disk_usage_percent > 80"
                    f" and {predict('sizewise_disk_usage_percent', 4 * 3600)} >= 100",
               details=f"The disk is over 80% used and a linear fit over the last {FIT_WINDOW} "
@@ -496,8 +498,8 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               summary="Memory on {{ $labels.instance }} reaches its limit within 24 h at its 6 h trend",
               expr=f"sizewise_memory_usage_percent > 70"
                    f" and {predict('sizewise_memory_usage_percent', 24 * 3600)} >= 100",
-              details=f"Memory ({{{{ $labels.source }}}}) is over 70% used and a linear fit over the last "
-                      f"{FIT_WINDOW} reaches 100% within 24 hours (for 1h): a leak, or growth to plan for.",
+              details=f"Memory ({{{{ $labels.sizewise_usage_source }}}}) is over 70% used and a linear fit over "
+                      f"the last {FIT_WINDOW} reaches 100% within 24 hours (for 1h): a leak, or growth to plan for.",
               value_format="percent", group="sizewise.capacity"),
     # --- traffic distribution ----------------------------------------------------------------
     # Share of the job's requests x live instances: 1 is a fair share; over 1.5 for 10 minutes,
@@ -580,7 +582,7 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               AlertSeverity.WARNING, "HVAC calculations failing",
               summary="Over 5% of HVAC calculations fail on {{ $labels.job }}",
               expr="job:sizewise_hvac_calculation_failures:ratio_rate5m > 0.05",
-              details="Calculations ending with outcome=error exceed 5% over 5m.",
+              details="Calculations ending with sizewise.hvac.calculation.outcome=error exceed 5% over 5m.",
               value_format="ratio", dashboard=DASHBOARDS["hvac"], group="sizewise.hvac"),
     AlertRule("error_spike", "sizewise_errors_total", ">", 50, 120, AlertSeverity.WARNING,
               "Error spike", summary="Error spike on {{ $labels.job }}",

@@ -89,14 +89,14 @@ class Trend:
     metric: str  # the raw gauge the recording rules fit
     usage_widget: str  # its widget, whose history the fit reads in-process
     days_widget: str  # the "days until 100 %" panel
-    label: str  # the label that names the series (source, mountpoint)
+    label: str  # the label that names the series (sizewise_usage_source, system_filesystem_mountpoint)
 
 
 CPU, MEMORY, DISK = rules.RESOURCES
 TRENDS = (
-    Trend("disk", DISK, "system_disk", "disk_days_until_full", "mountpoint"),
-    Trend("memory", MEMORY, "system_memory", "memory_days_until_limit", "source"),
-    Trend("cpu", CPU, "system_cpu", "cpu_days_until_saturation", "source"),
+    Trend("disk", DISK, "system_disk", "disk_days_until_full", "system_filesystem_mountpoint"),
+    Trend("memory", MEMORY, "system_memory", "memory_days_until_limit", "sizewise_usage_source"),
+    Trend("cpu", CPU, "system_cpu", "cpu_days_until_saturation", "sizewise_usage_source"),
 )
 
 

@@ -10,7 +10,7 @@ the HTML page. Add your own with one call::
 
     register_widget("duct_calcs", "Duct sizing rate", "Duct sizing calculations per second.",
                     unit="ops", dashboard="hvac-calculations", row="Throughput",
-                    expr=sum_(rate(m("sizewise_hvac_calculations_total", calculation_type="duct"))))
+                    expr=sum_(rate(m("sizewise_hvac_calculations_total", sizewise_hvac_calculation_type="round_duct"))))
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ DASHBOARDS: dict[str, tuple[str, str, str]] = {
 
 PANEL_TYPES = ("timeseries", "stat", "gauge", "bargauge")
 
+SRC, MNT = "sizewise_usage_source", "system_filesystem_mountpoint"  # Prometheus labels of the usage gauges
+
 # Metrics the panels use that the OTel instrumentations or Prometheus define (not our catalog),
 # with their labels. The integration test proves each of them exists on a live /metrics.
 INSTRUMENTATION_METRICS: dict[str, tuple[str, ...]] = {
@@ -75,9 +77,9 @@ INSTRUMENTATION_METRICS: dict[str, tuple[str, ...]] = {
 # in-process these widgets have no value (the embedded history holds no 6 h of raw samples).
 RECORDED_METRICS: dict[str, tuple[str, ...]] = {
     **{alert_rules.fit_record(r): (_label,) for r, _label in zip(
-        alert_rules.RESOURCES, ("source", "source", "mountpoint"), strict=True)},
+        alert_rules.RESOURCES, (SRC, SRC, MNT), strict=True)},
     **{alert_rules.slope_record(r): (_label,) for r, _label in zip(
-        alert_rules.RESOURCES, ("source", "source", "mountpoint"), strict=True)},
+        alert_rules.RESOURCES, (SRC, SRC, MNT), strict=True)},
     alert_rules.INSTANCE_CAPACITY: (),
 }
 INSTRUMENTATION_METRICS.update(RECORDED_METRICS)
@@ -176,6 +178,7 @@ HTTP_COUNT = f"{HTTP}_count"
 CLIENT = "http_client_request_duration_seconds"
 DB = "db_client_operation_duration_seconds"
 CACHE_OPS = "sizewise_cache_operations_total"
+CACHE_BY = ("sizewise_cache_backend", "sizewise_cache_operation")
 CALCS = "sizewise_hvac_calculations_total"
 CALC_DURATION = "sizewise_hvac_calculation_duration_seconds"
 ERRORS = "sizewise_errors_total"
@@ -204,19 +207,19 @@ def _builtin() -> None:
     d, row = "system-overview", "Resources"
     r("system_cpu", "CPU usage",
       "CPU usage in percent: of the container's CPU quota when there is one, of the host otherwise "
-      "(label source). Warning at 80 %, critical at 95 %.",
-      unit="percent", dashboard=d, row=row, expr=max_(m("sizewise_cpu_usage_percent"), "instance", "source"),
-      legend="{{instance}} {{source}}", thresholds=(80, 95))
+      "(label sizewise_usage_source). Warning at 80 %, critical at 95 %.",
+      unit="percent", dashboard=d, row=row, expr=max_(m("sizewise_cpu_usage_percent"), "instance", SRC),
+      legend="{{instance}} {{sizewise_usage_source}}", thresholds=(80, 95))
     r("system_memory", "Memory usage",
       "Memory usage in percent: of the container's memory limit when there is one, of the host "
       "otherwise. Warning at 85 %, critical at 95 %.",
       unit="percent", dashboard=d, row=row,
-      expr=max_(m("sizewise_memory_usage_percent"), "instance", "source"),
-      legend="{{instance}} {{source}}", thresholds=(85, 95))
+      expr=max_(m("sizewise_memory_usage_percent"), "instance", SRC),
+      legend="{{instance}} {{sizewise_usage_source}}", thresholds=(85, 95))
     r("system_disk", "Disk usage", "Usage of the filesystem holding the service's data.",
       unit="percent", dashboard=d, row=row, panel="gauge",
-      expr=max_(m("sizewise_disk_usage_percent"), "instance", "mountpoint"),
-      legend="{{instance}} {{mountpoint}}", thresholds=(85, 95))
+      expr=max_(m("sizewise_disk_usage_percent"), "instance", MNT),
+      legend="{{instance}} {{system_filesystem_mountpoint}}", thresholds=(85, 95))
     r("process_memory", "Process resident memory", "Resident set size of each service process.",
       unit="bytes", dashboard=d, row=row, panel="stat",
       expr=max_(m("sizewise_process_memory_rss_bytes"), "instance"), legend="{{instance}}")
@@ -311,23 +314,23 @@ def _builtin() -> None:
     row = "Cache"
     r("cache_hit_ratio", "Cache hit ratio", "Share of cache reads that were hits. Low is bad.",
       unit="percent", dashboard=d, row=row, panel="stat",
-      expr=100 * sum_(rate(m(CACHE_OPS, cache_result="hit"))).or_zero()
-      / sum_(rate(m(CACHE_OPS, cache_result="~hit|miss"))),
+      expr=100 * sum_(rate(m(CACHE_OPS, sizewise_cache_result="hit"))).or_zero()
+      / sum_(rate(m(CACHE_OPS, sizewise_cache_result="~hit|miss"))),
       legend="hit %", thresholds=(80, 50), invert=True)
     r("cache_hit_ratio_by_operation", "Hit ratio by backend and operation",
       "Cache hit ratio per backend and operation: the lowest is the first to tune.",
       unit="percent", dashboard=d, row=row,
-      expr=100 * sum_(rate(m(CACHE_OPS, cache_result="hit")), "cache_backend", "cache_operation")
-      / sum_(rate(m(CACHE_OPS, cache_result="~hit|miss")), "cache_backend", "cache_operation"),
-      legend="{{cache_backend}} {{cache_operation}}")
+      expr=100 * sum_(rate(m(CACHE_OPS, sizewise_cache_result="hit")), *CACHE_BY)
+      / sum_(rate(m(CACHE_OPS, sizewise_cache_result="~hit|miss")), *CACHE_BY),
+      legend="{{sizewise_cache_backend}} {{sizewise_cache_operation}}")
     r("cache_operations", "Cache operations", "Cache operations per second by operation and result.",
       unit="ops", dashboard=d, row=row,
-      expr=sum_(rate(m(CACHE_OPS)), "cache_operation", "cache_result"),
-      legend="{{cache_operation}} {{cache_result}}")
+      expr=sum_(rate(m(CACHE_OPS)), "sizewise_cache_operation", "sizewise_cache_result"),
+      legend="{{sizewise_cache_operation}} {{sizewise_cache_result}}")
     r("cache_latency_p95", "Cache p95 latency", "95th percentile latency of cache operations.",
       unit="s", dashboard=d, row=row,
-      expr=quantile(0.95, "sizewise_cache_operation_duration_seconds", "cache_backend", "cache_operation"),
-      legend="{{cache_backend}} {{cache_operation}}")
+      expr=quantile(0.95, "sizewise_cache_operation_duration_seconds", *CACHE_BY),
+      legend="{{sizewise_cache_backend}} {{sizewise_cache_operation}}")
 
     # ---------------- HVAC Calculations -----------------------------------------------------
     d, row = "hvac-calculations", "Throughput"
@@ -336,27 +339,28 @@ def _builtin() -> None:
     r("hvac_success_ratio", "Calculation success ratio",
       "Share of calculations with outcome success. Below 95 % warns, below 90 % is critical.",
       unit="percent", dashboard=d, row=row, panel="stat",
-      expr=100 * sum_(rate(m(CALCS, outcome="success"))).or_zero() / sum_(rate(m(CALCS))),
+      expr=100 * sum_(rate(m(CALCS, sizewise_hvac_calculation_outcome="success"))).or_zero() / sum_(rate(m(CALCS))),
       legend="success %", thresholds=(95, 90), invert=True)
     r("active_sessions", "Active sessions", "User sessions currently active.",
       unit="short", dashboard=d, row=row, panel="stat",
       expr=sum_(m("sizewise_sessions_active")), legend="sessions")
     r("hvac_calculations_by_type", "Calculations by type", "Calculations per minute by calculation type.",
       unit="opm", dashboard=d, row=row,
-      expr=60 * sum_(rate(m(CALCS)), "calculation_type"), legend="{{calculation_type}}")
+      expr=60 * sum_(rate(m(CALCS)), "sizewise_hvac_calculation_type"), legend="{{sizewise_hvac_calculation_type}}")
     r("hvac_outcomes", "Calculation outcomes",
       "Calculations per second by outcome (success, invalid, error).",
-      unit="ops", dashboard=d, row=row, expr=sum_(rate(m(CALCS)), "outcome"), legend="{{outcome}}")
+      unit="ops", dashboard=d, row=row, expr=sum_(rate(m(CALCS)), "sizewise_hvac_calculation_outcome"),
+      legend="{{sizewise_hvac_calculation_outcome}}")
     row = "Duration"
     r("hvac_duration_p95", "p95 duration by type",
       "95th percentile time spent computing each calculation type.",
-      unit="s", dashboard=d, row=row, expr=quantile(0.95, CALC_DURATION, "calculation_type"),
-      legend="{{calculation_type}}")
+      unit="s", dashboard=d, row=row, expr=quantile(0.95, CALC_DURATION, "sizewise_hvac_calculation_type"),
+      legend="{{sizewise_hvac_calculation_type}}")
     r("hvac_duration_mean", "Mean duration by type", "Average time spent computing each calculation type.",
       unit="s", dashboard=d, row=row,
-      expr=sum_(rate(m(f"{CALC_DURATION}_sum")), "calculation_type")
-      / sum_(rate(m(f"{CALC_DURATION}_count")), "calculation_type"),
-      legend="{{calculation_type}}")
+      expr=sum_(rate(m(f"{CALC_DURATION}_sum")), "sizewise_hvac_calculation_type")
+      / sum_(rate(m(f"{CALC_DURATION}_count")), "sizewise_hvac_calculation_type"),
+      legend="{{sizewise_hvac_calculation_type}}")
 
     # ---------------- Microservices Health --------------------------------------------------
     d, row = "microservices-health", "Health checks"
@@ -497,31 +501,32 @@ def _capacity_planning() -> None:
       f"Days until the data disk reaches 100 % at its current trend. {fit_note} DiskFillsWithin24h "
       "and DiskFillsWithin4h alert on the same fit. Warning under 7 days, critical under 1.",
       unit="d", dashboard=d, row=row, panel="stat", width=8, decimals=1, expr=_days_until_full(disk),
-      legend="{{instance}} {{mountpoint}}", thresholds=(7, 1), invert=True)
+      legend="{{instance}} {{system_filesystem_mountpoint}}", thresholds=(7, 1), invert=True)
     r("memory_days_until_limit", "Memory at limit in",
       f"Days until memory reaches 100 % of the container limit (of the host without one) at its "
       f"current trend. {fit_note} MemoryLimitWithin24h alerts on the same fit. Warning under 7 "
       "days, critical under 1.",
       unit="d", dashboard=d, row=row, panel="stat", width=8, decimals=1, expr=_days_until_full(memory),
-      legend="{{instance}} {{source}}", thresholds=(7, 1), invert=True)
+      legend="{{instance}} {{sizewise_usage_source}}", thresholds=(7, 1), invert=True)
     r("cpu_days_until_saturation", "CPU at 100 % in",
       f"Days until CPU usage (of the quota, of the host without one) reaches 100 % at its current "
       f"trend. {fit_note} Warning under 7 days, critical under 1.",
       unit="d", dashboard=d, row=row, panel="stat", width=8, decimals=1, expr=_days_until_full(cpu),
-      legend="{{instance}} {{source}}", thresholds=(7, 1), invert=True)
+      legend="{{instance}} {{sizewise_usage_source}}", thresholds=(7, 1), invert=True)
     r("resource_trend", "Usage trend per day",
       f"Slope of CPU, memory and disk usage over the last {alert_rules.FIT_WINDOW}, in percentage "
       "points per day: the CPU trend beside memory growth and disk fill rate. Prometheus only.",
       unit="short", dashboard=d, row=row,
       expr=_per_resource(lambda metric: DAY * m(alert_rules.slope_record(metric))),
-      legend="{{instance}} {{resource}} {{source}}{{mountpoint}}")
+      legend="{{instance}} {{resource}} {{sizewise_usage_source}}{{system_filesystem_mountpoint}}")
     r("resource_projection_24h", "Usage projected in 24 h",
       f"CPU, memory and disk usage 24 hours ahead on the {alert_rules.FIT_WINDOW} trend (fit now + 24 h "
       "x slope = predict_linear(x[6h], 86400)). Over 100 % means the resource runs out within a day.",
       unit="percent", dashboard=d, row=row,
       expr=_per_resource(lambda metric: m(alert_rules.fit_record(metric))
                          + DAY * m(alert_rules.slope_record(metric))),
-      legend="{{instance}} {{resource}} {{source}}{{mountpoint}}", thresholds=(85, 100))
+      legend="{{instance}} {{resource}} {{sizewise_usage_source}}{{system_filesystem_mountpoint}}",
+      thresholds=(85, 100))
 
     d, row = "application-performance", "Capacity (measured per instance)"
     capacity = (f"Capacity is measured, not configured: the highest request rate one instance of the "

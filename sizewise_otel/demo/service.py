@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sizewise_otel.catalog import CALC_OUTCOME, CALC_TYPE
 from sizewise_otel.demo import hvac
 from sizewise_otel.demo.limits import BodyLimitMiddleware
 from sizewise_otel.demo.materials import ROUGHNESS_FT
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     calc_type = body["calculation_type"]
             except (ValueError, UnicodeDecodeError):
                 pass
-            calculations.add(1, {"calculation_type": calc_type, "outcome": "invalid"})
+            calculations.add(1, {CALC_TYPE: calc_type, CALC_OUTCOME: "invalid"})
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
@@ -132,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cached = cache.get(key)
         if cached is not None:
             result = json.loads(cached)
-            calculations.add(1, {"calculation_type": calc_type, "outcome": "success"})
+            calculations.add(1, {CALC_TYPE: calc_type, CALC_OUTCOME: "success"})
             return JSONResponse({"calculation_type": calc_type, "result": result, "cached": True})
         t0 = time.perf_counter()
         try:
@@ -140,14 +141,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await roughness(request.material)  # type: ignore[attr-defined]
             result = hvac.compute(request)
         except ValueError as exc:
-            calculations.add(1, {"calculation_type": calc_type, "outcome": "invalid"})
+            calculations.add(1, {CALC_TYPE: calc_type, CALC_OUTCOME: "invalid"})
             return JSONResponse({"detail": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]},
                                 status_code=422)
         except Exception:
-            calculations.add(1, {"calculation_type": calc_type, "outcome": "error"})
+            calculations.add(1, {CALC_TYPE: calc_type, CALC_OUTCOME: "error"})
             raise
-        durations.record(time.perf_counter() - t0, {"calculation_type": calc_type})
-        calculations.add(1, {"calculation_type": calc_type, "outcome": "success"})
+        durations.record(time.perf_counter() - t0, {CALC_TYPE: calc_type})
+        calculations.add(1, {CALC_TYPE: calc_type, CALC_OUTCOME: "success"})
         cache.set(key, json.dumps(result).encode())
         calc_id = await _in_thread(store.save_calculation, project_id, calc_type, payload, result)
         return JSONResponse({"id": calc_id, "calculation_type": calc_type, "result": result,

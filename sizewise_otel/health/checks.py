@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from sizewise_otel.catalog import MOUNTPOINT, USAGE_SOURCE
 from sizewise_otel.health.model import CheckSpec, Outcome, Status
 from sizewise_otel.runtime.tasks import cancel_task
 from sizewise_otel.settings import Settings
@@ -62,6 +63,10 @@ _SYSTEM_ADVICE = {
 }
 
 
+# The health API keeps its short detail keys whatever the metric attributes are called.
+_DETAIL_KEYS = {MOUNTPOINT: "mountpoint", USAGE_SOURCE: "source"}
+
+
 def system_checks(settings: Settings, system: Any) -> list[CheckSpec]:
     """CPU, memory and disk against the settings' thresholds (system: a SystemMetrics). Disk is
     judged on the fullest mount of the data paths, labelled by its mountpoint."""
@@ -76,9 +81,9 @@ def system_checks(settings: Settings, system: Any) -> list[CheckSpec]:
                 raise RuntimeError(f"no {name} reading (no readable data path)")
             # Several mounts (disk): the fullest decides, each one is in the details.
             value, attrs = max(readings, key=lambda r: r[0])
-            details: dict[str, Any] = dict(attrs)
+            details: dict[str, Any] = {_DETAIL_KEYS.get(k, k): v for k, v in attrs.items()}
             if len(readings) > 1:
-                details["readings"] = {str(a.get("mountpoint") or a.get("source") or i): round(float(v), 2)
+                details["readings"] = {str(a.get(MOUNTPOINT) or a.get(USAGE_SOURCE) or i): round(float(v), 2)
                                        for i, (v, a) in enumerate(readings)}
             shown = float(value)
             if smooth:  # CPU is spiky: judge the mean over the window, not one reading
@@ -90,7 +95,7 @@ def system_checks(settings: Settings, system: Any) -> list[CheckSpec]:
                 details["window_seconds"] = smooth
                 shown = sum(v for _, v in samples) / len(samples)
             status = threshold_status(shown, warning, critical)
-            source = attrs.get("source") or attrs.get("mountpoint") or ""
+            source = attrs.get(USAGE_SOURCE) or attrs.get(MOUNTPOINT) or ""
             return Outcome(status, round(shown, 2), "percent",
                            {"warning": warning, "critical": critical},
                            message=f"{name} at {shown:.1f}% ({source})".replace(" ()", "")

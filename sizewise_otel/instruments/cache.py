@@ -53,8 +53,9 @@ class OperationCounts:
         found = self._cells.get(key)
         if found is None:
             with self.lock:
-                found = self._cells.setdefault(key, ([0], {"cache.backend": backend, "cache.operation": op,
-                                                           "cache.result": result}))
+                found = self._cells.setdefault(key, ([0], {"sizewise.cache.backend": backend,
+                                                           "sizewise.cache.operation": op,
+                                                           "sizewise.cache.result": result}))
         return found[0]
 
     def _observe(self, _options: CallbackOptions) -> list[Observation]:
@@ -129,7 +130,8 @@ class InstrumentedCache:
         self._plain_counting = self._dur.record_counting if self._dur.lock is self._lock else None
         # (op, result) -> (count cell, duration handle): everything an operation touches, resolved once
         self._cells = {(op, result): (counts.cell(self.backend, op, result),
-                                      self._dur.bind({"cache.backend": self.backend, "cache.operation": op}))
+                                      self._dur.bind({"sizewise.cache.backend": self.backend,
+                                                                      "sizewise.cache.operation": op}))
                        for op, results in (("get", ("hit", "miss", "error")), ("set", ("set", "error")))
                        for result in results}
         self._hit, self._miss, self._set = self._cells[("get", "hit")], self._cells[("get", "miss")], \

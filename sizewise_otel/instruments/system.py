@@ -5,7 +5,7 @@ Disk usage is reported for every distinct mount holding one of the service's dat
 and one for logs show as two series, and two paths on one filesystem as one.
 
 Container-aware: inside a container with a CPU quota or memory limit, the percentages are of the
-container's allowance (see ``container.py``); elsewhere of the host, labelled ``source="host"``.
+container's allowance (see ``container.py``); elsewhere of the host, labelled ``sizewise.usage.source="host"``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import psutil
 
+from sizewise_otel.catalog import MOUNTPOINT, USAGE_SOURCE
 from sizewise_otel.instruments.container import ContainerMonitor, container_id
 from sizewise_otel.instruments.registry import MARKS, PROCESS
 from sizewise_otel.telemetry import Telemetry
@@ -72,14 +73,14 @@ class SystemMetrics:
     def cpu(self) -> Obs:
         sample = self._container.sample()
         if sample and sample.cpu_percent is not None:
-            return [(sample.cpu_percent, {"source": "container"})]
-        return [(psutil.cpu_percent(None), {"source": "host"})]
+            return [(sample.cpu_percent, {USAGE_SOURCE: "container"})]
+        return [(psutil.cpu_percent(None), {USAGE_SOURCE: "host"})]
 
     def memory(self) -> Obs:
         sample = self._container.sample()
         if sample and sample.memory_percent is not None:
-            return [(sample.memory_percent, {"source": "container"})]
-        return [(psutil.virtual_memory().percent, {"source": "host"})]
+            return [(sample.memory_percent, {USAGE_SOURCE: "container"})]
+        return [(psutil.virtual_memory().percent, {USAGE_SOURCE: "host"})]
 
     def mounts(self) -> dict[str, str]:
         """Distinct mountpoint -> one data path on it, re-resolved per read (volumes come and go)."""
@@ -96,7 +97,7 @@ class SystemMetrics:
         out = []
         for mountpoint, path in sorted(self.mounts().items()):
             try:
-                out.append((psutil.disk_usage(path).percent, {"mountpoint": mountpoint}))
+                out.append((psutil.disk_usage(path).percent, {MOUNTPOINT: mountpoint}))
             except OSError:
                 continue
         return out

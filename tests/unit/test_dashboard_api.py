@@ -37,8 +37,8 @@ class FakeMonitor:
 def make_registry() -> tuple[CollectorRegistry, dict[str, Gauge]]:
     reg = CollectorRegistry()
     g = {
-        "cpu": Gauge("sizewise_cpu_usage_percent", "cpu", ["source"], registry=reg),
-        "mem": Gauge("sizewise_memory_usage_percent", "mem", ["source"], registry=reg),
+        "cpu": Gauge("sizewise_cpu_usage_percent", "cpu", ["sizewise_usage_source"], registry=reg),
+        "mem": Gauge("sizewise_memory_usage_percent", "mem", ["sizewise_usage_source"], registry=reg),
         "req": Gauge("http_server_request_duration_seconds_count", "n",
                      ["http_route", "http_response_status_code"], registry=reg),
         "sessions": Gauge("sizewise_sessions_active", "s", registry=reg),
@@ -81,7 +81,7 @@ async def test_quick_start_calls_work_in_embedded_mode() -> None:
     data = await dash.get_widget_data("system_cpu")
     assert data["value"] == 42.0 and data["unit"] == "percent" and data["status"] == "ok"
     assert data["source"] == "embedded"
-    assert data["current"] == [{"labels": {"source": "host"}, "value": 42.0}]
+    assert data["current"] == [{"labels": {"sizewise_usage_source": "host"}, "value": 42.0}]
     assert "sizewise_cpu_usage_percent" in data["promql"][0]
     overview = await dash.get_dashboard_overview()
     assert overview["cpu_percent"] == 42.0
@@ -168,9 +168,9 @@ def fake_prometheus(seen: list[str]) -> httpx.MockTransport:
         seen.append(query)
         if request.url.path == "/api/v1/query":
             return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": [
-                {"metric": {"source": "host", "instance": "a:1"}, "value": [1.0, "12.5"]}]}})
+                {"metric": {"sizewise_usage_source": "host", "instance": "a:1"}, "value": [1.0, "12.5"]}]}})
         return httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix", "result": [
-            {"metric": {"source": "host"}, "values": [[1.0, "10"], [2.0, "12.5"]]}]}})
+            {"metric": {"sizewise_usage_source": "host"}, "values": [[1.0, "10"], [2.0, "12.5"]]}]}})
 
     return httpx.MockTransport(handler)
 

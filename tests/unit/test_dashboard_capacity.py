@@ -56,12 +56,13 @@ def test_group_left_renders_parseable_promql_and_evaluates_per_group() -> None:
 ])
 def test_days_until_full(fit: float, slope_per_day: float, days: float) -> None:
     metric = "sizewise_disk_usage_percent"
-    lbl = labels_of({"mountpoint": "data"})
+    lbl = labels_of({"system_filesystem_mountpoint": "data"})
     samples = snapshot({rules.fit_record(metric): {lbl: fit},
                         rules.slope_record(metric): {lbl: slope_per_day / 86400}})
     assert widget("disk_days_until_full").expr.evaluate(samples) == {lbl: pytest.approx(days)}
     projected = widget("resource_projection_24h").expr.evaluate(samples)
-    assert projected == {labels_of({"mountpoint": "data", "resource": "disk"}): pytest.approx(fit + slope_per_day)}
+    disk = labels_of({"system_filesystem_mountpoint": "data", "resource": "disk"})
+    assert projected == {disk: pytest.approx(fit + slope_per_day)}
 
 
 def test_fair_share_in_process_is_one_instance_at_one() -> None:

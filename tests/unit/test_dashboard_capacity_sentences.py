@@ -53,9 +53,9 @@ def test_six_hour_trends_become_sentences_with_the_widgets_numbers() -> None:
     history = History()
     # disk: 50 % + 1/256 % a minute = 5.625 % a day; 6 h later at 51.40625 % -> 48.59375 / 5.625 days
     # memory of a container: 80 % + 1/64 % a minute = 22.5 % a day; at 85.625 % -> 0.639 days; CPU flat
-    now = fill(history, {("system_disk", labels_of({"mountpoint": "/data"})): lambda k: 50 + k / 256,
-                         ("system_memory", labels_of({"source": "container"})): lambda k: 80 + k / 64,
-                         ("system_cpu", labels_of({"source": "host"})): lambda k: 23.5}, 360)
+    now = fill(history, {("system_disk", labels_of({"system_filesystem_mountpoint": "/data"})): lambda k: 50 + k / 256,
+                         ("system_memory", labels_of({"sizewise_usage_source": "container"})): lambda k: 80 + k / 64,
+                         ("system_cpu", labels_of({"sizewise_usage_source": "host"})): lambda k: 23.5}, 360)
     got = items_by_signal(capacity.embedded(history, capacity.CapacityRecord(), Samples([]), now))
 
     [disk] = got["disk"]
@@ -73,9 +73,10 @@ def test_six_hour_trends_become_sentences_with_the_widgets_numbers() -> None:
 def test_a_slow_trend_reads_over_a_year_and_a_full_disk_reads_full() -> None:
     history = History()
     # 1/65536 % a minute: 0.022 % a day, over 2 000 days to go: the widgets' one-year cap
-    now = fill(history, {("system_disk", labels_of({"mountpoint": "/slow"})): lambda k: 50 + k / 65536,
-                         ("system_disk", labels_of({"mountpoint": "/full"})): lambda k: 99 + k / 128}, 360)
-    disks = {i["labels"]["mountpoint"]: i for i in
+    mount = "system_filesystem_mountpoint"
+    now = fill(history, {("system_disk", labels_of({mount: "/slow"})): lambda k: 50 + k / 65536,
+                         ("system_disk", labels_of({mount: "/full"})): lambda k: 99 + k / 128}, 360)
+    disks = {i["labels"]["system_filesystem_mountpoint"]: i for i in
              items_by_signal(capacity.embedded(history, capacity.CapacityRecord(), Samples([]), now))["disk"]}
     assert disks["/slow"]["sentence"] == "Disk /slow fills in over a year at the 6 h trend (now 50.0 %)"
     assert disks["/slow"]["value"] == 365.0
@@ -85,7 +86,7 @@ def test_a_slow_trend_reads_over_a_year_and_a_full_disk_reads_full() -> None:
 
 def test_short_history_says_which_window_is_needed_and_gives_no_number() -> None:
     history = History()
-    now = fill(history, {("system_disk", labels_of({"mountpoint": "/data"})): lambda k: 50 + k}, 25)
+    now = fill(history, {("system_disk", labels_of({"system_filesystem_mountpoint": "/data"})): lambda k: 50 + k}, 25)
     got = items_by_signal(capacity.embedded(history, capacity.CapacityRecord(), Samples([]), now))
     [disk] = got["disk"]
     assert disk["sentence"] == ("Disk /data: not enough history for the 6 h trend yet "
@@ -146,7 +147,7 @@ def test_overview_through_an_instrumented_app_lists_and_renders_the_sentences() 
     # six hours of a synthetic mount, written before the app samples the real ones (a ring takes
     # writes in time order: this also clears what earlier tests left in the last 6 h)
     start = (time.time() // MINUTE - 360) * MINUTE
-    fill(handle.dashboard.history, {("system_disk", labels_of({"mountpoint": "/test-capacity"})):
+    fill(handle.dashboard.history, {("system_disk", labels_of({"system_filesystem_mountpoint": "/test-capacity"})):
                                     lambda k: 50 + k / 256}, 360, start=start)
     with TestClient(app) as http:
         for _ in range(3):
@@ -155,7 +156,7 @@ def test_overview_through_an_instrumented_app_lists_and_renders_the_sentences() 
         overview = http.get("/dashboard/overview").json()
         page = http.get("/dashboard").text
         script = http.get("/dashboard/static/dashboard.js").text
-    disks = {i["labels"].get("mountpoint"): i for i in overview["capacity"] if i["signal"] == "disk"}
+    disks = {i["labels"].get("system_filesystem_mountpoint"): i for i in overview["capacity"] if i["signal"] == "disk"}
     assert disks["/test-capacity"]["sentence"] == "Disk /test-capacity fills in 8.6 days at the 6 h trend (now 51.4 %)"
     real = [i for m, i in disks.items() if m != "/test-capacity"]
     assert real and all(i["value"] is None and "not enough history for the 6 h trend" in i["sentence"]
@@ -169,8 +170,8 @@ def test_overview_through_an_instrumented_app_lists_and_renders_the_sentences() 
 def test_prometheus_answers_become_the_same_sentences_per_instance() -> None:
     """PROMETHEUS_URL mode: the widgets' PromQL answers (here the same expressions evaluated on the
     recorded series Prometheus would hold) give the sentences, one per instance."""
-    disk = labels_of({"job": "svc", "instance": "a:1", "mountpoint": "/data"})
-    mem = labels_of({"job": "svc", "instance": "a:1", "source": "container"})
+    disk = labels_of({"job": "svc", "instance": "a:1", "system_filesystem_mountpoint": "/data"})
+    mem = labels_of({"job": "svc", "instance": "a:1", "sizewise_usage_source": "container"})
     a, b = labels_of({"job": "svc", "instance": "a:1"}), labels_of({"job": "svc", "instance": "b:1"})
     day = 86400.0
     snapshot = {

@@ -228,7 +228,8 @@ def test_registered_widget_appears_in_its_dashboard() -> None:
 
     w = register_widget("test_duct_rate", "Duct sizing rate", "Round-duct calculations per second.",
                         unit="ops", dashboard="hvac-calculations", row="Custom",
-                        expr=sum_(rate(m("sizewise_hvac_calculations_total", calculation_type="round_duct"))))
+                        expr=sum_(rate(m("sizewise_hvac_calculations_total",
+                                         sizewise_hvac_calculation_type="round_duct"))))
     try:
         assert w in widgets()
         board = json.loads(grafana.render_files()["grafana/dashboards/hvac-calculations.json"])

@@ -34,13 +34,13 @@ class FakeSystem:
         self.values = {"cpu": cpu, "memory": memory, "disk": disk}
 
     def cpu(self) -> list[tuple[float, dict[str, str]]]:
-        return [(self.values["cpu"], {"source": "host"})]
+        return [(self.values["cpu"], {"sizewise.usage.source": "host"})]
 
     def memory(self) -> list[tuple[float, dict[str, str]]]:
-        return [(self.values["memory"], {"source": "host"})]
+        return [(self.values["memory"], {"sizewise.usage.source": "host"})]
 
     def disk(self) -> list[tuple[float, dict[str, str]]]:
-        return [(self.values["disk"], {"mountpoint": "data"})]
+        return [(self.values["disk"], {"system.filesystem.mountpoint": "data"})]
 
 
 def make(system: FakeSystem | None = None, **settings: Any) -> HealthMonitor:

@@ -13,7 +13,6 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 
-from sizewise_otel import fastpath
 from sizewise_otel.fastpath import instrumented_by_contrib
 from sizewise_otel.instrumentation import instrument_redis
 from sizewise_otel.instruments.cache import InstrumentedCache
@@ -22,12 +21,12 @@ from tests.unit.test_instruments_sql import UNSAMPLED, TelemetryRig
 
 
 def _counts(rig: TelemetryRig) -> dict[tuple[str, str, str], int]:
-    return {(p.attributes["cache.backend"], p.attributes["cache.operation"], p.attributes["cache.result"]): p.value
+    return {tuple(p.attributes[f"sizewise.cache.{k}"] for k in ("backend", "operation", "result")): p.value  # type: ignore[misc]
             for p in rig.metrics().get("sizewise.cache.operations", [])}
 
 
 def _durations(rig: TelemetryRig) -> dict[tuple[str, str], int]:
-    return {(p.attributes["cache.backend"], p.attributes["cache.operation"]): p.count
+    return {(p.attributes["sizewise.cache.backend"], p.attributes["sizewise.cache.operation"]): p.count
             for p in rig.metrics().get("sizewise.cache.operation.duration", [])}
 
 
@@ -97,16 +96,16 @@ def client(redis_url: str) -> Any:
 
 
 def lean(client: Any, rig: Any) -> None:
-    """The lean wrapper itself (public APIs only): what ``instrument_redis`` uses on the fast path."""
-    trace_redis_client(client, rig.tracer_provider)
+    """The lean wrapper itself (public APIs only): what ``instrument_redis`` uses on both paths."""
+    trace_redis_client(client, rig)
 
 
-def test_instrument_redis_takes_the_lean_wrapper_or_the_contrib_instrumentor(client: Any) -> None:
-    """The fast path wraps the client itself; the public path hands it to the contrib instrumentor,
-    whose span shape follows its release. Either way: one CLIENT span per command, named after it."""
+def test_instrument_redis_takes_the_lean_wrapper_on_either_path(client: Any) -> None:
+    """Both paths wrap the client themselves (the contrib's spans carry db.redis.args_length, name
+    every pipeline after its commands and record no duration): one CLIENT span per command."""
     rig = TelemetryRig()
     instrument_redis(client, rig)
-    assert instrumented_by_contrib(client) != fastpath.enabled()
+    assert not instrumented_by_contrib(client)
     client.set("k", "v")
     assert client.get("k") == b"v"
     spans = rig.finished()
@@ -180,7 +179,8 @@ def test_redis_pipeline_is_one_span(client: Any) -> None:
     pipe.set("a", "secret").get("a")
     assert pipe.execute()[1] == b"secret"
     (span,) = rig.finished()
-    assert span.name == "PIPELINE"
+    assert span.name == "MULTI"  # redis-py's default pipeline is a MULTI/EXEC transaction
+    assert span.attributes["db.operation.name"] == "MULTI"
     assert span.attributes["db.operation.batch.size"] == 2
     assert span.attributes["db.query.text"] == "SET ? ?\nGET ?"
 
@@ -202,5 +202,5 @@ def test_asyncio_client_spans(redis_url: str) -> None:
 
     value, results = asyncio.run(run())
     assert value == b"v" and results == [b"v", b"v"]
-    assert [s.name for s in rig.finished()] == ["SET", "GET", "PIPELINE"]
+    assert [s.name for s in rig.finished()] == ["SET", "GET", "MULTI"]
     assert rig.finished()[1].attributes["db.query.text"] == "GET ?"

@@ -395,8 +395,8 @@ def test_system_metrics_label_the_source() -> None:
     (_, mem_attrs), = metrics.memory()
     expected_cpu = sample.cpu_source if sample else "host"
     expected_mem = sample.memory_source if sample else "host"
-    assert cpu_attrs == {"source": expected_cpu}
-    assert mem_attrs == {"source": expected_mem}
+    assert cpu_attrs == {"sizewise.usage.source": expected_cpu}
+    assert mem_attrs == {"sizewise.usage.source": expected_mem}
     assert cpu_value >= 0
 
 

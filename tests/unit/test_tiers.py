@@ -85,7 +85,7 @@ def data_dirs(tmp_path: Path) -> list[str]:
 def test_disk_reports_each_distinct_mount_by_its_real_mountpoint(data_dirs: list[str]) -> None:
     system = SystemMetrics(data_paths=data_dirs)
     readings = system.disk()
-    by_mount = {attrs["mountpoint"]: value for value, attrs in readings}
+    by_mount = {attrs["system.filesystem.mountpoint"]: value for value, attrs in readings}
     existing = [p for p in data_dirs if os.path.exists(p)]
     expected = {df_mountpoint(p) for p in existing}
     assert set(by_mount) == expected
@@ -103,7 +103,7 @@ def test_disk_reading_matches_statvfs(data_dirs: list[str]) -> None:
 
     system = SystemMetrics(data_paths=data_dirs[:1])
     [(value, attrs)] = system.disk()
-    assert attrs == {"mountpoint": df_mountpoint(data_dirs[0])}
+    assert attrs == {"system.filesystem.mountpoint": df_mountpoint(data_dirs[0])}
     assert abs(value - psutil.disk_usage(data_dirs[0]).percent) < 1.0
 
 
@@ -118,12 +118,12 @@ def test_data_paths_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
 def test_disk_health_check_judges_the_fullest_mount() -> None:
     class Fake:
         def cpu(self) -> list[tuple[float, dict[str, Any]]]:
-            return [(1.0, {"source": "host"})]
+            return [(1.0, {"sizewise.usage.source": "host"})]
 
         memory = cpu
 
         def disk(self) -> list[tuple[float, dict[str, Any]]]:
-            return [(40.0, {"mountpoint": "/"}), (96.0, {"mountpoint": "/data"})]
+            return [(40.0, {"system.filesystem.mountpoint": "/"}), (96.0, {"system.filesystem.mountpoint": "/data"})]
 
     settings = load_settings()
     [disk] = [c for c in system_checks(settings, Fake()) if c.name == "disk"]
