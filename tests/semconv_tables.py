@@ -70,7 +70,6 @@ NOT_YET_CONFORMING: dict[str, str] = {
     "duplicate:sizewise.container.memory.limit": "system",
     "attribute:exception.escaped": "exceptions",
     "attribute:severity": "unlisted",
-    "attribute:db.redis.args_length": "unlisted",
     "duplicate:sizewise.memory.usage": "unlisted",
     "duplicate:sizewise.network.io": "unlisted",
     "unit:sizewise.memory.usage": "unlisted",

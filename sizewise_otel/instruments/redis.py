@@ -1,34 +1,41 @@
-"""Lean CLIENT spans for a redis-py client instance (sync ``redis.Redis`` or ``redis.asyncio.Redis``).
+"""Lean CLIENT spans and ``db.client.operation.duration`` for a redis-py client instance (sync
+``redis.Redis`` or ``redis.asyncio.Redis``), on both instrumentation paths.
 
-It stands in for the contrib ``RedisInstrumentor.instrument_client`` (see docs/performance.md):
-the instance's ``execute_command`` (and the ``execute`` of the pipelines it creates) is wrapped
-by a plain function that
+The instance's ``execute_command`` (and the ``execute`` of the pipelines it creates) is wrapped by a
+plain function that
 
+- records every command's duration in ``db.client.operation.duration`` (the SQL layer's recorder:
+  ``db.system.name`` = ``redis``, ``db.namespace`` = the database index, ``server.address``,
+  ``server.port``, and ``error.type`` on failure), whether or not a span is sampled;
 - starts no span at all under a valid, non-sampled parent a parent-based sampler drops anyway
   (:class:`sizewise_otel.fastpath.SpanGate`), and otherwise lets the SDK sampler decide (a command
   outside any request is a root span, subject to the ratio sampler);
-- hands ``start_span`` a cached attribute dict: the connection part (``db.system.name`` =
-  ``redis``, ``db.namespace`` = the database index, ``server.address``, ``server.port``) built
-  once per client, plus ``db.operation.name`` and the sanitized ``db.query.text`` (``SET ? ?``:
-  the command name, never a key or value) once per (command, argument count);
-- on failure sets ``error.type`` (the exception's class) and ERROR status, without the message.
+- hands ``start_span`` a cached attribute dict: the connection part built once per client, plus
+  ``db.operation.name`` (the command) and the sanitized ``db.query.text`` (``SET ? ?``: the command
+  name, never a key or value) once per (command, argument count);
+- names a pipeline's span and operation ``MULTI`` when redis-py runs it as a transaction (its
+  default, or after ``pipe.multi()``) and ``PIPELINE`` otherwise (``transaction=False``), with
+  ``db.operation.batch.size`` only for two commands or more, as the conventions define a batch;
+- on failure sets ``error.type`` (the shared :func:`~sizewise_otel.instruments.request.error_type`)
+  and ERROR status, without the message.
 
-The span is named after the command, as the contrib names it.
+A command's span is named after the command, as the contrib names it. Where the contrib
+instrumentor already traces the client (zero-code mode), the wrapper records the duration only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.trace import StatusCode
 
-from sizewise_otel import fastpath
 from sizewise_otel.fastpath import BoundedCache, SpanGate, instrumented_by_contrib
 from sizewise_otel.instruments.registry import MARKS, Undo
 from sizewise_otel.instruments.request import error_type
-from sizewise_otel.instruments.sql import contrib_tracer
+from sizewise_otel.instruments.sql import contrib_tracer, recorder
 
 MARK = "redis"
 _ABSENT = object()
@@ -68,6 +75,14 @@ def connection_attributes(client: Any) -> dict[str, Any]:
     return attrs
 
 
+def pipeline_operation(pipe: Any) -> str:
+    """``MULTI`` when redis-py sends the pipeline as a transaction, else ``PIPELINE``."""
+    # redis.asyncio calls the flag is_transaction (its ``transaction`` is the inherited method).
+    state = getattr(pipe, "__dict__", {})
+    transaction = state.get("is_transaction", state.get("transaction", False))
+    return "MULTI" if transaction is True or getattr(pipe, "explicit_transaction", False) else "PIPELINE"
+
+
 def _is_async(client: Any) -> bool:
     try:
         import redis.asyncio
@@ -77,11 +92,21 @@ def _is_async(client: Any) -> bool:
 
 
 class _ClientTracer:
-    def __init__(self, client: Any, tracer_provider: Any) -> None:
-        self.tracer = contrib_tracer(tracer_provider, "redis")
-        self.gate = SpanGate(tracer_provider, self.tracer)
+    def __init__(self, client: Any, telemetry: Any, tracing: bool) -> None:
+        self.tracing = tracing
+        self.tracer = contrib_tracer(telemetry.tracer_provider, "redis")
+        self.gate = SpanGate(telemetry.tracer_provider, self.tracer)
         self.static = connection_attributes(client)
+        self.recorder = recorder(telemetry, "db.client.operation.duration")
+        self.handle = self.recorder.bind(self.static)
+        self._errors: BoundedCache[str, Any] = BoundedCache(256)
         self.commands: BoundedCache[tuple[Any, int], tuple[str, dict[str, Any]]] = BoundedCache(_MAX_CACHED)
+
+    def error_handle(self, error: str) -> Any:
+        found = self._errors.get(error)
+        if found is None:
+            found = self._errors.put(error, self.recorder.bind({**self.static, "error.type": error}))
+        return found
 
     def command(self, args: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
         """(span name, attributes) for a command, cached per (command, argument count)."""
@@ -104,11 +129,13 @@ class _ClientTracer:
                 args = entry[0] if isinstance(entry, tuple) and entry else ()
             commands.append(sanitized_command(tuple(args)))
         text = "\n".join(commands)
+        name = pipeline_operation(pipe)
         attrs = dict(self.static)
-        attrs["db.operation.name"] = "PIPELINE"
-        attrs["db.operation.batch.size"] = len(commands)
+        attrs["db.operation.name"] = name
+        if len(commands) > 1:  # a batch is two operations or more
+            attrs["db.operation.batch.size"] = len(commands)
         attrs["db.query.text"] = text if len(text) <= _MAX_QUERY_TEXT else text[:_MAX_QUERY_TEXT - 3] + "..."
-        return "PIPELINE", attrs
+        return name, attrs
 
     def start(self, args: tuple[Any, ...], pipe: Any) -> Any:
         """A recording span (attributes set), or ``None`` when nothing would be sampled."""
@@ -120,16 +147,19 @@ class _ClientTracer:
             name, attrs = self.command(args)
         return self.gate.start(name, attrs)
 
+    def failed(self, span: Any, exc: BaseException, elapsed: float) -> None:
+        err = error_type(exc)
+        self.recorder.record(self.error_handle(err), elapsed, span)
+        if span is not None:
+            span.set_attribute("error.type", err)
+            span.set_status(StatusCode.ERROR, err)  # never the message
+            span.end()
 
-def _failed(span: Any, exc: BaseException) -> None:
-    err = error_type(exc)
-    span.set_attribute("error.type", err)
-    span.set_status(StatusCode.ERROR, err)  # never the message
-    span.end()
 
-
-def _starter(traced: _ClientTracer, pipe: Any) -> Any:
+def _starter(traced: _ClientTracer, pipe: Any) -> Callable[[tuple[Any, ...]], Any]:
     """``args -> recording span | None`` for commands (cached lookups inline) or a pipeline."""
+    if not traced.tracing:
+        return lambda args: None
     if pipe is not None:
         return lambda args: traced.start(args, pipe)
     commands = traced.commands
@@ -149,17 +179,22 @@ def _wrap_sync(target: Any, attr: str, traced: _ClientTracer, pipe: Any) -> None
     """Replace ``target.<attr>`` (a command, or a pipeline's ``execute`` when ``pipe`` is given)."""
     original = getattr(target, attr)
     start = _starter(traced, pipe)
+    handle, record, plain, failed = traced.handle, traced.recorder.record, traced.recorder.plain, traced.failed
+    perf_counter = time.perf_counter
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         span = start(args)
-        if span is None:
-            return original(*args, **kwargs)
+        t0 = perf_counter()
         try:
             result = original(*args, **kwargs)
         except BaseException as exc:
-            _failed(span, exc)
+            failed(span, exc, perf_counter() - t0)
             raise
-        span.end()
+        if span is None:
+            plain(handle, perf_counter() - t0)
+        else:
+            record(handle, perf_counter() - t0, span)
+            span.end()
         return result
 
     setattr(target, attr, wrapper)
@@ -168,29 +203,34 @@ def _wrap_sync(target: Any, attr: str, traced: _ClientTracer, pipe: Any) -> None
 def _wrap_async(target: Any, attr: str, traced: _ClientTracer, pipe: Any) -> None:
     original = getattr(target, attr)
     start = _starter(traced, pipe)
+    handle, record, plain, failed = traced.handle, traced.recorder.record, traced.recorder.plain, traced.failed
+    perf_counter = time.perf_counter
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         span = start(args)
-        if span is None:
-            return await original(*args, **kwargs)
+        t0 = perf_counter()
         try:
             result = await original(*args, **kwargs)
         except BaseException as exc:
-            _failed(span, exc)
+            failed(span, exc, perf_counter() - t0)
             raise
-        span.end()
+        if span is None:
+            plain(handle, perf_counter() - t0)
+        else:
+            record(handle, perf_counter() - t0, span)
+            span.end()
         return result
 
     setattr(target, attr, wrapper)
 
 
-def trace_redis_client(client: Any, tracer_provider: Any) -> Callable[[], None] | None:
-    """Wrap one client instance; returns what unwraps it, or ``None`` when it was already traced
-    (by us or the contrib)."""
-    if instrumented_by_contrib(client) or not MARKS.claim(client, MARK):
+def trace_redis_client(client: Any, telemetry: Any, *, tracing: bool = True) -> Callable[[], None] | None:
+    """Wrap one client instance (``tracing=False``: the duration metric only, for a client the contrib
+    traces); returns what unwraps it, or ``None`` when it was already wrapped."""
+    if not MARKS.claim(client, MARK):
         return None
     saved = {name: vars(client).get(name, _ABSENT) for name in ("execute_command", "pipeline")}
-    traced = _ClientTracer(client, tracer_provider)
+    traced = _ClientTracer(client, telemetry, tracing)
     wrap = _wrap_async if _is_async(client) else _wrap_sync
     wrap(client, "execute_command", traced, None)
     original_pipeline = client.pipeline
@@ -224,13 +264,13 @@ def redis_traced_globally() -> bool:
 
 
 def instrument_redis(client: Any, telemetry: Any, undo: Undo | None = None) -> None:
-    """OTel CLIENT spans for a sync or asyncio Redis client, and its server's INFO gauges
-    (``redis_info.py``; operation metrics come from InstrumentedCache).
+    """OTel CLIENT spans and ``db.client.operation.duration`` for a sync or asyncio Redis client, and
+    its server's INFO gauges (``redis_info.py``; cache-level metrics come from InstrumentedCache).
 
-    Fast path: lean wrappers (``sizewise_otel.instruments.redis``): no span work under a non-sampled
-    parent, attributes only for recording spans. Public path: the contrib instrumentor's
-    ``instrument_client``. Zero-code mode (the contrib instrumentor already patched redis-py
-    globally) is left alone; a second call is a no-op.
+    The same lean wrapper on both paths (public OTel APIs only; the fast path's span gate spares
+    non-sampled parents the sampler), so both export the same spans and series. A client the contrib
+    instrumentor already traces (zero-code mode patches redis-py globally) keeps its spans and gets
+    the duration metric only; a second call is a no-op.
     """
     undo = undo if undo is not None else Undo()
     # The server's memory, evictions and keyspace hits (INFO), whoever traces the client's commands.
@@ -240,24 +280,9 @@ def instrument_redis(client: Any, telemetry: Any, undo: Undo | None = None) -> N
         unwatch = watch_redis_server(client, telemetry)
         if unwatch is not None:
             undo.add("redis INFO", unwatch)
-    if redis_traced_globally() or instrumented_by_contrib(client) or not undo.claim(client, "redis.client"):
+    if not undo.claim(client, "redis.client"):
         return
-    if fastpath.enabled():
-        untrace = trace_redis_client(client, telemetry.tracer_provider)
-        if untrace is not None:
-            undo.add("redis client", untrace)
-        return
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-    before = set(vars(client))
-    RedisInstrumentor.instrument_client(client, tracer_provider=telemetry.tracer_provider)
-
-    def uninstrument() -> None:
-        RedisInstrumentor.uninstrument_client(client)
-        # The contrib leaves its marker and the unwrapped bound methods on the instance: drop them,
-        # so the client is exactly as it was (and can be instrumented again).
-        for name in set(vars(client)) - before:
-            with contextlib.suppress(AttributeError):
-                delattr(client, name)
-
-    undo.add("redis client (contrib)", uninstrument)
+    tracing = not (redis_traced_globally() or instrumented_by_contrib(client))
+    untrace = trace_redis_client(client, telemetry, tracing=tracing)
+    if untrace is not None:
+        undo.add("redis client", untrace)

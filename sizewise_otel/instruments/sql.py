@@ -9,14 +9,20 @@ metric.
   the SDK's sampler deciding. Under a valid, non-sampled parent that a parent-based sampler drops
   anyway (the 90 % of requests a 10 % ratio leaves out), no span is started at all; a statement
   outside any request is a root span and goes through the ratio sampler like any other root.
-  Attributes (``db.system.name``, ``db.namespace``, ``db.operation.name``, ``server.address``,
-  ``server.port``, ``db.query.text``) are only built when the span records: the connection part
-  once per engine, the statement part once per distinct statement (cached, bounded).
-  ``db.query.text`` is the parameterized statement SQLAlchemy sends (bound values never appear)
-  with any inline string or numeric literal replaced by ``?``.
-- **Metric**: the operation is the SQL verb from a fixed set, never the statement text; the
-  histogram is the HTTP layer's lean aggregation when the provider allows it (one bisect and four
-  additions under a lock per statement), the SDK instrument otherwise.
+  Attributes (``db.system.name``, ``db.namespace``, ``server.address``, ``server.port``,
+  ``db.query.text``) are only built when the span records: the connection part once per engine,
+  the statement part once per distinct statement (cached, bounded). ``db.query.text`` is the
+  parameterized statement SQLAlchemy sends (bound values never appear) with any inline string or
+  numeric literal replaced by ``?``. No ``db.operation.name``: the conventions say it SHOULD NOT
+  be parsed out of the query text, and no ``db.query.summary`` either (it needs a full SQL parser to
+  be what the conventions define). So the span is named after its target, as the conventions fall
+  back when neither exists: ``{db.namespace}``, else ``{server.address}:{server.port}``, else
+  ``{db.system.name}``.
+- **Metric**: ``db.client.operation.duration`` with the connection attributes (``db.system.name``,
+  ``db.namespace``, ``server.address``, ``server.port``) and ``error.type`` on failure (the shared
+  :func:`~sizewise_otel.instruments.request.error_type`); the histogram is the HTTP layer's lean
+  aggregation when the provider allows it (one bisect and four additions under a lock per
+  statement), the SDK instrument otherwise.
 """
 
 from __future__ import annotations
@@ -34,13 +40,12 @@ from sizewise_otel.instruments.registry import Undo
 from sizewise_otel.instruments.request import error_type
 from sizewise_otel.telemetry import SCOPE, Telemetry
 
-_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK", "CREATE",
-                    "DROP", "ALTER", "WITH", "PRAGMA"})
-_SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "mssql": "microsoft.sql_server",
-            "oracle": "oracle"}
+# SQLAlchemy dialect name -> the registered db.system.name value.
+_SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "mariadb": "mariadb",
+            "mssql": "microsoft.sql_server", "oracle": "oracle.db"}
 _WRAPPED_METHODS = ("do_execute", "do_executemany", "do_execute_no_params")
 _ABSENT = object()
-# Distinct statements whose span name / sanitized text are cached per engine; past this the
+# Distinct statements whose sanitized text is cached per engine; past this the
 # listener still works and computes them per call (only for sampled spans).
 MAX_CACHED_STATEMENTS = 1024
 # Inline literals: quoted strings and numbers that are not part of an identifier or a positional
@@ -49,10 +54,15 @@ _LITERALS = re.compile(r"'(?:[^']|'')*'|(?<![\w$:.%])-?\d+(?:\.\d+)?(?:[eE][+-]?
 _MAX_QUERY_TEXT = 2048
 
 
-def operation_name(statement: str) -> str:
-    head = statement.lstrip()[:16].split(None, 1)
-    verb = head[0].upper() if head else ""
-    return verb if verb in _VERBS else "OTHER"
+def span_name(attributes: dict[str, Any]) -> str:
+    """The span name without ``db.query.summary`` or ``db.operation.name``: its target
+    (``db.namespace``, else ``server.address:server.port``), else ``db.system.name``."""
+    if attributes.get("db.namespace"):
+        return str(attributes["db.namespace"])
+    if attributes.get("server.address"):
+        port = attributes.get("server.port")
+        return f"{attributes['server.address']}:{port}" if port else str(attributes["server.address"])
+    return str(attributes["db.system.name"])
 
 
 def sanitize_sql(statement: str) -> str:
@@ -108,10 +118,10 @@ def _contrib_traces_sqlalchemy() -> bool:
 class _Statement:
     """What a statement's span and measurement need, computed once per distinct statement."""
 
-    __slots__ = ("attributes", "handle", "name", "op")
+    __slots__ = ("attributes", "handle", "name")
 
-    def __init__(self, op: str, name: str, handle: Any, attributes: dict[str, Any]) -> None:
-        self.op, self.name, self.handle, self.attributes = op, name, handle, attributes
+    def __init__(self, name: str, handle: Any, attributes: dict[str, Any]) -> None:
+        self.name, self.handle, self.attributes = name, handle, attributes
 
 
 class _DialectTracer:
@@ -145,8 +155,10 @@ class _DialectTracer:
         if url.port:
             static["server.port"] = int(url.port)
         self.static = static
+        self.name = span_name(static)
+        self.handle = self.recorder.bind(static)  # the measurement attributes: the connection's
         self._statements: BoundedCache[str, _Statement] = BoundedCache(MAX_CACHED_STATEMENTS)
-        self._errors: BoundedCache[tuple[str, str], Any] = BoundedCache(256)
+        self._errors: BoundedCache[str, Any] = BoundedCache(256)
 
     def install(self) -> None:
         dialect = self.engine.dialect
@@ -173,22 +185,15 @@ class _DialectTracer:
     def statement(self, statement: str) -> _Statement:
         found = self._statements.get(statement)
         if found is None:
-            op = operation_name(statement)
             attributes = dict(self.static)
-            attributes["db.operation.name"] = op
             attributes["db.query.text"] = sanitize_sql(statement)
-            found = self._statements.put(statement, _Statement(
-                op, f"{op} {self.namespace}" if self.namespace else op, self._handle(op, None), attributes))
+            found = self._statements.put(statement, _Statement(self.name, self.handle, attributes))
         return found
 
-    def _handle(self, op: str, error: str | None) -> Any:
-        key = (op, error or "")
-        found = self._errors.get(key)
+    def _error_handle(self, error: str) -> Any:
+        found = self._errors.get(error)
         if found is None:
-            attrs = {"db.system.name": self.system, "db.operation.name": op}
-            if error:
-                attrs["error.type"] = error
-            found = self._errors.put(key, self.recorder.bind(attrs))
+            found = self._errors.put(error, self.recorder.bind({**self.static, "error.type": error}))
         return found
 
     def _start(self, stmt: _Statement, parameters: Any, many: bool) -> Any:
@@ -199,7 +204,7 @@ class _DialectTracer:
 
     def _failed(self, stmt: _Statement, span: Any, exc: BaseException, elapsed: float) -> None:
         err = error_type(exc)
-        self.recorder.record(self._handle(stmt.op, err), elapsed, span)
+        self.recorder.record(self._error_handle(err), elapsed, span)
         if span is not None:
             span.set_attribute("error.type", err)
             span.set_status(StatusCode.ERROR, err)  # never the message: it can quote parameters

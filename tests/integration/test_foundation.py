@@ -62,9 +62,12 @@ def _check_series(demo: RunningApp, wanted: set[str]) -> None:
     assert {"success", "invalid"} <= outcomes
     cache = {(lab["cache_backend"], lab["cache_result"]) for lab, _ in by_name["sizewise_cache_operations_total"]}
     assert ("redis", "miss") in cache
-    db = {(lab["db_system_name"], lab["db_operation_name"])
-          for lab, _ in by_name["db_client_operation_duration_seconds_bucket"]}
-    assert ("postgresql", "INSERT") in db and ("postgresql", "SELECT") in db
+    # One series per database (no db_operation_name: semconv says not to parse it out of SQL), with
+    # the connection's namespace and server; Redis commands too (namespace = the db index).
+    db = {(lab["db_system_name"], lab["db_namespace"], lab["server_address"])
+          for lab, _ in by_name["db_client_operation_duration_seconds_bucket"] if "error_type" not in lab}
+    assert {("postgresql", "foundation", "127.0.0.1"), ("redis", "1", "127.0.0.1")} <= db
+    assert not any("db_operation_name" in lab for lab, _ in by_name["db_client_operation_duration_seconds_bucket"])
     errors = {lab["error_type"] for lab, v in by_name["sizewise_errors_total"] if v > 0}
     assert "ValueError" in errors  # the legacy import endpoint's real 500s
     # probes and scrapes are not traffic

@@ -18,7 +18,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusC
 
 from sizewise_otel.catalog import Kind, signal
 from sizewise_otel.fastpath import SpanGate
-from sizewise_otel.instruments.sql import instrument_engine, operation_name, sanitize_sql
+from sizewise_otel.instruments.sql import _SYSTEMS, instrument_engine, sanitize_sql, span_name
 from sizewise_otel.settings import Settings
 from sizewise_otel.telemetry import SCOPE, build_views
 
@@ -84,14 +84,15 @@ def test_sampled_statement_is_one_client_span_with_semconv_attributes(sqlite_eng
     (span,) = rig.finished()
     attrs = dict(span.attributes)
     assert attrs["db.system.name"] == "sqlite"
-    assert attrs["db.operation.name"] == "SELECT"
+    assert "db.operation.name" not in attrs  # semconv: SHOULD NOT be parsed from the query text
+    assert "db.query.summary" not in attrs
     assert attrs["db.namespace"] == str(tmp_path / "app.db")
     assert attrs["db.query.text"] == "SELECT ?"
-    assert span.name == f"SELECT {tmp_path / 'app.db'}"
+    assert span.name == str(tmp_path / "app.db")  # {db.namespace}: the target, no invented operation
     assert span.status.status_code is StatusCode.UNSET
     (point,) = rig.metrics()["db.client.operation.duration"]
     assert point.count == 1
-    assert dict(point.attributes) == {"db.system.name": "sqlite", "db.operation.name": "SELECT"}
+    assert dict(point.attributes) == {"db.system.name": "sqlite", "db.namespace": str(tmp_path / "app.db")}
     assert "sizewise.db.pool.connections" in rig.observed
 
 
@@ -173,7 +174,31 @@ def test_sanitize_keeps_placeholders_and_identifiers() -> None:
         "SELECT t1.a FROM t1 WHERE x = $1 AND y = %(p_1)s AND z = :name AND w = ?"
     assert sanitize_sql("SELECT 'it''s'") == "SELECT ?"
     assert len(sanitize_sql("SELECT " + "a, " * 2000 + "1")) <= 2048
-    assert operation_name("  select 1") == "SELECT" and operation_name("VACUUM") == "OTHER"
+
+
+def test_span_name_is_the_target_else_the_system() -> None:
+    assert span_name({"db.system.name": "postgresql", "db.namespace": "app", "server.address": "h"}) == "app"
+    assert span_name({"db.system.name": "postgresql", "server.address": "h", "server.port": 5433}) == "h:5433"
+    assert span_name({"db.system.name": "postgresql", "server.address": "h"}) == "h"
+    assert span_name({"db.system.name": "sqlite"}) == "sqlite"
+
+
+def test_registered_system_names() -> None:
+    assert _SYSTEMS["oracle"] == "oracle.db" and _SYSTEMS["mssql"] == "microsoft.sql_server"
+
+
+def test_unrecognised_statements_get_no_invented_operation(sqlite_engine: Any) -> None:
+    rig = TelemetryRig()
+    instrument_engine(sqlite_engine, rig)
+    with sqlite_engine.connect() as conn:
+        conn.execute(sa.text("VACUUM"))
+        conn.execute(sa.text("SELECT 1"))
+    spans = rig.finished()
+    assert [s.attributes["db.query.text"] for s in spans] == ["VACUUM", "SELECT ?"]
+    assert {s.name for s in spans} == {sqlite_engine.url.database}
+    assert not any("db.operation.name" in s.attributes for s in spans)
+    (point,) = rig.metrics()["db.client.operation.duration"]  # one series per database, not per verb
+    assert point.count == 2
 
 
 def test_failure_sets_error_type_on_span_and_metric_without_the_message(sqlite_engine: Any) -> None:
@@ -186,7 +211,8 @@ def test_failure_sets_error_type_on_span_and_metric_without_the_message(sqlite_e
     assert span.status.status_code is StatusCode.ERROR
     assert "no_such_table" not in (span.status.description or "")
     (point,) = rig.metrics()["db.client.operation.duration"]
-    assert point.attributes["error.type"] == "sqlite3.OperationalError"
+    assert dict(point.attributes) == {"db.system.name": "sqlite", "db.namespace": sqlite_engine.url.database,
+                                      "error.type": "sqlite3.OperationalError"}
 
 
 def test_executemany_is_one_span_with_the_batch_size(sqlite_engine: Any) -> None:
@@ -195,7 +221,7 @@ def test_executemany_is_one_span_with_the_batch_size(sqlite_engine: Any) -> None
     with sqlite_engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE t (v INTEGER)"))
         conn.execute(sa.text("INSERT INTO t VALUES (:v)"), [{"v": i} for i in range(5)])
-    (insert,) = [s for s in rig.finished() if s.attributes["db.operation.name"] == "INSERT"]
+    (insert,) = [s for s in rig.finished() if s.attributes["db.query.text"].startswith("INSERT")]
     assert insert.attributes["db.operation.batch.size"] == 5
 
 
@@ -230,8 +256,7 @@ def test_async_engine_against_postgres(postgres_url: str) -> None:
         await engine.dispose()
 
     asyncio.run(run())
-    spans = [s for s in rig.finished() if s.attributes.get("db.operation.name") == "SELECT"
-             and s.attributes.get("db.query.text") == "SELECT ?"]
+    spans = [s for s in rig.finished() if s.attributes.get("db.query.text") == "SELECT ?"]
     assert len(spans) == 1
     span = spans[0]
     url = sa.engine.make_url(postgres_url)
@@ -240,8 +265,10 @@ def test_async_engine_against_postgres(postgres_url: str) -> None:
     assert span.attributes["db.namespace"] == url.database
     assert span.attributes["server.address"] == "127.0.0.1"
     assert span.attributes["server.port"] == url.port
-    ops = {p.attributes["db.operation.name"] for p in rig.metrics()["db.client.operation.duration"]}
-    assert "SELECT" in ops
+    assert span.name == url.database
+    (point,) = [p for p in rig.metrics()["db.client.operation.duration"] if "error.type" not in p.attributes]
+    assert dict(point.attributes) == {"db.system.name": "postgresql", "db.namespace": url.database,
+                                      "server.address": "127.0.0.1", "server.port": url.port}
 
 
 def test_ratio_sampled_roots_keep_the_sdk_decision_and_ids(sqlite_engine: Any) -> None:

@@ -42,7 +42,10 @@ class Tel:
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
         self.meter = self.meter_provider.get_meter("test")
         self.tracer_provider = TracerProvider()
-        self.settings = SimpleNamespace(metrics_collection_enabled=metrics_enabled)
+        self.settings = SimpleNamespace(metrics_collection_enabled=metrics_enabled, service_version="test")
+
+    def instrument(self, name: str) -> Any:  # the command duration histogram (public path)
+        return self.meter.create_histogram(name, unit="s")
 
     def points(self) -> dict[str, list[tuple[float, dict[str, Any]]]]:
         data = self.reader.get_metrics_data()
@@ -51,7 +54,8 @@ class Tel:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
                     out.setdefault(metric.name, []).extend(
-                        (p.value, dict(p.attributes or {})) for p in metric.data.data_points)
+                        (p.value, dict(p.attributes or {})) for p in metric.data.data_points
+                        if hasattr(p, "value"))  # not the commands' duration histogram
         return out
 
 
