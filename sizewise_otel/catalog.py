@@ -117,6 +117,8 @@ CALC_TYPE = "sizewise.hvac.calculation.type"
 CALC_OUTCOME = "sizewise.hvac.calculation.outcome"
 USAGE_SOURCE = "sizewise.usage.source"  # container (of its limit) or host
 MOUNTPOINT = "system.filesystem.mountpoint"  # registered
+HEALTH_CHECK = "sizewise.health.check"
+HEALTH_STATE = "sizewise.health.state"  # healthy, warning, critical
 REDIS_SERVERS = "Redis servers of the instrumented clients"
 
 SIGNALS: tuple[Signal, ...] = (
@@ -222,10 +224,11 @@ SIGNALS: tuple[Signal, ...] = (
     # Unit "{status}", not "1": the collector's exporter appends "_ratio" to unit-1 gauges and the
     # in-process one does not, so "1" would give the two paths different names.
     Signal("sizewise.health.status", Kind.OBSERVABLE_GAUGE, "{status}",
-           "Health per check: 0 healthy, 1 warning, 2 critical.", ("check",), tier=Tier.FAST,
-           cardinality="configured checks"),
+           "Health per check and state (healthy, warning, critical): 1 for the check's current state, "
+           "0 for the others.", (HEALTH_CHECK, HEALTH_STATE), tier=Tier.FAST,
+           cardinality="configured checks x 3 states"),
     Signal("sizewise.health.check.duration", Kind.OBSERVABLE_GAUGE, "s",
-           "Duration of the last run of each health check.", ("check",), tier=Tier.MEDIUM,
+           "Duration of the last run of each health check.", (HEALTH_CHECK,), tier=Tier.MEDIUM,
            cardinality="configured checks"),
     Signal("sizewise.alerts.notifications", Kind.COUNTER, "{notification}",
            "Alert notifications sent by the embedded evaluator, by channel and outcome.",

@@ -57,7 +57,6 @@ DEVIATIONS: dict[str, str] = {
 # Not conforming yet: subject -> key of BULLETS. Remove an entry when its fix lands (the test says so).
 NOT_YET_CONFORMING: dict[str, str] = {
     "attribute:cache.result": "attributes",
-    "attribute:check": "attributes",
     "attribute:direction": "attributes",
     "attribute:state": "attributes",
     "attribute:cpu": "system",

@@ -307,9 +307,9 @@ def default_tests() -> tuple[PromTest, ...]:
             Check(17, "HighErrorRate"),
         )),
         threshold_test(r["scrape_target_down"], 0, 1),
-        threshold_test(r["database_down"], 2, 0),
-        threshold_test(r["redis_down"], 2, 0),
-        threshold_test(r["critical_health_check"], 2, 0, check="system"),
+        threshold_test(r["database_down"], 1, 0),
+        threshold_test(r["redis_down"], 1, 0),
+        threshold_test(r["critical_health_check"], 1, 0, sizewise_health_check="system"),
         # 100 requests a minute; 20 % slower than 0.5 s during the first hour, none afterwards.
         PromTest("latency_slo_burn", (
             (_series(f"{http}_count", route), "0+100x480"),

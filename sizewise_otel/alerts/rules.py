@@ -293,6 +293,9 @@ _ABSENT = " or ".join(f'absent_over_time({INSTANCE_UP}{{job="{job}"}}[5m])' for 
 # hard-coded window); alerts call predict_linear directly over the same window, which is the same
 # line: predict_linear(x[w], h) = fit(now) + h * slope.
 FIT_WINDOW = "6h"
+# sizewise_health_status has one series per state of each check: a check is critical where its
+# critical series is 1.
+HEALTH_CRITICAL: Matcher = ("sizewise_health_state", "=", "critical")
 RESOURCES = ("sizewise_cpu_usage_percent", "sizewise_memory_usage_percent", "sizewise_disk_usage_percent")
 
 
@@ -538,9 +541,9 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               details="The working set exceeds 90% of the memory limit for 5m: the OOM killer is next.",
               value_format="ratio", group="sizewise.container"),
     # --- dependencies ----------------------------------------------------------------------
-    AlertRule("database_down", "sizewise_health_status", "==", 2, 60, AlertSeverity.CRITICAL,
+    AlertRule("database_down", "sizewise_health_status", "==", 1, 60, AlertSeverity.CRITICAL,
               "Database unreachable", summary="Database health check critical on {{ $labels.job }}",
-              matchers=(("check", "=", "database"),), value_format="count",
+              matchers=(("sizewise_health_check", "=", "database"), HEALTH_CRITICAL), value_format="count",
               dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
     AlertRule("database_pool_saturation", "sizewise_db_pool_connections", ">", 0.9, 300,
               AlertSeverity.WARNING, "Database connection pool saturated",
@@ -548,10 +551,10 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               expr="job:sizewise_db_pool_connections:utilization > 0.9",
               details="Checked-out connections exceed 90% of the pool maximum (size + overflow).",
               value_format="ratio", dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
-    AlertRule("redis_down", "sizewise_health_status", "==", 2, 60, AlertSeverity.WARNING,
+    AlertRule("redis_down", "sizewise_health_status", "==", 1, 60, AlertSeverity.WARNING,
               "Redis unreachable, cache bypassed",
               summary="Redis health check critical on {{ $labels.job }}",
-              matchers=(("check", "=", "redis"),), value_format="count",
+              matchers=(("sizewise_health_check", "=", "redis"), HEALTH_CRITICAL), value_format="count",
               dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
     AlertRule("cache_hit_ratio_collapse", "sizewise_cache_operations_total", "<", 0.5, 600,
               AlertSeverity.WARNING, "Cache hit ratio collapsed",
@@ -572,10 +575,11 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
                       f"{REDIS_NEAR_LIMIT:.0%} of maxmemory, for 10m: the cached working set does not fit, "
                       "so hits fall and the work the cache saved comes back.",
               dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
-    AlertRule("critical_health_check", "sizewise_health_status", "==", 2, 120,
+    AlertRule("critical_health_check", "sizewise_health_status", "==", 1, 120,
               AlertSeverity.CRITICAL, "Health check critical",
-              summary="Health check {{ $labels.check }} critical on {{ $labels.job }}",
-              matchers=(("check", "!~", "database|redis"),), value_format="count",
+              summary="Health check {{ $labels.sizewise_health_check }} critical on {{ $labels.job }}",
+              matchers=(("sizewise_health_check", "!~", "database|redis"), HEALTH_CRITICAL),
+              value_format="count",
               dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
     # --- HVAC and errors -------------------------------------------------------------------
     AlertRule("hvac_calculation_failure_rate", "sizewise_hvac_calculations_total", ">", 0.05, 300,

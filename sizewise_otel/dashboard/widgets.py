@@ -24,7 +24,6 @@ from sizewise_otel.dashboard.expr import (
     ClampMax,
     ClampMin,
     Expr,
-    Filter,
     Raw,
     Tag,
     ThisProcess,
@@ -58,6 +57,7 @@ DASHBOARDS: dict[str, tuple[str, str, str]] = {
 PANEL_TYPES = ("timeseries", "stat", "gauge", "bargauge")
 
 SRC, MNT = "sizewise_usage_source", "system_filesystem_mountpoint"  # Prometheus labels of the usage gauges
+CHECK = "sizewise_health_check"
 
 # Metrics the panels use that the OTel instrumentations or Prometheus define (not our catalog),
 # with their labels. The integration test proves each of them exists on a live /metrics.
@@ -300,14 +300,17 @@ def _builtin() -> None:
       expr=sum_(rate(m(HTTP_COUNT)), "http_response_status_code"),
       legend="{{http_response_status_code}}")
     row = "Database"
-    r("db_operation_rate", "DB operations", "Database operations per second by SQL operation.",
+    # db.client.operation.duration carries no operation name (semconv: not parsed from SQL text):
+    # operations are told apart by database (system and namespace: SQL engines and Redis).
+    r("db_operation_rate", "DB operations",
+      "Database operations per second by database system and namespace (SQL engines and Redis).",
       unit="ops", dashboard=d, row=row,
-      expr=sum_(rate(m(f"{DB}_count")), "db_system_name", "db_operation_name"),
-      legend="{{db_system_name}} {{db_operation_name}}")
-    r("db_latency_p95", "DB p95 latency by operation",
-      "95th percentile database operation duration: the slowest operations are the bottlenecks.",
-      unit="s", dashboard=d, row=row, expr=quantile(0.95, DB, "db_operation_name"),
-      legend="{{db_operation_name}}")
+      expr=sum_(rate(m(f"{DB}_count")), "db_system_name", "db_namespace"),
+      legend="{{db_system_name}} {{db_namespace}}")
+    r("db_latency_p95", "DB p95 latency by database",
+      "95th percentile database operation duration per database system and namespace.",
+      unit="s", dashboard=d, row=row, expr=quantile(0.95, DB, "db_system_name", "db_namespace"),
+      legend="{{db_system_name}} {{db_namespace}}")
     r("db_pool_connections", "DB pool connections", "Pool connections used and idle, and the pool maximum.",
       unit="short", dashboard=d, row=row,
       expr=sum_(m("sizewise_db_pool_connections"), "state"), legend="{{state}}")
@@ -368,19 +371,21 @@ def _builtin() -> None:
       "Health checks currently in warning or critical state, counted per instance; 0 when all are "
       "healthy, no data when no instance reports health.",
       unit="short", dashboard=d, row=row, panel="stat",
-      expr=sum_(Filter(m("sizewise_health_status"), 0, as_bool=True)), legend="failing",
+      expr=sum_(m("sizewise_health_status", sizewise_health_state="!healthy")), legend="failing",
       thresholds=(1, 2))
     r("targets_up", "Instances up",
       "Instances (service.instance.id: one per worker process) of the selected jobs exporting "
       "telemetry. A killed instance drops out when the collector expires its series "
       "(metric_expiration, 60 s in compose).",
       unit="short", dashboard=d, row=row, panel="stat", expr=_instances(), legend="instances")
-    r("health_status", "Health by check", "Health per check: 0 healthy, 1 warning, 2 critical.",
+    r("health_status", "Health by check",
+      "Health per check: 0 healthy, 1 warning, 2 critical (from sizewise_health_status, one series per "
+      "state of each check).",
       unit="short", dashboard=d, row=row, panel="bargauge",
-      expr=max_(m("sizewise_health_status"), "check"), legend="{{check}}", thresholds=(1, 2), width=12)
+      expr=_health_rank(CHECK), legend="{{sizewise_health_check}}", thresholds=(1, 2), width=12)
     r("health_check_duration", "Health check duration", "Duration of the last run of each health check.",
       unit="s", dashboard=d, row=row,
-      expr=max_(m("sizewise_health_check_duration_seconds"), "check"), legend="{{check}}")
+      expr=max_(m("sizewise_health_check_duration_seconds"), CHECK), legend="{{sizewise_health_check}}")
     r("service_up", "Service instances up",
       "Instances exporting telemetry, per service (job), from target_info per service.instance.id.",
       unit="short", dashboard=d, row=row, expr=_instances("job"), legend="{{job}}")
@@ -471,6 +476,13 @@ def _redis_server() -> None:
       "Key lookups per second on the Redis server by result (hit, miss), all of its clients.",
       unit="ops", dashboard=d, row=row, width=12,
       expr=max_(rate(m(lookups)), *REDIS_SERVER, "cache_result"), legend=f"{legend} {{{{cache_result}}}}")
+
+def _health_rank(*by: str) -> Expr:
+    """0 healthy, 1 warning, 2 critical per ``by`` (the worst state), from the one-series-per-state gauge."""
+    health = "sizewise_health_status"
+    return max_(m(health, sizewise_health_state="warning"), *by) \
+        + 2 * max_(m(health, sizewise_health_state="critical"), *by)
+
 
 DAY = 86400
 PROJECTION_CAP_DAYS = 365  # a flat or shrinking trend "fills" never: shown as a year
@@ -580,8 +592,8 @@ def _traffic_distribution() -> None:
       "(the critical checks by default, e.g. the database) makes that pod's /readyz answer 503, so "
       "Kubernetes takes it out of the Service endpoints: the flip shows here per pod, as far as the "
       "app can see it (the gauge has no readiness label: critical non-readiness checks show too).",
-      unit="short", dashboard=d, row=row, expr=max_(m("sizewise_health_status"), "job", "instance", "check"),
-      legend="{{instance}} {{check}}", thresholds=(1, 2))
+      unit="short", dashboard=d, row=row, expr=_health_rank("job", "instance", CHECK),
+      legend="{{instance}} {{sizewise_health_check}}", thresholds=(1, 2))
 
 
 _builtin()

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from fastapi import APIRouter
 
+from sizewise_otel.catalog import HEALTH_CHECK, HEALTH_STATE
 from sizewise_otel.health import checks as builtin
 from sizewise_otel.health.format import document, public_document
 from sizewise_otel.health.history import HealthHistory
@@ -74,18 +75,33 @@ _order = itertools.count()
 _live: dict[int, tuple[int, weakref.ReferenceType[HealthMonitor]]] = {}
 
 
-def _gauge(telemetry: Telemetry, value: Callable[[CheckResult], float]) -> Callable[[], list[Any]]:
+def _results(telemetry: Telemetry) -> dict[str, CheckResult]:
+    """Every live monitor's last result per check name; the newest monitor wins a shared name."""
+    merged: dict[str, CheckResult] = {}
+    for key, (_, ref) in sorted(_live.items(), key=lambda kv: kv[1][0]):
+        monitor = ref()
+        if monitor is None:
+            _live.pop(key, None)
+            continue
+        if monitor.telemetry is telemetry:
+            for result in list(monitor.runner.results.values()):
+                merged[result.name] = result
+    return merged
+
+
+def _status_gauge(telemetry: Telemetry) -> Callable[[], list[Any]]:
+    # One series per check and state, 1 for the current state and 0 for the others (the semconv
+    # state-set shape): alerts and panels select a state by label, and a sum over states is 1.
     def callback() -> list[tuple[float, dict[str, str]]]:
-        merged: dict[str, float] = {}
-        for key, (_, ref) in sorted(_live.items(), key=lambda kv: kv[1][0]):
-            monitor = ref()
-            if monitor is None:
-                _live.pop(key, None)
-                continue
-            if monitor.telemetry is telemetry:  # the newest monitor wins a shared check name
-                for result in list(monitor.runner.results.values()):
-                    merged[result.name] = value(result)
-        return [(v, {"check": name}) for name, v in sorted(merged.items())]
+        return [(1.0 if result.status is state else 0.0, {HEALTH_CHECK: name, HEALTH_STATE: state.value})
+                for name, result in sorted(_results(telemetry).items()) for state in Status]
+
+    return callback
+
+
+def _duration_gauge(telemetry: Telemetry) -> Callable[[], list[Any]]:
+    def callback() -> list[tuple[float, dict[str, str]]]:
+        return [(result.duration_s, {HEALTH_CHECK: name}) for name, result in sorted(_results(telemetry).items())]
 
     return callback
 
@@ -93,8 +109,8 @@ def _gauge(telemetry: Telemetry, value: Callable[[CheckResult], float]) -> Calla
 def _register_gauges(monitor: HealthMonitor) -> None:
     _live[id(monitor)] = (next(_order), weakref.ref(monitor, lambda _r, k=id(monitor): _live.pop(k, None)))
     telemetry = monitor.telemetry
-    telemetry.observe("sizewise.health.status", _gauge(telemetry, lambda r: float(r.status.rank)))
-    telemetry.observe("sizewise.health.check.duration", _gauge(telemetry, lambda r: r.duration_s))
+    telemetry.observe("sizewise.health.status", _status_gauge(telemetry))
+    telemetry.observe("sizewise.health.check.duration", _duration_gauge(telemetry))
 
 
 class HealthMonitor:

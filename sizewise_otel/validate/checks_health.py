@@ -119,7 +119,7 @@ def gauges_match(ctx: Context) -> Verdict:
     listed = {e.get("check") for e in _entries(doc)}
 
     def on_metrics(resp: Any) -> set[str]:
-        return set(re.findall(r'^sizewise_health_status\{[^}]*check="([^"]+)"', resp.text, re.M))
+        return set(re.findall(r'^sizewise_health_status\{[^}]*sizewise_health_check="([^"]+)"', resp.text, re.M))
 
     resp = ctx.metrics_until(lambda r: listed <= on_metrics(r))
     if resp.status_code != 200:

@@ -25,7 +25,9 @@ from tests import ha, servers
 
 pytestmark = pytest.mark.integration
 
-HEALTH = 'sizewise_health_status{job="sizewise/sizewise-hvac",check="%s"}'
+# The critical series of a check (one series per state): 1 while the check is critical.
+HEALTH = ('sizewise_health_status{job="sizewise/sizewise-hvac",sizewise_health_check="%s",'
+          'sizewise_health_state="critical"}')
 DEADLINE = 120.0  # scrape, evaluation and group wait are 1 s each: generous for a loaded machine
 # After the first message, a duplicate could come from a later peer: each waits its position in the
 # cluster times the peer timeout before sending. Wait past the last one, plus group intervals.
@@ -62,7 +64,7 @@ def firing_in(prom: servers.Server, alertname: str) -> bool:
 def fire_once(sink: ha.Sink, exporter: ha.FakeExporter, proms: list[servers.Server],
               peers: list[servers.Server], check: str, alertname: str) -> None:
     """Turn ``check`` critical; exactly one Slack message for ``alertname``, with one alert."""
-    exporter.lines[HEALTH % check] = 2
+    exporter.lines[HEALTH % check] = 1
     took = wait(lambda: messages(sink, alertname), f"the Slack message for {alertname}")
     for prom in proms:  # both replicas fire it (and so both sent it)
         wait(lambda p=prom: firing_in(p, alertname), f"{alertname} firing in {prom.name}")
@@ -115,7 +117,7 @@ def test_two_replicas_three_peers_one_message_each_and_silences_hold_everywhere(
             # A silence set on one peer is gossiped: the alert is suppressed on every peer, and the
             # killed peer learns it when it rejoins.
             silence = {"matchers": [{"name": "alertname", "value": "CriticalHealthCheck", "isRegex": False},
-                                    {"name": "check", "value": "disk", "isRegex": False}],
+                                    {"name": "sizewise_health_check", "value": "disk", "isRegex": False}],
                        "startsAt": "2000-01-01T00:00:00Z", "endsAt": "2100-01-01T00:00:00Z",
                        "createdBy": "test_ha_alerting", "comment": "maintenance"}
             sid = httpx.post(f"{peers[1].url}/api/v2/silences", json=silence, timeout=5).json()["silenceID"]
@@ -124,7 +126,7 @@ def test_two_replicas_three_peers_one_message_each_and_silences_hold_everywhere(
                  "the silence gossiped to the third peer")
             peers[0].start(timeout=90)
             wait(lambda: ha.cluster_size(peers[0]) == 3, "the restarted peer to rejoin")
-            exporter.lines[HEALTH % "disk"] = 2
+            exporter.lines[HEALTH % "disk"] = 1
             for prom in proms:
                 wait(lambda p=prom: firing_in(p, "CriticalHealthCheck"), f"CriticalHealthCheck in {prom.name}")
             for am in peers:
@@ -140,7 +142,7 @@ def test_two_replicas_three_peers_one_message_each_and_silences_hold_everywhere(
             # Failure drill: one Prometheus replica down. The other alone evaluates and sends; the
             # next alert still arrives, once (the silenced one of the same group stays out of it).
             proms[0].stop(signal.SIGKILL)
-            exporter.lines[HEALTH % "queue"] = 2
+            exporter.lines[HEALTH % "queue"] = 1
             wait(lambda: messages(sink, "CriticalHealthCheck"), "the alert with one Prometheus replica down")
             time.sleep(QUIET)
             assert messages(sink, "CriticalHealthCheck") == ["[FIRING:1] SizeWise Alert: CriticalHealthCheck"]

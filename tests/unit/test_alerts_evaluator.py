@@ -152,10 +152,11 @@ def test_increase_rule_and_new_series() -> None:
 def test_regex_matchers_select_the_right_checks() -> None:
     rule = next(r for r in DEFAULT_RULES if r.name == "critical_health_check")
     ev, src = _evaluator([rule])
-    src.samples = [("sizewise_health_status", {"check": c}, 2.0) for c in ("database", "redis", "system")]
+    src.samples = [("sizewise_health_status", {"sizewise_health_check": c, "sizewise_health_state": s},
+                    float(s == "critical")) for c in ("database", "redis", "system") for s in ("healthy", "critical")]
     ev.evaluate(src.collect(), now=0)
     out = ev.evaluate(src.collect(), now=120)
-    assert [n.labels["check"] for n in out] == ["system"]
+    assert [n.labels["sizewise_health_check"] for n in out] == ["system"]
     assert out[0].annotations["summary"] == "Health check system critical on svc"
 
 

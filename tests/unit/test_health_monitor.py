@@ -132,10 +132,14 @@ async def test_gauges_report_status_and_duration_per_check() -> None:
     m = make()
     m.add_check("down", lambda: "fail")
     await m.get_overall_health()
-    status = dict((a["check"], v) for v, a in m.telemetry.callbacks["sizewise.health.status"]())
-    assert status["down"] == 2.0 and status["cpu"] == 0.0
+    points = m.telemetry.callbacks["sizewise.health.status"]()
+    status = {(a["sizewise.health.check"], a["sizewise.health.state"]): v for v, a in points}
+    # One series per state of each check: 1 for its current state, 0 for the others.
+    assert len(status) == len(points) == 3 * len({check for check, _ in status})
+    assert (status["down", "critical"], status["down", "warning"], status["down", "healthy"]) == (1.0, 0.0, 0.0)
+    assert (status["cpu", "healthy"], status["cpu", "warning"], status["cpu", "critical"]) == (1.0, 0.0, 0.0)
     durations = m.telemetry.callbacks["sizewise.health.check.duration"]()
-    assert all(v >= 0 for v, _ in durations) and {"check": "down"} in [a for _, a in durations]
+    assert all(v >= 0 for v, _ in durations) and {"sizewise.health.check": "down"} in [a for _, a in durations]
 
 
 async def test_initialize_does_not_wait_and_shutdown_is_idempotent() -> None:

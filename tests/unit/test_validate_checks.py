@@ -81,8 +81,10 @@ def test_bounded_labels_pass() -> None:
 
 def test_missing_catalog_series_names_the_setting() -> None:
     text = ('http_server_request_duration_seconds_bucket{le="1"} 1\n'
-            'http_server_active_requests 0\nsizewise_health_status{check="a"} 0\n'
-            'sizewise_health_check_duration_seconds{check="a"} 0\nsizewise_errors_total{severity="low"} 1\n')
+            'http_server_active_requests 0\n'
+            'sizewise_health_status{sizewise_health_check="a",sizewise_health_state="healthy"} 1\n'
+            'sizewise_health_check_duration_seconds{sizewise_health_check="a"} 0\n'
+            'sizewise_errors_total{severity="low"} 1\n')
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, text=text, headers={"content-type": "text/plain"})
