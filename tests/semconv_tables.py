@@ -67,7 +67,6 @@ NOT_YET_CONFORMING: dict[str, str] = {
     "duplicate:sizewise.container.memory.working_set": "system",
     "duplicate:sizewise.container.cpu.limit": "system",
     "duplicate:sizewise.container.memory.limit": "system",
-    "attribute:exception.escaped": "exceptions",
     "attribute:severity": "unlisted",
     "duplicate:sizewise.memory.usage": "unlisted",
     "duplicate:sizewise.network.io": "unlisted",

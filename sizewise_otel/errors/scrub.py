@@ -71,7 +71,9 @@ class Pattern:
 def _builtin_patterns(ip_addresses: bool) -> list[Pattern]:
     p = [
         # Credentials in URLs: scheme://user:pass@host, and scheme://:pass@host (Redis)
-        Pattern("url-credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]*:[^\s/@]+@"),
+        # (``REDACTED:REDACTED@`` is the semconv's own redaction of a URL attribute: kept.)
+        Pattern("url-credentials", re.compile(
+            r"(?i)\b([a-z][a-z0-9+.-]*://)(?!REDACTED:REDACTED@)[^\s/@:]*:[^\s/@]+@"),
                 r"\1[Filtered]@", lambda t, lt: "://" in t and "@" in t),
         Pattern("bearer", re.compile(r"(?i)\b(bearer|basic|token|digest)\s+[A-Za-z0-9._~+/=-]{6,}"),
                 r"\1 [Filtered]", lambda t, lt: "bearer" in lt or "basic" in lt or "token" in lt
@@ -81,17 +83,23 @@ def _builtin_patterns(ip_addresses: bool) -> list[Pattern]:
         # key=value / key: value / "key": "value" inside free text (messages, logs, URLs). A value
         # in square brackets is taken whole: it may be a marker an earlier pattern left
         # (``token=[jwt]``), and a partial match would leave its ``]`` behind. A bare value leaves a
-        # closing quote that ends it (``f("token=abc")``) in place.
+        # closing quote that ends it (``f("token=abc")``) in place. A scheme and its credential
+        # (``Authorization: Bearer abc``) are one value: one marker. The semconv's ``REDACTED``
+        # (a signed URL's query, see :func:`redact_url`) stays.
         Pattern("secret-pair", re.compile(
             r"(?i)([\"']?(?:\b[\w.-]*(?:" + _SECRET_WORDS + r")[\w.-]*|\bsig)[\"']?\s*[=:]\s*)"
-            r"(\"[^\"]*\"|'[^']*'|\[[^\]\s]*\]|[^\s,;&)}\]]+?(?=[\"']?(?:[\s,;&)}\]]|$)))"), r"\1[Filtered]",
+            r"(?!REDACTED(?:[\s,;&#)}\]\"']|$))"
+            r"((?:bearer|basic|token|digest)\s+(?:\[[^\]\s]*\]|[^\s,;&)}\]\"']+)"
+            r"|\"[^\"]*\"|'[^']*'|\[[^\]\s]*\]|[^\s,;&)}\]]+?(?=[\"']?(?:[\s,;&)}\]]|$)))"), r"\1[Filtered]",
             lambda t, lt: ("=" in t or ":" in t) and any(h in lt for h in _SECRET_HINTS)),
         Pattern("api-key", re.compile(
             r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{8,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bAKIA[0-9A-Z]{16}\b"
             r"|\bxox[abpr]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{30,}"), "[secret]",
             lambda t, lt: "_live_" in t or "_test_" in t or "gh" in t or "AKIA" in t or "xox" in t
             or "AIza" in t),
-        Pattern("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]",
+        # Not the semconv's ``REDACTED:REDACTED@host`` (a URL attribute's redacted userinfo).
+        Pattern("email", re.compile(r"(?<![A-Za-z0-9._%+-])(?!REDACTED@)[A-Za-z0-9._%+-]+@"
+                                    r"[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]",
                 lambda t, lt: "@" in t),
         Pattern("card", re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])"), _card),
     ]
@@ -291,12 +299,18 @@ class Scrubber:
             plan = IP_SCRUB
         else:
             plan = ip_policy(key, kind_name)
+        if plan is not _FILTER and key in _URL_ATTRS:
+            plan = (_QUERY_ONLY if _URL_ATTRS[key] else "") + plan + _URL_SUFFIX
         if len(self._plans) >= 4096:
             self._plans = {}
         self._plans[(key, kind_name)] = plan
         return plan
 
     def _attr_text(self, policy: str, value: str) -> str:
+        if policy.endswith(_URL_SUFFIX):  # a URL attribute: the semconv's own redaction first
+            policy = policy[: -len(_URL_SUFFIX)]
+            value = redact_url(value, query_only=policy.startswith(_QUERY_ONLY))
+            policy = policy.removeprefix(_QUERY_ONLY)
         if policy == IP_SCRUB:
             return self.text(value)
         if policy == IP_KEEP:
@@ -306,6 +320,45 @@ class Scrubber:
         if m is None:
             return self.text(value)
         return self.text(value[: m.end()], ips=False) + self.text(value[m.end():])
+
+
+# --- the semconv's redaction of URL attributes ------------------------------------------------
+# Query parameters whose values the semconv (url.query / url.full, 1.44) redacts to ``REDACTED``,
+# matched case-sensitively, plus the two of the earlier list (SigV2 signed URLs) that
+# opentelemetry-util-http still redacts: a signed URL is a credential while it is valid.
+SENSITIVE_QUERY_PARAMS = frozenset({"X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token", "sig",
+                                    "X-Goog-Signature", "AWSAccessKeyId", "Signature"})
+REDACTED = "REDACTED"
+# Attribute -> whether its value is a query alone (else a URL or target that may hold one).
+_URL_ATTRS = {"url.query": True, "url.full": False, "http.url": False, "http.target": False}
+_URL_SUFFIX, _QUERY_ONLY = "+url", "query:"
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#@]*@")
+
+
+def redact_url(value: str, *, query_only: bool = False) -> str:
+    """The semconv's redaction: userinfo becomes ``REDACTED:REDACTED``, the values of
+    :data:`SENSITIVE_QUERY_PARAMS` become ``REDACTED``; everything else is left as it is."""
+    if not query_only and "@" in value:
+        value = _USERINFO.sub(r"\1REDACTED:REDACTED@", value, count=1)
+    if query_only:
+        head, query, tail = "", value, ""
+    else:
+        q = value.find("?")
+        if q < 0:
+            return value
+        head, rest = value[: q + 1], value[q + 1:]
+        query, hash_, frag = rest.partition("#")
+        tail = hash_ + frag
+    if "=" not in query:
+        return head + query + tail
+    parts = query.split("&")
+    changed = False
+    for i, part in enumerate(parts):
+        name, eq, val = part.partition("=")
+        if eq and name in SENSITIVE_QUERY_PARAMS and val != REDACTED:
+            parts[i] = name + "=" + REDACTED
+            changed = True
+    return head + ("&".join(parts) if changed else query) + tail
 
 
 # --- which span attributes may keep IP addresses -----------------------------------------------

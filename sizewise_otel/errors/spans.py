@@ -84,12 +84,24 @@ def record_lazy_on_span(span: Any, error_type: str, error_id: str,
     span.set_attribute("error.type", error_type)
 
 
+def mark_server_error_status(span: Any, status: int) -> None:
+    """A 5xx answered without an exception: status ERROR and ``error.type`` = the status code, no
+    event (the HTTP semconv: an exception event only for an exception). No status description:
+    the status code says it all."""
+    span.set_status(_STATUS_ERROR)
+    span.set_attribute("error.type", str(int(status)))
+
+
+_STATUS_ERROR = Status(StatusCode.ERROR)
 _error_status: BoundedCache[str, Status] = BoundedCache(1024)  # immutable: one Status per error type
 
 
 def record_on_current_span(*, error_type: str, message: str, stacktrace: str, error_id: str,
-                           group_id: str, escaped: bool) -> tuple[str | None, str | None]:
-    """Add the semconv ``exception`` event and ERROR status; return (trace_id, span_id) as hex."""
+                           group_id: str) -> tuple[str | None, str | None]:
+    """Add the semconv ``exception`` event and ERROR status; return (trace_id, span_id) as hex.
+
+    No ``exception.escaped``: semconv deprecated it (an exception recorded on a span that ends
+    because of it has escaped; nothing to say twice)."""
     span = trace.get_current_span()
     ctx = span.get_span_context()
     if not ctx.is_valid:
@@ -99,7 +111,6 @@ def record_on_current_span(*, error_type: str, message: str, stacktrace: str, er
             "exception.type": error_type,
             "exception.message": message,
             "exception.stacktrace": stacktrace,
-            "exception.escaped": escaped,
             ERROR_ID_ATTR: error_id,
             GROUP_ID_ATTR: group_id,
         })

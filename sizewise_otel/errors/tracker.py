@@ -54,7 +54,13 @@ from sizewise_otel.errors.fingerprint import (
 )
 from sizewise_otel.errors.logging_handler import SERVER_LOGGERS, install_log_scrubbing
 from sizewise_otel.errors.scrub import Scrubber
-from sizewise_otel.errors.spans import ERROR_ID_ATTR, GROUP_ID_ATTR, install_span_scrubber, record_lazy_on_span
+from sizewise_otel.errors.spans import (
+    ERROR_ID_ATTR,
+    GROUP_ID_ATTR,
+    install_span_scrubber,
+    mark_server_error_status,
+    record_lazy_on_span,
+)
 from sizewise_otel.errors.store import BatchResult, ErrorStore, resolve_store_url
 from sizewise_otel.errors.writer import EventWriter
 from sizewise_otel.fastpath import BoundedCache, current_span
@@ -146,7 +152,7 @@ class PendingError(ChainSnapshot):
     :class:`ErrorEvent` once; the references to the exception and its frames are released then.
     """
 
-    __slots__ = ("context", "custom", "error_id", "error_type", "escaped", "event", "exception", "frames",
+    __slots__ = ("context", "custom", "error_id", "error_type", "event", "exception", "frames",
                  "message", "severity", "source", "span_context", "stack", "timestamp")
 
     def __init__(self, error_id: str, timestamp: float, error_type: str, severity: str,
@@ -173,7 +179,6 @@ class PendingError(ChainSnapshot):
         self.context = context
         self.custom = custom
         self.source = source
-        self.escaped = source == "request"
         self.span_context: SpanContext | None = None
         self.event: ErrorEvent | None = None
 
@@ -369,7 +374,8 @@ class ErrorTracker:
 
     def _capture(self, error_id: str, exception: BaseException | None, context: ErrorContext | None,
                  severity: ErrorSeverity | str | None, custom: Sequence[str] | None, message: str | None,
-                 source: str, status_type: str | None = None, ctx_data: dict[str, Any] | None = None) -> None:
+                 source: str, status_type: str | None = None, ctx_data: dict[str, Any] | None = None,
+                 http_status: int = 0) -> None:
         now = time.time()
         sev = (ErrorSeverity.parse(severity) if severity is not None else None) or _severity_of(exception)
         stack: list[StackEntry] | None = None
@@ -385,17 +391,23 @@ class ErrorTracker:
                 stack = stack_snapshot(3)  # the caller's stack: capture_error's caller is 3 up
         self._enqueue(PendingError(error_id, now, error_type, sev.value, exception, message, stack, frames,
                                    context.as_dict() if context is not None else ctx_data,
-                                   tuple(custom) if custom else None, source))
+                                   tuple(custom) if custom else None, source), http_status=http_status)
 
-    def _enqueue(self, pending: PendingError, mark_span: bool = True) -> None:
-        """The span's lazy event (when it records), then the queue. Request path: keep it lean."""
+    def _enqueue(self, pending: PendingError, mark_span: bool = True, http_status: int = 0) -> None:
+        """The span's lazy event (when it records), then the queue. Request path: keep it lean.
+
+        ``http_status``: a 5xx answered without an exception marks the span (status, ``error.type``)
+        and adds no exception event: there is no exception to describe."""
         span = current_span()
         span_ctx = span.get_span_context()
         if span_ctx.is_valid:
             pending.span_context = span_ctx
             if span.is_recording():
-                record_lazy_on_span(span, pending.error_type, pending.error_id,
-                                    lambda: self._span_attributes(pending), mark=mark_span)
+                if http_status:
+                    mark_server_error_status(span, http_status)
+                else:
+                    record_lazy_on_span(span, pending.error_type, pending.error_id,
+                                        lambda: self._span_attributes(pending), mark=mark_span)
         if not self.writer.submit(pending):  # overload: counted here, the writer never sees it
             self._count_taken((pending,))
             self._count_dropped("queue_full", 1)
@@ -448,7 +460,6 @@ class ErrorTracker:
             "exception.type": ev.error_type,
             "exception.message": ev.message,
             "exception.stacktrace": ev.stacktrace,
-            "exception.escaped": pending.escaped,
             ERROR_ID_ATTR: ev.id,
             GROUP_ID_ATTR: ev.group_id,
         }
@@ -527,7 +538,8 @@ class ErrorTracker:
             if snap["endpoint"] in STATUS_EXEMPT_ROUTES:
                 return
             self._capture(error_id, None, None, ErrorSeverity.HIGH, None, f"HTTP {int(status)} answered",
-                          "response", status_type=f"HTTPServerError{int(status)}", ctx_data=snap)
+                          "response", status_type=f"HTTPServerError{int(status)}", ctx_data=snap,
+                          http_status=int(status))
         except Exception as exc:
             with contextlib.suppress(Exception):
                 log.warning("error capture failed", error=type(exc).__name__)

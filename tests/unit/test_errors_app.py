@@ -174,12 +174,19 @@ async def test_personal_data_never_leaves(running: Running, caplog: pytest.LogCa
 
 
 async def test_server_error_status_is_captured(running: Running) -> None:
+    exporter = span_exporter()
+    exporter.clear()
     for _ in range(3):
         assert (await running.client.get("/unavailable")).status_code == 503
     assert (await running.client.get("/ok")).status_code == 200
     await running.flush()
     groups = await groups_of(running.client)
     assert [(g["type"], g["route"], g["count"]) for g in groups] == [("HTTPServerError503", "/unavailable", 3)]
+    # The HTTP semconv: a 5xx without an exception sets status and error.type, and adds no event.
+    server = [s for s in exporter.get_finished_spans() if s.attributes.get("http.route") == "/unavailable"]
+    assert len(server) == 3
+    assert [(s.status.status_code.name, s.status.description, s.attributes["error.type"], len(s.events))
+            for s in server] == [("ERROR", None, "503", 0)] * 3
 
 
 async def test_auth_validation_and_not_found(running: Running) -> None:

@@ -62,6 +62,11 @@ def test_values_are_scrubbed_inside_text(scrubber: Scrubber, text: str, secret: 
     ('password=ab"cd ok', "password=[Filtered] ok"),  # a quote inside the value goes with it
     # Words that merely contain "sig" are not keys to filter.
     ("design=3 signal=4 assigned=5", "design=3 signal=4 assigned=5"),
+    # A scheme and its credential are one value: one marker, not "[Filtered] [Filtered]".
+    ("Authorization: Bearer s3cr3t-t0ken-value-123", "Authorization: [Filtered]"),
+    ('{"Authorization": "Basic dXNlcjpwYXNz"}', '{"Authorization": [Filtered]}'),
+    ("authorization=Digest abcdef123456 next", "authorization=[Filtered] next"),
+    ("retry with token abcdefghij", "retry with token [Filtered]"),
 ])
 def test_secret_values_inside_text_exactly(scrubber: Scrubber, text: str, expected: str) -> None:
     assert scrubber.text(text) == expected
@@ -75,6 +80,30 @@ def test_scrubbing_twice_changes_nothing(scrubber: Scrubber, text: str) -> None:
     # Text is scrubbed again downstream (the log filter sees what the tracker already cleaned).
     once = scrubber.text(text)
     assert scrubber.text(once) == once
+
+
+# The semconv's url.query / url.full redaction: named query parameters (case-sensitive) -> REDACTED,
+# userinfo -> REDACTED:REDACTED; every other secret still goes through the scrubber's own rules.
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("url.query", "sv=1&sig=Ab3%2Fcd&sp=r", "sv=1&sig=REDACTED&sp=r"),
+    ("url.query", "X-Amz-Signature=abc&X-Amz-Credential=AKID%2F2024&X-Amz-Security-Token=t&X-Amz-Expires=60",
+     "X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED&X-Amz-Security-Token=REDACTED&X-Amz-Expires=60"),
+    ("url.query", "X-Goog-Signature=ff00&AWSAccessKeyId=AK1&Signature=zz&Expires=9",
+     "X-Goog-Signature=REDACTED&AWSAccessKeyId=REDACTED&Signature=REDACTED&Expires=9"),
+    ("url.query", "page=2&q=duct", None),  # nothing to redact: the attribute is not rewritten
+    ("url.query", "Sig=abc&password=hunter2", "Sig=[Filtered]&password=[Filtered]"),  # not a semconv key
+    ("url.full", "https://u:pw@files.example/f?sig=ab&x=1#top",
+     "https://REDACTED:REDACTED@files.example/f?sig=REDACTED&x=1#top"),
+    ("url.full", "https://files.example/f?to=ann@example.org", "https://files.example/f?to=[email]"),
+    ("http.target", "/f?Signature=abc&n=1", "/f?Signature=REDACTED&n=1"),
+    ("url.path", "/f/sig=abc", "/f/sig=[Filtered]"),  # not a URL-with-query attribute: the scrubber's rule
+])
+def test_url_attributes_follow_the_semconv_redaction(scrubber: Scrubber, key: str, value: str,
+                                                     expected: str | None) -> None:
+    out = scrubber.attributes({key: value}, kind="SERVER")
+    assert (out[key] if out is not None else None) == expected
+    if out is not None:  # and scrubbing again (the exporter's second pass) changes nothing
+        assert scrubber.attributes(out, kind="SERVER") is None
 
 
 def test_numbers_failing_luhn_are_kept(scrubber: Scrubber) -> None:
