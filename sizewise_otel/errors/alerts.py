@@ -155,7 +155,7 @@ def _describe(sig: GroupSignal, kind: str) -> dict[str, Any]:
 
 ALERTNAMES = {"new_group": "ErrorGroupNew", "regression": "ErrorGroupRegressed", "spike": "ErrorGroupSpike"}
 # The runbook sections (docs/runbooks.md) that say what to do: the catalog's error alerts.
-_RUNBOOK_ANCHORS = {"new_group": "newerrorgroup", "regression": "newerrorgroup", "spike": "errorspike"}
+RUNBOOK_ANCHORS = {"new_group": "newerrorgroup", "regression": "errorgroupregressed", "spike": "errorspike"}
 # Error severities on the alert scale (Slack colours, Alertmanager-like routing).
 ALERT_SEVERITY = {"critical": "critical", "high": "warning", "medium": "info", "low": "info"}
 
@@ -193,7 +193,7 @@ def notification_for(event: Mapping[str, Any], *, service: str, base_url: str) -
         "description": f"{event.get('title', '')}. {detail}",
         "value": str(count),
         "count": str(count),
-        "runbook_url": f"{runbook_base_url()}#{_RUNBOOK_ANCHORS[kind]}",
+        "runbook_url": f"{runbook_base_url()}#{RUNBOOK_ANCHORS[kind]}",
         "dashboard_url": links.get("error_url", links["group_url"]),
         **links,
     }

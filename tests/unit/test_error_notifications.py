@@ -20,7 +20,7 @@ import structlog
 
 from sizewise_otel.alerts.notify import fingerprint, verify_signature
 from sizewise_otel.errors import ErrorContext, ErrorTracker
-from sizewise_otel.errors.alerts import SpikeDetector
+from sizewise_otel.errors.alerts import ALERTNAMES, RUNBOOK_ANCHORS, SpikeDetector
 from sizewise_otel.telemetry import get_telemetry
 from tests.unit.test_errors_helpers import test_settings
 
@@ -155,7 +155,7 @@ def test_new_group_then_regression_one_message_each(tmp_path: Path, receiver: An
         assert second != third and len(received) == 2
         regression = _alerts(received)[1]
         assert _without_start(regression) == _expected(
-            "regression", "ErrorGroupRegressed", "newerrorgroup", group, third, 3,
+            "regression", "ErrorGroupRegressed", "errorgroupregressed", group, third, 3,
             "Resolved error is back: ValueError on /api/hvac/duct/{duct_id}", f"{title}. 3 events so far.")
         # the link in the message answers: GET /errors/<id> is the event of that group
         assert tracker.store.get_event(third)["group_id"] == group
@@ -252,3 +252,14 @@ def _wait(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_every_error_alert_links_to_its_own_runbook_section() -> None:
+    """``runbook_url`` of ErrorGroupNew / ErrorGroupRegressed / ErrorGroupSpike: a section that exists,
+    one per alert (a regression is not a new group)."""
+    runbooks = (Path(__file__).resolve().parents[2] / "docs" / "runbooks.md").read_text()
+    anchors = {h.strip().lower() for h in re.findall(r"^## (.+)$", runbooks, re.M)}
+    assert set(RUNBOOK_ANCHORS) == set(ALERTNAMES)
+    assert len(set(RUNBOOK_ANCHORS.values())) == len(RUNBOOK_ANCHORS)
+    assert {k: a for k, a in RUNBOOK_ANCHORS.items() if a not in anchors} == {}
+    assert RUNBOOK_ANCHORS["regression"] == ALERTNAMES["regression"].lower()
