@@ -125,13 +125,14 @@ def install(reader: Any) -> bool:
 
 def probe() -> bool:
     """The SDK internals the light aggregations read are all there (detect.py's check)."""
-    from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from sizewise_otel.fastpath.detect import probe_meter_provider
 
     reader = InMemoryMetricReader()
     if not install(reader):
         return False
-    provider = MeterProvider(metric_readers=[reader])
+    provider = probe_meter_provider(reader)  # nothing read from the environment
     try:
         meter = provider.get_meter("sizewise.fastpath.probe")
         meter.create_counter("c").add(2, {"k": "v"})

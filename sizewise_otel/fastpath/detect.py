@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger("sizewise.fastpath")
 
@@ -41,12 +42,22 @@ def _class_has(module: str, cls: str, *names: str) -> Callable[[], bool]:
     return check
 
 
+def probe_meter_provider(reader: Any) -> Any:
+    """A ``MeterProvider`` for a probe that reads nothing from the environment: an invalid
+    ``OTEL_METRICS_EXEMPLAR_FILTER`` makes the SDK raise, ``OTEL_RESOURCE_ATTRIBUTES`` and the resource
+    detectors are not the probe's business (``OTEL_SDK_DISABLED`` is decided before any probe)."""
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+    from opentelemetry.sdk.resources import Resource
+
+    return MeterProvider(metric_readers=[reader], resource=Resource.get_empty(),
+                         exemplar_filter=AlwaysOffExemplarFilter(), shutdown_on_exit=False)
+
+
 def _meter_provider_internals() -> bool:
-    from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
+    provider = probe_meter_provider(reader)
     try:
         consumer = provider._measurement_consumer
         return (hasattr(provider, "_sdk_config") and hasattr(provider._sdk_config, "resource")
@@ -57,9 +68,17 @@ def _meter_provider_internals() -> bool:
 
 
 def _tracer_internals() -> bool:
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-    tracer = TracerProvider().get_tracer("sizewise.fastpath.probe")
+    # Nothing from the environment: an unknown OTEL_TRACES_SAMPLER would make the SDK log its own
+    # line, invalid OTEL_SPAN_*_LIMIT values would raise (the SDK reads a limit left None).
+    limits = SpanLimits(max_attributes=128, max_events=128, max_links=128, max_span_attributes=128,
+                        max_event_attributes=128, max_link_attributes=128, max_attribute_length=SpanLimits.UNSET,
+                        max_span_attribute_length=SpanLimits.UNSET)
+    tracer = TracerProvider(sampler=ALWAYS_ON, resource=Resource.get_empty(), span_limits=limits,
+                            shutdown_on_exit=False).get_tracer("sizewise.fastpath.probe")
     return callable(getattr(tracer, "_is_enabled", None)) and hasattr(tracer, "id_generator")
 
 
@@ -130,6 +149,16 @@ CHECKS: tuple[tuple[str, Callable[[], bool]], ...] = (
     ("semconv schema URLs", _has("opentelemetry.instrumentation._semconv", "_get_schema_url", "_StabilityMode")),
 )
 
+# OTEL_SDK_DISABLED=true: the SDK hands out no-op tracers and meters, so there is nothing for the fast
+# path to speed up (and its probes would fail for that reason, not for a missing internal). The
+# telemetry module logs its own warning for it: no second one here.
+SDK_DISABLED_REASON = "OTEL_SDK_DISABLED=true (no telemetry is recorded)"
+
+
+def _sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").lower().strip() == "true"  # as the SDK reads it
+
+
 _status: FastpathStatus | None = None
 _warned = False
 _lock = threading.Lock()
@@ -139,6 +168,8 @@ def _evaluate() -> FastpathStatus:
     setting = os.environ.get(ENV, "").strip().lower()
     if setting in _OFF_VALUES:
         return FastpathStatus(False, f"{ENV}={os.environ[ENV]}")
+    if _sdk_disabled():
+        return FastpathStatus(False, SDK_DISABLED_REASON)
     for what, check in CHECKS:
         try:
             ok = check()
@@ -167,7 +198,7 @@ def warn_if_disabled() -> FastpathStatus:
     """``status()``, logging one warning per process when the public path is in use."""
     global _warned
     found = status()
-    if not found.enabled and not _warned:
+    if not found.enabled and not _warned and found.reason != SDK_DISABLED_REASON:
         _warned = True
         log.warning("sizewise fast path off: %s; using the public OpenTelemetry APIs (same series, slower)",
                     found.reason)

@@ -84,3 +84,40 @@ def test_bounded_cache_keeps_or_clears_at_its_bound() -> None:
     assert clear == {2: 2}
     with pytest.raises(ValueError):
         BoundedCache(0)
+
+
+def test_sdk_disabled_is_its_own_reason_without_a_second_warning(fresh: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """OTEL_SDK_DISABLED: no probe runs (the SDK's no-op tracer would fail one for the wrong reason);
+    the telemetry module warns about it, this module does not add a second warning."""
+    fresh.delenv(detect.ENV, raising=False)
+    fresh.setenv("OTEL_SDK_DISABLED", " TRUE ")
+    with caplog.at_level(logging.DEBUG):
+        found = detect.warn_if_disabled()
+    assert found == detect.FastpathStatus(False, detect.SDK_DISABLED_REASON)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("OTEL_TRACES_SAMPLER", "no_such_sampler"),
+    ("OTEL_TRACES_SAMPLER", "traceidratio"),  # with a non-numeric argument below
+    ("OTEL_METRICS_EXEMPLAR_FILTER", "no_such_filter"),
+    ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "lots"),
+    ("OTEL_RESOURCE_ATTRIBUTES", "not a pair"),
+])
+def test_probes_do_not_read_the_otel_environment(fresh: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                                 name: str, value: str) -> None:
+    """The probes build their providers from arguments only: a bad OTEL_ variable is the SDK's business
+    where the service's providers are built, never a reason to report the fast path off, and the
+    probes log nothing about it."""
+    fresh.delenv(detect.ENV, raising=False)
+    fresh.delenv("OTEL_SDK_DISABLED", raising=False)
+    fresh.setenv(name, value)
+    fresh.setenv("OTEL_TRACES_SAMPLER_ARG", "not-a-number")
+    missing = _first_missing()
+    with caplog.at_level(logging.DEBUG):
+        found = detect.status()
+    assert found == (detect.FastpathStatus(True, "") if missing is None else found)
+    if missing is not None:  # an older SDK: off for the internal it lacks, not for the variable
+        assert found.reason.startswith(f"the installed SDK lacks {missing}"), found.reason
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
