@@ -123,11 +123,20 @@ def install(reader: Any) -> bool:
     return True
 
 
+def probe_meter_provider(reader: Any) -> Any:
+    """A ``MeterProvider`` for a probe that reads nothing from the environment: an invalid
+    ``OTEL_METRICS_EXEMPLAR_FILTER`` makes the SDK raise, ``OTEL_RESOURCE_ATTRIBUTES`` and the resource
+    detectors are not the probe's business (``OTEL_SDK_DISABLED`` is decided before any probe)."""
+    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+    from opentelemetry.sdk.resources import Resource
+
+    return MeterProvider(metric_readers=[reader], resource=Resource.get_empty(),
+                         exemplar_filter=AlwaysOffExemplarFilter(), shutdown_on_exit=False)
+
+
 def probe() -> bool:
     """The SDK internals the light aggregations read are all there (detect.py's check)."""
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    from sizewise_otel.fastpath.detect import probe_meter_provider
 
     reader = InMemoryMetricReader()
     if not install(reader):

@@ -14,7 +14,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 log = logging.getLogger("sizewise.fastpath")
 
@@ -42,19 +41,10 @@ def _class_has(module: str, cls: str, *names: str) -> Callable[[], bool]:
     return check
 
 
-def probe_meter_provider(reader: Any) -> Any:
-    """A ``MeterProvider`` for a probe that reads nothing from the environment: an invalid
-    ``OTEL_METRICS_EXEMPLAR_FILTER`` makes the SDK raise, ``OTEL_RESOURCE_ATTRIBUTES`` and the resource
-    detectors are not the probe's business (``OTEL_SDK_DISABLED`` is decided before any probe)."""
-    from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
-    from opentelemetry.sdk.resources import Resource
-
-    return MeterProvider(metric_readers=[reader], resource=Resource.get_empty(),
-                         exemplar_filter=AlwaysOffExemplarFilter(), shutdown_on_exit=False)
-
-
 def _meter_provider_internals() -> bool:
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from sizewise_otel.fastpath.collection import probe_meter_provider
 
     reader = InMemoryMetricReader()
     provider = probe_meter_provider(reader)
