@@ -31,6 +31,7 @@ zero-code mode, where the contrib instrumentor owns the HTTP telemetry).
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from time import perf_counter
 from typing import Any
@@ -350,7 +351,13 @@ def _finish_span(span: trace.Span, attrs: dict[str, Any], method: str, route: st
     if route is not None:
         span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
     if exception is not None:
-        span.record_exception(exception)
+        # The semconv exception event, without the deprecated exception.escaped the SDK's
+        # record_exception still adds (an exception that ends the span has escaped it).
+        span.add_event("exception", {
+            "exception.type": error_type(exception),
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+        })
         span.set_status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}")
     elif status >= 500:
         span.set_status(StatusCode.ERROR)

@@ -172,7 +172,10 @@ def test_unhandled_exception_is_a_500_with_the_exception_type(rig: Rig) -> None:
     assert p.attributes["error.type"] == "ValueError"
     (span,) = [s for s in rig.spans.get_finished_spans() if s.attributes.get("http.route") == "/boom"]
     assert span.status.status_code is trace_api.StatusCode.ERROR
-    assert any(e.name == "exception" for e in span.events)
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes["exception.type"] == "ValueError"  # error_type(): qualified outside builtins
+    assert "exception.escaped" not in event.attributes  # deprecated in semconv
+    assert "ValueError" in event.attributes["exception.stacktrace"]
 
 
 def test_excluded_paths_record_nothing(rig: Rig) -> None:
