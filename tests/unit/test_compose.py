@@ -177,7 +177,9 @@ def test_addresses_in_the_configs_are_compose_services(compose: dict) -> None:
     collector_env = services["otel-collector"]["environment"]
     assert collector_env["TRACES_OTLP_ENDPOINT"].split(":")[0] == "jaeger"
     app_env = services["app"]["environment"]
-    assert app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+    # The collector by default; SIZEWISE_OTLP_ENDPOINT points the app at the HA agent (profile ha).
+    assert app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${SIZEWISE_OTLP_ENDPOINT:-http://otel-collector:4318}"
+    assert "otel-agent" in services and "otel-collector" in services
     assert app_env["MATERIALS_SERVICE_URL"].split("//")[1].split(":")[0] == "materials"
     # The collector job keeps the exporter's job/instance labels (one instance per worker).
     job = next(j for j in prom_yml["scrape_configs"] if j["job_name"] == "otel-collector")
