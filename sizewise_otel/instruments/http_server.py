@@ -54,6 +54,7 @@ from sizewise_otel.fastpath import (
     enabled,
     instrumented_by_contrib,
     lean_histogram,
+    set_span_attributes,
 )
 from sizewise_otel.fastpath import enabled as fastpath_enabled
 from sizewise_otel.instruments.http_stats import (
@@ -334,7 +335,7 @@ def _set_request_span_attributes(span: trace.Span, scope: Scope, request_attrs: 
                 attrs["server.port"] = int(port)
             else:
                 attrs["server.address"] = authority
-    span.set_attributes(attrs)
+    set_span_attributes(span, attrs)  # plain values: stored without the SDK cleaning them again
 
 
 def _finish_span(span: trace.Span, attrs: dict[str, Any], method: str, route: str | None, status: int,
@@ -347,7 +348,7 @@ def _finish_span(span: trace.Span, attrs: dict[str, Any], method: str, route: st
     if "error.type" in attrs:
         response["error.type"] = attrs["error.type"]
     if response:
-        span.set_attributes(response)
+        set_span_attributes(span, response)
     if route is not None:
         span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
     if exception is not None:
