@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sizewise_otel.fastpath.attribute_items import attribute_items
+
 FILTERED = "[Filtered]"
 
 DEFAULT_DENY_KEYS: tuple[str, ...] = (
@@ -140,7 +142,10 @@ class Scrubber:
         self.version = 0  # bumped by add_key / add_pattern (caches of scrubbed text key on it)
         self._text_cache: dict[str, str] = {}
         self._text_cache_no_ip: dict[str, str] = {}
-        self._plans: dict[tuple[str, str | None], str] = {}  # (span attribute key, kind) -> plan
+        # Span attributes, the hot path: span kind -> attribute key -> plan, and plan -> short value
+        # -> its scrubbed form (bounded; a value that scrubs to itself maps to itself).
+        self._plans: dict[Any, dict[str, str]] = {}
+        self._memo: dict[str, dict[str, str]] = {}
 
     @staticmethod
     def _norm(key: str) -> str:
@@ -152,6 +157,7 @@ class Scrubber:
         self._deny += [self._norm(k) for k in keys]
         self._key_cache = {}
         self._plans = {}
+        self._memo = {}
         self.version += 1
 
     def add_pattern(self, name: str, regex: str | re.Pattern[str],
@@ -165,6 +171,7 @@ class Scrubber:
         self._text_cache = {}
         self._text_cache_no_ip = {}
         self._plans = {}
+        self._memo = {}
 
     # --- keys -------------------------------------------------------------------------------
     def sensitive_key(self, key: str) -> bool:
@@ -259,12 +266,14 @@ class Scrubber:
         of non-sensitive keys are skipped, and short strings hit the scrubbed-text cache.
         """
         changes: dict[str, Any] | None = None
-        kind_name = getattr(kind, "name", kind)
-        plans = self._plans
-        for key, value in attrs.items():
-            plan = plans.get((key, kind_name))
+        plans = self._plans.get(kind)  # keyed by the kind itself: SpanKind.name is a slow property
+        if plans is None:
+            plans = self._plans_of(kind)
+        memos = self._memo
+        for key, value in attribute_items(attrs):
+            plan = plans.get(key)
             if plan is None:
-                plan = self._plan(key, kind_name)
+                plan = self._plan(plans, key, getattr(kind, "name", kind))
             if plan is _SKIP:
                 continue
             if plan is _FILTER:
@@ -275,7 +284,18 @@ class Scrubber:
                 else:
                     continue
             elif value.__class__ is str:
-                new = self._attr_text(plan, value)
+                if len(value) <= _CACHED_LEN:  # the common case: one dict lookup per attribute
+                    memo = memos.get(plan)
+                    if memo is None:
+                        memo = memos[plan] = {}
+                    new = memo.get(value)
+                    if new is None:
+                        new = self._attr_text(plan, value)
+                        if len(memo) >= 4096:
+                            memo.clear()
+                        memo[value] = new
+                else:
+                    new = self._attr_text(plan, value)
             elif isinstance(value, tuple | list) and value and isinstance(value[0], str):
                 new = tuple(self._attr_text(plan, v) for v in value)
                 if new == tuple(value):
@@ -290,7 +310,13 @@ class Scrubber:
                 changes[key] = new
         return changes
 
-    def _plan(self, key: str, kind_name: str | None) -> str:
+    def _plans_of(self, kind: Any) -> dict[str, str]:
+        if len(self._plans) >= 64:  # span kinds: a handful, unless callers pass odd values
+            self._plans = {}
+        plans = self._plans[kind] = {}
+        return plans
+
+    def _plan(self, plans: dict[str, str], key: str, kind_name: str | None) -> str:
         if self.sensitive_key(key.rsplit(".", 1)[-1]) and _is_sensitive_attr(key):
             plan = _FILTER
         elif key in _STRUCTURAL_KEYS:
@@ -301,9 +327,9 @@ class Scrubber:
             plan = ip_policy(key, kind_name)
         if plan is not _FILTER and key in _URL_ATTRS:
             plan = (_QUERY_ONLY if _URL_ATTRS[key] else "") + plan + _URL_SUFFIX
-        if len(self._plans) >= 4096:
-            self._plans = {}
-        self._plans[(key, kind_name)] = plan
+        if len(plans) >= 4096:  # bounded: attribute keys are few, unless a caller invents them
+            plans.clear()
+        plans[key] = plan
         return plan
 
     def _attr_text(self, policy: str, value: str) -> str:

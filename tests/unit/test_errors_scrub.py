@@ -185,3 +185,25 @@ def test_span_attributes_keep_infrastructure_ips_and_drop_client_ips(scrubber: S
     assert scrubber.attributes({"app.note": "from 198.51.100.4"}, kind="CLIENT") == {"app.note": "from [ip]"}
     assert scrubber.text("from 198.51.100.4") == "from [ip]"
     assert scrubber.text("from 198.51.100.4", ips=False) == "from 198.51.100.4"
+
+
+def test_span_attribute_plans_and_memos_keep_the_output(scrubber: Scrubber) -> None:
+    """The hot path's caches (plan per kind and key, scrubbed value per plan) change nothing: the
+    SDK's BoundedAttributes and a plain dict give the same changes, the second call the same as the
+    first, a rule added later applies at once, and the memos stay bounded."""
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.trace import SpanKind
+
+    attrs = {"http.request.method": "GET", "url.path": "/reset/a@b.io", "client.address": "203.0.113.9",
+             "server.address": "10.0.0.5", "server.port": 8000, "http.route": "/reset/{email}",
+             "user_agent.original": "curl/8.5", "app.ticket": "T-1234", "url.query": "sig=x&n=1"}
+    expected = {"url.path": "/reset/[email]", "client.address": "[ip]", "url.query": "sig=REDACTED&n=1"}
+    bounded = BoundedAttributes(attributes=attrs, immutable=False)
+    for _ in range(3):
+        assert scrubber.attribute_changes(bounded, kind=SpanKind.SERVER) == expected
+        assert scrubber.attribute_changes(attrs, kind="SERVER") == expected
+    scrubber.add_key("ticket")  # "app.ticket" was planned as a plain value: re-planned now
+    assert scrubber.attribute_changes(attrs, kind=SpanKind.SERVER) == {**expected, "app.ticket": FILTERED}
+    for i in range(5000):
+        scrubber.attribute_changes({"url.path": f"/items/{i}"}, kind=SpanKind.SERVER)
+    assert max(len(m) for m in scrubber._memo.values()) <= 4096
