@@ -19,6 +19,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from bench import serve
+
 API_KEY = "bench-viewer-key"
 TRIVIAL_PATH = "/ping"
 BOOM_PATH = "/boom"
@@ -226,21 +228,12 @@ def build(variant: str) -> FastAPI:
     raise SystemExit(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
 
 
-def __getattr__(name: str) -> Any:  # gunicorn: bench.apps:app, one app per worker
-    if name == "app":
-        app = build(os.environ.get("BENCH_VARIANT", "bare"))
-        globals()["app"] = app
-        return app
-    raise AttributeError(name)
+__getattr__ = serve.module_app(build, globals())  # gunicorn: bench.apps:app
 
 
 def main(argv: list[str]) -> None:
-    import uvicorn
-
-    variant, port = argv[0], int(argv[1])
     os.environ.setdefault("SIZEWISE_API_KEYS", f"viewer:{API_KEY}")
-    uvicorn.run(build(variant), host="127.0.0.1", port=port, log_level="critical", access_log=False,
-                lifespan="on")
+    serve.run(build, argv)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ is gone. Settings come from the environment (``DATABASE_URL``, ``REDIS_URL``) ei
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
+
+from bench import serve
 
 LABELS = {
     "bare": "demo without telemetry (same routes, store and Redis client)",
@@ -73,20 +74,11 @@ def build(variant: str) -> Any:
     raise SystemExit(f"unknown demo variant {variant!r}; one of {', '.join(LABELS)}")
 
 
-def __getattr__(name: str) -> Any:  # gunicorn: bench.demo_apps:app
-    if name == "app":
-        app = build(os.environ.get("BENCH_VARIANT", "bare"))
-        globals()["app"] = app
-        return app
-    raise AttributeError(name)
+__getattr__ = serve.module_app(build, globals())  # gunicorn: bench.demo_apps:app
 
 
 def main(argv: list[str]) -> None:
-    import uvicorn
-
-    variant, port = argv[0], int(argv[1])
-    uvicorn.run(build(variant), host="127.0.0.1", port=port, log_level="critical", access_log=False,
-                lifespan="on")
+    serve.run(build, argv)
 
 
 if __name__ == "__main__":
