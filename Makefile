@@ -26,7 +26,7 @@ system-deps:
 # the newest release whose modules the Go module proxy serves for both; see collector/builder-config-ha.yaml).
 collector:
 	bash scripts/build-collector.sh
-	bash scripts/build-collector-ha.sh
+	bash scripts/build-collector.sh ha
 
 # Prometheus, promtool, Alertmanager, amtool and kustomize at the versions compose.yaml pins, built
 # from the Go module proxy once and cached under build/tools/ (the first Prometheus build takes ~8 min).

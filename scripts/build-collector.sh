@@ -1,40 +1,50 @@
 #!/usr/bin/env bash
-# Build the minimal SizeWise collector distribution (collector/builder-config.yaml) with the
-# OpenTelemetry Collector Builder into build/otelcol-sizewise/otelcol-sizewise.
+# Build a SizeWise collector distribution with the OpenTelemetry Collector Builder:
 #
-# Cached: does nothing when the binary exists and is newer than the manifest (FORCE=1 rebuilds).
-# Go's module and build caches (GOMODCACHE, GOCACHE) stay where `go env` puts them, so a rebuild
-# after a manifest change only compiles what changed.
+#   scripts/build-collector.sh      the minimal single-node one (collector/builder-config.yaml, builder
+#                                   v0.165.0) into build/otelcol-sizewise/otelcol-sizewise
+#   scripts/build-collector.sh ha   the HA tiers' one (collector/builder-config-ha.yaml: the single-node
+#                                   components plus the loadbalancing exporter and tail sampling, at the
+#                                   manifest's release) into build/otelcol-sizewise-ha/
+#
+# Cached: does nothing when the binary exists and is newer than its manifest (FORCE=1 rebuilds). Each
+# builder release is installed under build/tools/ocb-<version>/, so the two never replace each other.
+# Go's module and build caches stay where `go env` puts them: a rebuild after a manifest change only
+# compiles what changed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-BUILDER_VERSION="${OCB_VERSION:-v0.165.0}"
-MANIFEST="collector/builder-config.yaml"
-OUT_DIR="build/otelcol-sizewise"
-BINARY="$OUT_DIR/otelcol-sizewise"
+case "${1:-single}" in
+  single) NAME=otelcol-sizewise; MANIFEST=collector/builder-config.yaml
+          BUILDER_VERSION="${OCB_VERSION:-v0.165.0}"; LOG=build-collector ;;
+  ha)     NAME=otelcol-sizewise-ha; MANIFEST=collector/builder-config-ha.yaml
+          BUILDER_VERSION="v$(sed -n 's/^  version: //p' "$MANIFEST")"; LOG=build-collector-ha ;;
+  *)      echo "usage: scripts/build-collector.sh [single|ha]" >&2; exit 2 ;;
+esac
+OUT_DIR="build/$NAME"
+BINARY="$OUT_DIR/$NAME"
 
 if [[ "${FORCE:-0}" != "1" && -x "$BINARY" && "$BINARY" -nt "$MANIFEST" ]]; then
-  echo "build-collector: $BINARY is up to date (newer than $MANIFEST)"
+  echo "$LOG: $BINARY is up to date (newer than $MANIFEST)"
   exit 0
 fi
+command -v go >/dev/null || { echo "$LOG: the Go toolchain is required" >&2; exit 1; }
 
-command -v go >/dev/null || { echo "build-collector: the Go toolchain is required" >&2; exit 1; }
-
-BUILDER="$(go env GOPATH)/bin/builder"
-if [[ ! -x "$BUILDER" ]] || ! "$BUILDER" version 2>&1 | grep -q "${BUILDER_VERSION#v}"; then
-  echo "build-collector: installing the collector builder $BUILDER_VERSION"
-  go install "go.opentelemetry.io/collector/cmd/builder@${BUILDER_VERSION}"
+BUILDER_DIR="$ROOT/build/tools/ocb-${BUILDER_VERSION#v}"
+if [[ ! -x "$BUILDER_DIR/builder" ]]; then
+  echo "$LOG: installing the collector builder $BUILDER_VERSION"
+  GOBIN="$BUILDER_DIR" go install "go.opentelemetry.io/collector/cmd/builder@${BUILDER_VERSION}"
 fi
 
 start=$(date +%s)
-echo "build-collector: building $BINARY with $("$BUILDER" version 2>&1)"
+echo "$LOG: building $BINARY with $("$BUILDER_DIR/builder" version 2>&1)"
 # The builder regenerates the Go sources in OUT_DIR; the binary is written last, so an
 # interrupted build never leaves a binary that looks fresh.
 mkdir -p "$OUT_DIR"
 rm -f "$BINARY"
-"$BUILDER" --config="$MANIFEST"
+"$BUILDER_DIR/builder" --config="$MANIFEST"
 touch "$BINARY"
 "$BINARY" --version
-echo "build-collector: done in $(( $(date +%s) - start ))s"
+echo "$LOG: done in $(( $(date +%s) - start ))s"
