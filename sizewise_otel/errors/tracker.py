@@ -224,6 +224,12 @@ class ErrorTracker:
         self._errors = telemetry.instrument("sizewise.errors")
         self._dropped = telemetry.instrument("sizewise.errors.dropped")
         self._groups_new = telemetry.instrument("sizewise.error.groups.new")
+        # The new-group series start at 0 (their labels are known in advance): increase() counts a
+        # counter from its first sample on, so a series born at 1 hid the first new group of a
+        # process from NewErrorGroup. (sizewise_errors_total's error.type is not known in advance,
+        # and a 0 added just before the 1 lands in the same collection: no help, so none is added.)
+        for sev in ErrorSeverity:
+            self._groups_new.add(0, {"severity": sev.value})
         self._types: set[str] = set()
         max_groups = settings.sizewise_error_alert_max_groups
         self.alerts = AlertSignals(settings.error_alert_cooldown_minutes, SpikeDetector(

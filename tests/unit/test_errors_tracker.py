@@ -18,6 +18,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from sizewise_otel.errors import ErrorContext, ErrorSeverity, ErrorTracker, ErrorTrackingHandler
 from sizewise_otel.telemetry import get_telemetry
@@ -313,3 +314,41 @@ def test_quick_start_runs_as_written(tmp_path: Path) -> None:
 
 def test_needles_are_distinct() -> None:
     assert len(set(NEEDLES)) == len(NEEDLES)
+
+
+def test_counters_with_known_labels_start_at_zero(tmp_path: Path) -> None:
+    """A fresh process: sizewise_error_groups_new_total is exported at 0 for the 4 severities before any
+    error, so Prometheus' increase() counts the first new group (a series born at 1 has no earlier
+    sample to step from); the first group then reads 1."""
+    script = textwrap.dedent(f"""
+        import asyncio
+        from prometheus_client import REGISTRY, generate_latest
+        from sizewise_otel.errors import ErrorTracker
+        from sizewise_otel.telemetry import get_telemetry
+        from tests.unit.test_errors_helpers import test_settings
+        settings = test_settings("sqlite:///{tmp_path / 'errors.db'}")
+        t = ErrorTracker(settings, get_telemetry(settings))
+        asyncio.run(t.initialize())
+        open("{tmp_path / 'before.txt'}", "wb").write(generate_latest(REGISTRY))
+        try:
+            raise KeyError("first")
+        except KeyError as exc:
+            t.capture_error(exc, severity="high")
+        assert t.flush(20)
+        open("{tmp_path / 'after.txt'}", "wb").write(generate_latest(REGISTRY))
+        asyncio.run(t.shutdown())
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    before, after = (tmp_path / "before.txt").read_text(), (tmp_path / "after.txt").read_text()
+
+    def series(text: str, name: str, label: str) -> dict[str, float]:
+        return {s.labels[label]: s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == name}
+
+    assert series(before, "sizewise_error_groups_new_total", "severity") == \
+        {"low": 0, "medium": 0, "high": 0, "critical": 0}
+    assert series(after, "sizewise_error_groups_new_total", "severity") == \
+        {"low": 0, "medium": 0, "high": 1, "critical": 0}
