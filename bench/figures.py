@@ -184,9 +184,9 @@ def sqlredis() -> None:
         def op() -> Any:
             t0 = time.perf_counter()
             value = client.get("bench:key")
-            attrs = {"cache.backend": "redis", "cache.operation": "get"}
+            attrs = {"sizewise.cache.backend": "redis", "sizewise.cache.operation": "get"}
             hist.record(time.perf_counter() - t0, attrs)
-            count.add(1, {**attrs, "cache.result": "hit"})
+            count.add(1, {**attrs, "sizewise.cache.result": "hit"})
             return value
         return op
 

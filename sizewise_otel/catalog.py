@@ -18,6 +18,11 @@ class Kind(enum.StrEnum):
     GAUGE = "gauge"  # synchronous gauge
     OBSERVABLE_GAUGE = "observable_gauge"
     OBSERVABLE_COUNTER = "observable_counter"
+    # A polled level that semconv registers as an UpDownCounter (memory usage, limits, counts).
+    OBSERVABLE_UP_DOWN_COUNTER = "observable_updowncounter"
+
+
+OBSERVABLE_KINDS = (Kind.OBSERVABLE_GAUGE, Kind.OBSERVABLE_COUNTER, Kind.OBSERVABLE_UP_DOWN_COUNTER)
 
 
 class Tier(enum.IntEnum):
@@ -30,11 +35,11 @@ class Tier(enum.IntEnum):
     as they are. How the observables are split (the spec: fast = system resources and critical
     application signals, medium = application performance and microservices health):
 
-    - FAST, 5 s: CPU, memory, network, the 5xx share, the cgroup's CPU/throttling counters and
-      working set (saturation that matters within seconds), and health status (DatabaseDown and
-      RedisDown fire after 1 minute: a stale status would eat that minute). All are reads of
-      local counters or cached check results.
-    - MEDIUM, 30 s: the database pool, process RSS and OOM kills (application performance:
+    - FAST, 5 s: CPU, memory, network, the process's CPU, memory and thread/descriptor counts, the
+      5xx share, the cgroup's CPU/throttling counters and working set (saturation that matters
+      within seconds), and health status (DatabaseDown and RedisDown fire after 1 minute: a stale
+      status would eat that minute). All are reads of local counters or cached check results.
+    - MEDIUM, 30 s: the database pool, disk I/O per device and OOM kills (application performance:
       trends over minutes, their alerts hold for 5 minutes or look 10 minutes back), health-check
       durations, and Redis INFO. Redis is a network round trip to a shared server, so it is not
       read every 5 s; but its counters (evictions, keyspace hits/misses) feed ``rate()`` panels
@@ -53,7 +58,9 @@ class Owner(enum.StrEnum):
     SIZEWISE = "sizewise"  # recorded by this package
     OTEL_HTTP = "opentelemetry-instrumentation-asgi/httpx"
     OTEL_SQLALCHEMY = "opentelemetry-instrumentation-sqlalchemy"
-    OTEL_SYSTEM = "opentelemetry-instrumentation-system-metrics"
+    # Recorded by this package under a registered semconv name (system, process, container), read
+    # from psutil and the cgroup: the contrib system-metrics instrumentor emits outdated names.
+    SEMCONV = "sizewise (registered name)"
 
 
 # The semconv-advised boundaries (HTTP and database metric pages, semantic conventions 1.44), so
@@ -200,24 +207,47 @@ SIGNALS: tuple[Signal, ...] = (
            "Usage of each filesystem holding the service's data paths (SIZEWISE_DATA_PATHS), by "
            "its real mountpoint.", (MOUNTPOINT,), tier=Tier.SLOW,
            cardinality="distinct mountpoints of the configured data paths"),
-    Signal("sizewise.network.io", Kind.OBSERVABLE_COUNTER, "By",
-           "Bytes sent and received on all interfaces.", ("direction",), tier=Tier.FAST,
-           cardinality="2 directions"),
-    Signal("sizewise.process.memory.rss", Kind.OBSERVABLE_GAUGE, "By",
-           "Resident memory of this process.", tier=Tier.MEDIUM),
+    # --- host and process under their registered names (instruments/system.py, from psutil) ---
+    Signal("system.cpu.utilization", Kind.OBSERVABLE_GAUGE, "1",
+           "Share of host CPU time per mode, over all CPUs.", ("cpu.mode",), tier=Tier.FAST,
+           owner=Owner.SEMCONV, cardinality="3 modes (user, system, idle)"),
+    Signal("system.memory.usage", Kind.OBSERVABLE_UP_DOWN_COUNTER, "By",
+           "Host memory in use per state.", ("system.memory.state",), tier=Tier.FAST,
+           owner=Owner.SEMCONV, cardinality="3 states (used, free, cached)"),
+    Signal("system.memory.utilization", Kind.OBSERVABLE_GAUGE, "1",
+           "Share of host memory per state.", ("system.memory.state",), tier=Tier.FAST,
+           owner=Owner.SEMCONV, cardinality="3 states (used, free, cached)"),
+    Signal("system.network.io", Kind.OBSERVABLE_COUNTER, "By",
+           "Bytes sent and received on all interfaces.", ("network.io.direction",), tier=Tier.FAST,
+           owner=Owner.SEMCONV, cardinality="2 directions (transmit, receive)"),
+    Signal("system.disk.io", Kind.OBSERVABLE_COUNTER, "By",
+           "Bytes read from and written to each block device.", ("system.device", "disk.io.direction"),
+           tier=Tier.MEDIUM, owner=Owner.SEMCONV, cardinality="block devices (at most 16) x 2 directions"),
+    Signal("process.cpu.utilization", Kind.OBSERVABLE_GAUGE, "1",
+           "CPU time of this process per mode since the last reading, of the elapsed time and all CPUs.",
+           ("cpu.mode",), tier=Tier.FAST, owner=Owner.SEMCONV, cardinality="2 modes (user, system)"),
+    Signal("process.memory.usage", Kind.OBSERVABLE_UP_DOWN_COUNTER, "By",
+           "Resident memory of this process.", tier=Tier.FAST, owner=Owner.SEMCONV),
+    Signal("process.thread.count", Kind.OBSERVABLE_UP_DOWN_COUNTER, "{thread}",
+           "Threads of this process.", tier=Tier.FAST, owner=Owner.SEMCONV),
+    Signal("process.unix.file_descriptor.count", Kind.OBSERVABLE_UP_DOWN_COUNTER, "{file_descriptor}",
+           "File descriptors this process holds open.", tier=Tier.FAST, owner=Owner.SEMCONV),
     # --- container (cgroup v1/v2; only inside a container with limits) ---------------------
-    Signal("sizewise.container.cpu.limit", Kind.OBSERVABLE_GAUGE, "{cpu}",
-           "CPU limit of the container (CFS quota), in cores.", tier=Tier.SLOW),
+    Signal("k8s.container.cpu.limit.current", Kind.OBSERVABLE_UP_DOWN_COUNTER, "{cpu}",
+           "CPU limit in force for the container (CFS quota), in cores; registered under k8s. "
+           "but read from the cgroup, so inside any container.", tier=Tier.SLOW, owner=Owner.SEMCONV),
     Signal("sizewise.container.cpu.periods", Kind.OBSERVABLE_COUNTER, "{period}",
            "CFS enforcement periods elapsed for the container.", tier=Tier.FAST),
     Signal("sizewise.container.cpu.throttled.periods", Kind.OBSERVABLE_COUNTER, "{period}",
            "CFS periods in which the container was throttled.", tier=Tier.FAST),
     Signal("sizewise.container.cpu.throttled.time", Kind.OBSERVABLE_COUNTER, "s",
            "Total time the container was throttled by its CPU quota.", tier=Tier.FAST),
-    Signal("sizewise.container.memory.working_set", Kind.OBSERVABLE_GAUGE, "By",
-           "Container memory working set (usage minus inactive page cache).", tier=Tier.FAST),
-    Signal("sizewise.container.memory.limit", Kind.OBSERVABLE_GAUGE, "By",
-           "Memory limit of the container.", tier=Tier.SLOW),
+    Signal("container.memory.working_set", Kind.OBSERVABLE_UP_DOWN_COUNTER, "By",
+           "Container memory working set (usage minus inactive page cache).", tier=Tier.FAST,
+           owner=Owner.SEMCONV),
+    Signal("k8s.container.memory.limit.current", Kind.OBSERVABLE_UP_DOWN_COUNTER, "By",
+           "Memory limit in force for the container, read from the cgroup.", tier=Tier.SLOW,
+           owner=Owner.SEMCONV),
     Signal("sizewise.container.memory.oom_kills", Kind.OBSERVABLE_COUNTER, "{kill}",
            "Processes in the container killed by the OOM killer.", tier=Tier.MEDIUM),
     # --- health and delivery ---------------------------------------------------------------

@@ -149,8 +149,8 @@ def container_tests() -> tuple[PromTest, ...]:
         )),
         # Working set at 95 % of the limit for 6 minutes.
         PromTest("container_memory_near_limit", (
-            (_series("sizewise_container_memory_working_set_bytes", JOB), "950x6 500x10"),
-            (_series("sizewise_container_memory_limit_bytes", JOB), "1000x16"),
+            (_series("container_memory_working_set_bytes", JOB), "950x6 500x10"),
+            (_series("k8s_container_memory_limit_current_bytes", JOB), "1000x16"),
         ), (
             Check(4, "ContainerMemoryNearLimit"),
             Check(6, "ContainerMemoryNearLimit", (Expect("container_memory_near_limit", 0.95, JOB),)),

@@ -534,10 +534,10 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               expr="increase(sizewise_container_memory_oom_kills_total[10m]) > 0",
               details="The kernel OOM killer ended a process in this container over the last 10m.",
               value_format="count", group="sizewise.container"),
-    AlertRule("container_memory_near_limit", "sizewise_container_memory_working_set_bytes", ">", 0.9,
+    AlertRule("container_memory_near_limit", "container_memory_working_set_bytes", ">", 0.9,
               300, AlertSeverity.WARNING, "Container memory near its limit",
               summary="{{ $labels.job }} container of {{ $labels.instance }} is near its memory limit",
-              expr="sizewise_container_memory_working_set_bytes / sizewise_container_memory_limit_bytes > 0.9",
+              expr="container_memory_working_set_bytes / k8s_container_memory_limit_current_bytes > 0.9",
               details="The working set exceeds 90% of the memory limit for 5m: the OOM killer is next.",
               value_format="ratio", group="sizewise.container"),
     # --- dependencies ----------------------------------------------------------------------

@@ -46,8 +46,9 @@ OVERVIEW = {
 # Bottleneck hints: key -> (widget id, label to name the item, lowest first?)
 BOTTLENECKS = {
     "slowest_routes": ("http_latency_by_route", "http_route", False),
-    "slowest_db_operations": ("db_latency_p95", "db_operation_name", False),
-    "lowest_cache_hit_ratio": ("cache_hit_ratio_by_operation", "cache_operation", True),
+    # the DB duration carries no operation (semconv: not parsed out of SQL): ranked per database
+    "slowest_db_operations": ("db_latency_p95", "db_namespace", False),
+    "lowest_cache_hit_ratio": ("cache_hit_ratio_by_operation", "sizewise_cache_operation", True),
 }
 
 

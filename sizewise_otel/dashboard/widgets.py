@@ -62,11 +62,6 @@ CHECK = "sizewise_health_check"
 # Metrics the panels use that the OTel instrumentations or Prometheus define (not our catalog),
 # with their labels. The integration test proves each of them exists on a live /metrics.
 INSTRUMENTATION_METRICS: dict[str, tuple[str, ...]] = {
-    "system_cpu_utilization": ("cpu", "state"),
-    "system_memory_utilization": ("state",),
-    "process_cpu_utilization": (),
-    "process_thread_count": (),
-    "process_open_file_descriptor_count": (),
     # One series per instance (service.instance.id) from the exporter's resource; behind the
     # collector its ``instance`` label is the service.instance.id, in a direct scrape the target.
     "target_info": (),
@@ -220,23 +215,25 @@ def _builtin() -> None:
       unit="percent", dashboard=d, row=row, panel="gauge",
       expr=max_(m("sizewise_disk_usage_percent"), "instance", MNT),
       legend="{{instance}} {{system_filesystem_mountpoint}}", thresholds=(85, 95))
-    r("process_memory", "Process resident memory", "Resident set size of each service process.",
+    r("process_memory", "Process resident memory",
+      "Resident set size of each service process (process.memory.usage).",
       unit="bytes", dashboard=d, row=row, panel="stat",
-      expr=max_(m("sizewise_process_memory_rss_bytes"), "instance"), legend="{{instance}}")
-    r("network_io", "Network I/O", "Bytes per second sent (transmit) and received on all interfaces.",
+      expr=max_(m("process_memory_usage_bytes"), "instance"), legend="{{instance}}")
+    r("network_io", "Network I/O",
+      "Bytes per second sent (transmit) and received on all interfaces (system.network.io).",
       unit="Bps", dashboard=d, row=row,
-      expr=sum_(rate(m("sizewise_network_io_bytes_total")), "instance", "direction"),
-      legend="{{instance}} {{direction}}")
-    row = "Host and process (OTel system metrics)"
-    r("host_cpu_by_state", "Host CPU by state",
-      "Share of CPU time per state (user, system, idle), averaged over CPUs; from the OTel "
-      "system-metrics instrumentation.",
+      expr=sum_(rate(m("system_network_io_bytes_total")), "instance", "network_io_direction"),
+      legend="{{instance}} {{network_io_direction}}")
+    row = "Host and process (semconv system and process metrics)"
+    r("host_cpu_by_state", "Host CPU by mode",
+      "Share of CPU time per mode (user, system, idle) over all CPUs (system.cpu.utilization).",
       unit="percentunit", dashboard=d, row=row,
-      expr=avg_(ratio("system_cpu_utilization"), "instance", "state"), legend="{{instance}} {{state}}")
+      expr=max_(ratio("system_cpu_utilization"), "instance", "cpu_mode"), legend="{{instance}} {{cpu_mode}}")
     r("host_memory_by_state", "Host memory by state",
-      "Share of host memory used, free and cached; from the OTel system-metrics instrumentation.",
+      "Share of host memory used, free and cached (system.memory.utilization).",
       unit="percentunit", dashboard=d, row=row,
-      expr=max_(ratio("system_memory_utilization"), "instance", "state"), legend="{{instance}} {{state}}")
+      expr=max_(ratio("system_memory_utilization"), "instance", "system_memory_state"),
+      legend="{{instance}} {{system_memory_state}}")
     r("process_cpu", "Process CPU", "CPU utilization of the service process (user + system).",
       unit="percentunit", dashboard=d, row=row,
       expr=sum_(ratio("process_cpu_utilization"), "instance"), legend="{{instance}}")
@@ -245,7 +242,7 @@ def _builtin() -> None:
       expr=max_(m("process_thread_count"), "instance"), legend="{{instance}}")
     r("process_open_fds", "Open file descriptors", "File descriptors the service process holds open.",
       unit="short", dashboard=d, row=row, panel="stat",
-      expr=max_(m("process_open_file_descriptor_count"), "instance"), legend="{{instance}}")
+      expr=max_(m("process_unix_file_descriptor_count"), "instance"), legend="{{instance}}")
     row = "Container (cgroup; empty outside a container)"
     r("container_cpu_throttling", "CPU throttling",
       "Share of CFS periods in which the container was throttled by its CPU quota (0 without a "
@@ -260,8 +257,8 @@ def _builtin() -> None:
       "Container memory working set (what the OOM killer and kubectl top count) and the "
       "container's memory limit; no limit line when the container has none.",
       unit="bytes", dashboard=d, row=row,
-      expr=Union(Tag(max_(m(f"{CONTAINER}_memory_working_set_bytes"), "instance"), "series", "working set"),
-                 Tag(max_(m(f"{CONTAINER}_memory_limit_bytes"), "instance"), "series", "limit")),
+      expr=Union(Tag(max_(m("container_memory_working_set_bytes"), "instance"), "series", "working set"),
+                 Tag(max_(m("k8s_container_memory_limit_current_bytes"), "instance"), "series", "limit")),
       legend="{{instance}} {{series}}")
     r("container_oom_kills", "OOM kills",
       "Processes in the container killed by the OOM killer per rate interval (a worker killed "

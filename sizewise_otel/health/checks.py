@@ -55,7 +55,7 @@ _SYSTEM_ADVICE = {
             "hot routes on the HTTP latency dashboard. Thresholds: CPU_WARNING_PERCENT / "
             "CPU_CRITICAL_PERCENT."),
     "memory": ("Memory usage is high: raise the memory limit or add replicas; check process RSS "
-               "(sizewise_process_memory_rss_bytes) for growth that suggests a leak; lower cache "
+               "(process_memory_usage_bytes) for growth that suggests a leak; lower cache "
                "sizes. Thresholds: MEMORY_WARNING_PERCENT / MEMORY_CRITICAL_PERCENT."),
     "disk": ("The data volume is filling up: remove old logs and SQLite files, lower "
              "ERROR_RETENTION_HOURS / METRICS_RETENTION_HOURS, or grow the volume. Thresholds: "

@@ -34,10 +34,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from sizewise_otel.telemetry import Telemetry
 
 __all__ = [
     "CONTAINER_SIGNALS",
@@ -45,7 +41,6 @@ __all__ = [
     "ContainerSample",
     "container_id",
     "parse_container_id",
-    "register_container_metrics",
 ]
 
 # A v1 limit at or above this is "no limit" (the kernel's unlimited is 2**63 - 1 rounded to pages).
@@ -475,44 +470,14 @@ class ContainerMonitor:
 
 # --- telemetry ------------------------------------------------------------------------------
 
-# Catalog name -> the ContainerSample field it reports. Registered only once the catalog has it.
+# Catalog name -> the ContainerSample field it reports (registered semconv names plus the CFS
+# counters semconv has none for). Registered only once the catalog has it.
 CONTAINER_SIGNALS: dict[str, str] = {
-    "sizewise.container.cpu.limit": "cpu_limit_cores",
+    "k8s.container.cpu.limit.current": "cpu_limit_cores",
     "sizewise.container.cpu.periods": "cpu_periods",
     "sizewise.container.cpu.throttled.periods": "cpu_throttled_periods",
     "sizewise.container.cpu.throttled.time": "cpu_throttled_seconds",
-    "sizewise.container.memory.working_set": "memory_usage_bytes",
-    "sizewise.container.memory.limit": "memory_limit_bytes",
+    "container.memory.working_set": "memory_usage_bytes",
+    "k8s.container.memory.limit.current": "memory_limit_bytes",
     "sizewise.container.memory.oom_kills": "oom_kills",
 }
-
-
-def register_container_metrics(telemetry: Telemetry, monitor: ContainerMonitor | None = None) -> list[str]:
-    """Observe the container signals the catalog defines; returns the names registered.
-
-    Nothing is registered outside a cgroup; a signal missing from the catalog is skipped, and a
-    value the cgroup does not provide (no limit, no OOM counter) is simply not reported.
-    """
-    from sizewise_otel.catalog import signal
-
-    monitor = monitor or ContainerMonitor()
-    if not monitor.in_cgroup:
-        return []
-    registered = []
-    for name, attr in CONTAINER_SIGNALS.items():
-        try:
-            signal(name)
-        except KeyError:
-            continue
-        telemetry.observe(name, _field_callback(monitor, attr))
-        registered.append(name)
-    return registered
-
-
-def _field_callback(monitor: ContainerMonitor, attr: str) -> Callable[[], list[tuple[float, dict[str, Any]]]]:
-    def callback() -> list[tuple[float, dict[str, Any]]]:
-        sample = monitor.sample()
-        value = getattr(sample, attr, None) if sample else None
-        return [] if value is None else [(float(value), {})]
-
-    return callback

@@ -1,4 +1,10 @@
-"""System resource signals: CPU, memory, disk, network and this process's RSS.
+"""System resource signals: the usage gauges the alerts read, and host/process signals under their
+registered semconv names (``system.cpu.utilization``, ``system.memory.usage``, ``system.network.io``,
+``process.memory.usage``, ...), read from psutil. The contrib system-metrics instrumentor emits
+outdated keys (``cpu``, ``state``, ``direction``, ``device``), ``process.open_file_descriptor.count``
+and a gauge-kind ``system.memory.usage``, and a View cannot rename keys, units or kinds: so these
+small observables replace it, each in a tier and bounded (CPU modes, memory states, at most
+``MAX_DISKS`` block devices; no per-CPU or per-interface series).
 
 Disk usage is reported for every distinct mount holding one of the service's data paths
 (``SIZEWISE_DATA_PATHS``), labelled with the real mountpoint: a separate volume for the database
@@ -11,16 +17,22 @@ container's allowance (see ``container.py``); elsewhere of the host, labelled ``
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import psutil
+from opentelemetry.metrics import CallbackOptions, Observation
 
+from sizewise_otel import catalog
 from sizewise_otel.catalog import MOUNTPOINT, USAGE_SOURCE
-from sizewise_otel.instruments.container import ContainerMonitor, container_id
-from sizewise_otel.instruments.registry import MARKS, PROCESS
-from sizewise_otel.telemetry import Telemetry
+from sizewise_otel.instruments.container import CONTAINER_SIGNALS, ContainerMonitor, container_id
+from sizewise_otel.telemetry import Telemetry, tier_cached
 
-__all__ = ["SystemMetrics", "container_id"]
+__all__ = ["SystemMetrics", "container_id", "observe_signal", "register_container_metrics"]
 
 Obs = Iterable[tuple[float, dict[str, str]]]
 
@@ -69,6 +81,10 @@ class SystemMetrics:
             data_paths = [data_path] if data_path is not None else data_paths_from_env()
         self.data_paths = [os.path.abspath(p) for p in data_paths]
         psutil.cpu_percent(None)  # prime: the first non-blocking reading is meaningless
+        psutil.cpu_times_percent(None)
+        self._cpu_lock = threading.Lock()
+        self._cpu_prev: tuple[float, float, float] | None = None
+        self.process_cpu()  # prime: a utilization needs two readings
 
     def cpu(self) -> Obs:
         sample = self._container.sample()
@@ -103,46 +119,159 @@ class SystemMetrics:
         return out
 
     def network(self) -> Obs:
+        """system.network.io: all interfaces together (per-interface series would grow with veths)."""
         io = psutil.net_io_counters()
-        return [(float(io.bytes_sent), {"direction": "transmit"}),
-                (float(io.bytes_recv), {"direction": "receive"})]
+        return [(float(io.bytes_sent), {"network.io.direction": "transmit"}),
+                (float(io.bytes_recv), {"network.io.direction": "receive"})]
 
-    def rss(self) -> Obs:
+    def host_cpu(self) -> Obs:
+        """system.cpu.utilization per mode, over all CPUs since the previous reading."""
+        times = psutil.cpu_times_percent(None)
+        return [(getattr(times, mode) / 100.0, {"cpu.mode": mode}) for mode in CPU_MODES]
+
+    def host_memory(self) -> Obs:
+        vm = psutil.virtual_memory()
+        return [(float(getattr(vm, state, 0)), {"system.memory.state": state}) for state in MEMORY_STATES]
+
+    def host_memory_utilization(self) -> Obs:
+        vm = psutil.virtual_memory()
+        return [(getattr(vm, state, 0) / vm.total, {"system.memory.state": state}) for state in MEMORY_STATES]
+
+    def disk_io(self) -> Obs:
+        """system.disk.io per block device (loop/ram devices left out, at most MAX_DISKS)."""
+        try:
+            disks = psutil.disk_io_counters(perdisk=True) or {}
+        except (OSError, RuntimeError):
+            return []
+        out: list[tuple[float, dict[str, str]]] = []
+        for device in sorted(d for d in disks if not _PSEUDO_DISK.match(d))[:MAX_DISKS]:
+            io = disks[device]
+            out += [(float(io.read_bytes), {"system.device": device, "disk.io.direction": "read"}),
+                    (float(io.write_bytes), {"system.device": device, "disk.io.direction": "write"})]
+        return out
+
+    def _own(self) -> psutil.Process:
         if self._process.pid != os.getpid():  # a forked worker (gunicorn --preload) reads itself
             self._process = psutil.Process(os.getpid())
-        return [(float(self._process.memory_info().rss), {})]
+            self._cpu_prev = None
+        return self._process
+
+    def rss(self) -> Obs:
+        """process.memory.usage: this process's resident set."""
+        return [(float(self._own().memory_info().rss), {})]
+
+    def process_cpu(self) -> Obs:
+        """process.cpu.utilization per mode: CPU time since the last reading over elapsed time x CPUs."""
+        proc = self._own()
+        times, now = proc.cpu_times(), time.monotonic()
+        with self._cpu_lock:
+            prev, self._cpu_prev = self._cpu_prev, (times.user, times.system, now)
+        if prev is None or now <= prev[2]:
+            return []
+        span = (now - prev[2]) * (psutil.cpu_count() or 1)
+        return [(max(times.user - prev[0], 0.0) / span, {"cpu.mode": "user"}),
+                (max(times.system - prev[1], 0.0) / span, {"cpu.mode": "system"})]
+
+    def threads(self) -> Obs:
+        return [(float(self._own().num_threads()), {})]
+
+    def file_descriptors(self) -> Obs:
+        try:
+            return [(float(self._own().num_fds()), {})]
+        except (AttributeError, psutil.Error):  # not on Windows
+            return []
 
     def register(self, telemetry: Telemetry) -> None:
         telemetry.observe("sizewise.cpu.usage", self.cpu)
         telemetry.observe("sizewise.memory.usage", self.memory)
         telemetry.observe("sizewise.disk.usage", self.disk)
-        telemetry.observe("sizewise.network.io", self.network)
-        telemetry.observe("sizewise.process.memory.rss", self.rss)
-        from sizewise_otel.instruments.container import register_container_metrics
-
         register_container_metrics(telemetry, self._container)
+
+    def register_host(self, telemetry: Telemetry) -> None:
+        """The host and process signals under their registered names (idempotent per Telemetry)."""
+        for name, callback in (
+                ("system.cpu.utilization", self.host_cpu), ("system.memory.usage", self.host_memory),
+                ("system.memory.utilization", self.host_memory_utilization),
+                ("system.network.io", self.network), ("system.disk.io", self.disk_io),
+                ("process.cpu.utilization", self.process_cpu), ("process.memory.usage", self.rss),
+                ("process.thread.count", self.threads),
+                ("process.unix.file_descriptor.count", self.file_descriptors)):
+            observe_signal(telemetry, name, callback)
 
     def cpu_percent(self) -> float:
         return next(iter(self.cpu()))[0]
 
 
-# A bounded selection of the system-metrics instrumentation: series grow with the machine's CPUs,
-# disks and interfaces, never with traffic.
-SYSTEM_METRICS_CONFIG: dict[str, list[str] | None] = {
-    "system.cpu.utilization": ["idle", "user", "system"],
-    "system.memory.usage": ["used", "free", "cached"],
-    "system.memory.utilization": ["used", "free", "cached"],
-    "system.network.io": ["transmit", "receive"],
-    "system.disk.io": ["read", "write"],
-    "process.cpu.utilization": ["user", "system"],
-    "process.memory.usage": None,
-    "process.open_file_descriptor.count": None,
-    "process.thread.count": None,
-}
+CPU_MODES = ("user", "system", "idle")
+MEMORY_STATES = ("used", "free", "cached")
+MAX_DISKS = 16
+_PSEUDO_DISK = re.compile(r"^(loop|ram|zram|sr|fd)\d")
+
+# What the contrib system-metrics instrumentor may record: nothing (an empty config, not None,
+# which would mean its full default set). Zero-code mode (autoinstrument.py) still loads it through
+# its entry point; the registered names come from SystemMetrics.register_host instead.
+SYSTEM_METRICS_CONFIG: dict[str, list[str] | None] = {}
 
 
-def instrument_system(telemetry: Telemetry) -> None:
-    from opentelemetry.instrumentation.system_metrics import SystemMetricsInstrumentor
+def instrument_system(telemetry: Telemetry, system: SystemMetrics | None = None) -> None:
+    """Register the host and process signals; a second call for the same Telemetry adds nothing."""
+    (system or SystemMetrics()).register_host(telemetry)
 
-    if MARKS.claim(PROCESS, "system"):
-        SystemMetricsInstrumentor(config=SYSTEM_METRICS_CONFIG).instrument(meter_provider=telemetry.meter_provider)
+
+_UP_DOWN_OBSERVED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_UP_DOWN_LOCK = threading.Lock()
+
+
+def observe_signal(telemetry: Telemetry, name: str, callback: Callable[[], Iterable[tuple[float, dict[str, Any]]]]
+                   ) -> None:
+    """``telemetry.observe`` for every observable kind: semconv registers levels such as memory usage
+    and limits as UpDownCounters, so those are observable up-down counters, cached for their tier and
+    registered once per Telemetry as ``observe`` does."""
+    sig = catalog.signal(name)
+    if sig.kind is not catalog.Kind.OBSERVABLE_UP_DOWN_COUNTER:
+        telemetry.observe(name, callback)
+        return
+    with _UP_DOWN_LOCK:
+        seen = _UP_DOWN_OBSERVED.setdefault(telemetry, set())
+        if name in seen:
+            return
+        seen.add(name)
+    cached = tier_cached(callback, float(sig.tier or 0))
+
+    def _cb(_options: CallbackOptions) -> Iterable[Observation]:
+        try:
+            return [Observation(v, a) for v, a in cached()]
+        except Exception:  # a failing probe must never break a scrape
+            return []
+
+    telemetry.meter.create_observable_up_down_counter(sig.name, callbacks=[_cb], unit=sig.unit,
+                                                      description=sig.description)
+
+
+def register_container_metrics(telemetry: Telemetry, monitor: ContainerMonitor | None = None) -> list[str]:
+    """Observe the container signals the catalog defines; returns the names registered.
+
+    Nothing is registered outside a cgroup; a signal missing from the catalog is skipped, and a
+    value the cgroup does not provide (no limit, no OOM counter) is simply not reported.
+    """
+    monitor = monitor or ContainerMonitor()
+    if not monitor.in_cgroup:
+        return []
+    registered = []
+    for name, attr in CONTAINER_SIGNALS.items():
+        try:
+            catalog.signal(name)
+        except KeyError:
+            continue
+        observe_signal(telemetry, name, _field_callback(monitor, attr))
+        registered.append(name)
+    return registered
+
+
+def _field_callback(monitor: ContainerMonitor, attr: str) -> Callable[[], list[tuple[float, dict[str, Any]]]]:
+    def callback() -> list[tuple[float, dict[str, Any]]]:
+        sample = monitor.sample()
+        value = getattr(sample, attr, None) if sample else None
+        return [] if value is None else [(float(value), {})]
+
+    return callback

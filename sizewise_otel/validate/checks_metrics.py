@@ -15,8 +15,8 @@ from sizewise_otel.validate.registry import check
 # Signals present on any instrumented service once it has answered a request (the validator's
 # own requests are enough): missing ones mean a component was not wired.
 ALWAYS = ("http.server.request.duration", "http.server.active_requests", "sizewise.cpu.usage",
-          "sizewise.memory.usage", "sizewise.disk.usage", "sizewise.network.io",
-          "sizewise.process.memory.rss", "sizewise.error.rate", "sizewise.health.status",
+          "sizewise.memory.usage", "sizewise.disk.usage", "system.network.io",
+          "process.memory.usage", "sizewise.error.rate", "sizewise.health.status",
           "sizewise.health.check.duration", "sizewise.errors")
 # Signals that appear once their kind of traffic has happened (the demo's load produces them all).
 TRAFFIC = ("http.client.request.duration", "db.client.operation.duration", "sizewise.db.pool.connections",

@@ -1,4 +1,4 @@
-from sizewise_otel.catalog import SIGNALS, Kind, Owner, signal
+from sizewise_otel.catalog import OBSERVABLE_KINDS, SIGNALS, Kind, Owner, signal
 
 
 def test_names_are_unique_and_namespaced() -> None:
@@ -27,5 +27,5 @@ def test_prometheus_names_follow_the_exporter_rules() -> None:
 
 def test_observables_have_a_tier() -> None:
     for s in SIGNALS:
-        if s.kind in (Kind.OBSERVABLE_GAUGE, Kind.OBSERVABLE_COUNTER):
+        if s.kind in OBSERVABLE_KINDS:
             assert s.tier is not None, s.name

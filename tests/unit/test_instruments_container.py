@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 from sizewise_otel.instruments import container as container_mod
+from sizewise_otel.instruments import system as system_mod
 from sizewise_otel.instruments.container import (
     CONTAINER_SIGNALS,
     ContainerMonitor,
     container_id,
     parse_container_id,
-    register_container_metrics,
 )
+from sizewise_otel.instruments.system import register_container_metrics
 
 CID = ("3f4a0123456789abcdef" * 4)[:64]
 GIB = 1 << 30
@@ -416,14 +417,17 @@ def test_register_container_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     v2_tree(tmp_path)
     mon = monitor(tmp_path, Clock())
-    known = set(CONTAINER_SIGNALS) - {"sizewise.container.cpu.limit"}
+    known = set(CONTAINER_SIGNALS) - {"k8s.container.cpu.limit.current"}
+    real_signal = catalog.signal
 
     def fake_signal(name: str) -> object:
         if name not in known:
             raise KeyError(name)
-        return object()
+        return real_signal(name)
 
     monkeypatch.setattr(catalog, "signal", fake_signal)
+    # every kind through one observe (the up-down counters' own registration: tests/unit/test_tiers.py)
+    monkeypatch.setattr(system_mod, "observe_signal", lambda tel, name, cb: tel.observe(name, cb))
     telemetry = FakeTelemetry()
     names = register_container_metrics(telemetry, mon)  # type: ignore[arg-type]
     assert set(names) == known == set(telemetry.callbacks)
@@ -431,7 +435,7 @@ def test_register_container_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert values["sizewise.container.cpu.throttled.periods"] == [(3.0, {})]
     assert values["sizewise.container.cpu.throttled.time"] == [(0.25, {})]
     assert values["sizewise.container.memory.oom_kills"] == [(2.0, {})]
-    assert values["sizewise.container.memory.limit"] == [(float(512 * MIB), {})]
+    assert values["k8s.container.memory.limit.current"] == [(float(512 * MIB), {})]
 
 
 def test_register_outside_a_cgroup_registers_nothing(tmp_path: Path) -> None:
@@ -442,5 +446,5 @@ def test_register_outside_a_cgroup_registers_nothing(tmp_path: Path) -> None:
 
 def test_catalog_names_are_well_formed() -> None:
     for name, attr in CONTAINER_SIGNALS.items():
-        assert name.startswith("sizewise.container.")
+        assert name.startswith(("sizewise.container.", "container.", "k8s.container."))
         assert attr in container_mod.ContainerSample.__dataclass_fields__

@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader, Sum
 
 from sizewise_otel import telemetry as telemetry_module
-from sizewise_otel.catalog import SIGNALS, Kind, Tier, signal
+from sizewise_otel.catalog import OBSERVABLE_KINDS, SIGNALS, Kind, Tier, signal
 from sizewise_otel.health.checks import system_checks
 from sizewise_otel.health.model import Status
-from sizewise_otel.instruments.system import SystemMetrics, data_paths_from_env, mountpoint_of
+from sizewise_otel.instruments.system import SystemMetrics, data_paths_from_env, mountpoint_of, observe_signal
 from sizewise_otel.settings import load_settings
 from sizewise_otel.telemetry import Telemetry
 
-OBSERVABLE = (Kind.OBSERVABLE_GAUGE, Kind.OBSERVABLE_COUNTER)
+OBSERVABLE = OBSERVABLE_KINDS
 
 
 def test_every_observable_has_one_tier_and_every_tier_is_used() -> None:
@@ -40,22 +40,36 @@ def test_every_observable_has_one_tier_and_every_tier_is_used() -> None:
     assert {"sizewise.cpu.usage", "sizewise.memory.usage", "sizewise.health.status"} <= set(tiers[Tier.FAST])
 
 
-@pytest.mark.parametrize("name", ["sizewise.cpu.usage", "sizewise.process.memory.rss", "sizewise.disk.usage"])
+class _FakeTelemetry(SimpleNamespace):
+    """Telemetry's state for its observe (a subclass, so it can be weakly referenced)."""
+
+    __hash__ = object.__hash__  # as Telemetry's: registrations are remembered per instance
+
+
+@pytest.mark.parametrize("name", ["sizewise.cpu.usage", "process.memory.usage", "sizewise.disk.usage",
+                                  "container.memory.working_set"])
 def test_observe_evaluates_a_callback_once_per_its_tier(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     now = [5000.0]
     monkeypatch.setattr(telemetry_module.time, "monotonic", lambda: now[0])
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    fake = SimpleNamespace(_lock=threading.Lock(), _observed=set(), meter=provider.get_meter("t"))
+    fake = _FakeTelemetry(_lock=threading.Lock(), _observed=set(), meter=provider.get_meter("t"))
+    fake.observe = lambda n, cb: Telemetry.observe(fake, n, cb)  # type: ignore[arg-type]
     calls: list[float] = []
 
     def callback() -> list[tuple[float, dict[str, str]]]:
         calls.append(now[0])
         return [(float(len(calls)), {})]
 
-    Telemetry.observe(fake, name, callback)  # type: ignore[arg-type]
+    observe_signal(fake, name, callback)  # type: ignore[arg-type]
+    observe_signal(fake, name, callback)  # type: ignore[arg-type]  # a second registration adds nothing
     tier = float(signal(name).tier or 0)
-    reader.get_metrics_data()
+    data = reader.get_metrics_data()
+    (metric,) = [m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+    # semconv's kind: levels it registers as UpDownCounters are non-monotonic sums, gauges stay gauges
+    expected = Sum if signal(name).kind is Kind.OBSERVABLE_UP_DOWN_COUNTER else Gauge
+    assert (metric.name, metric.unit, type(metric.data)) == (name, signal(name).unit, expected)
+    assert not isinstance(metric.data, Sum) or metric.data.is_monotonic is False
     now[0] += tier - 1
     reader.get_metrics_data()
     assert len(calls) == 1
