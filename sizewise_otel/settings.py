@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_SAMPLER_RATIO = 0.1  # of new traces, with parentbased_traceidratio (the SDK's own default is 1.0)
+
 
 class SettingsError(ValueError):
     """A configuration value is wrong; the message is one line meant for the operator."""
@@ -98,7 +100,9 @@ class Settings(BaseSettings):
     otel_traces_exporter: str = "otlp"
     otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf"] = "http/protobuf"
     otel_traces_sampler: str = "parentbased_traceidratio"
-    otel_traces_sampler_arg: float = Field(0.1, ge=0.0, le=1.0)
+    # Text, as the SDK reads it: a ratio for the ratio samplers (see ``traces_sampler_ratio``: a bad one
+    # is warned about and replaced, never a reason not to start), anything for an entry-point sampler.
+    otel_traces_sampler_arg: str = str(DEFAULT_SAMPLER_RATIO)
     otel_metric_export_interval: int = Field(10_000, ge=100)
     otel_semconv_stability_opt_in: str = "http,database"
 
@@ -106,6 +110,27 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("otel_traces_sampler_arg", mode="before")
+    @classmethod
+    def _arg_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @property
+    def traces_sampler_ratio(self) -> float | None:
+        """OTEL_TRACES_SAMPLER_ARG as a ratio in [0, 1]; None when it is not one (the ratio samplers
+        then warn and use :data:`DEFAULT_SAMPLER_RATIO`)."""
+        try:
+            ratio = float(self.otel_traces_sampler_arg)
+        except ValueError:
+            return None
+        return ratio if 0.0 <= ratio <= 1.0 else None  # NaN fails both comparisons
+
+    @property
+    def traces_sampler_arg_set(self) -> str | None:
+        """The argument as given (environment, .env or keyword), None when it was not: what an
+        ``opentelemetry_traces_sampler`` entry point receives, as from the SDK's configurator."""
+        return self.otel_traces_sampler_arg if "otel_traces_sampler_arg" in self.model_fields_set else None
 
     @property
     def error_alert_cooldown_minutes(self) -> int:

@@ -126,20 +126,26 @@ def build_sampler(settings: Settings) -> Sampler:
     """OTEL_TRACES_SAMPLER[_ARG] (default: parent-based, 10 % of new traces).
 
     Any other name is looked up among the ``opentelemetry_traces_sampler`` entry points, called with
-    the raw OTEL_TRACES_SAMPLER_ARG, as the SDK's configurator does. A name that is neither, or a
+    the OTEL_TRACES_SAMPLER_ARG text (None when unset), as the SDK's configurator does. A name that is neither, or a
     factory that fails, gets what the SDK does with it: one warning and ``parentbased_always_on``.
     """
     name = settings.otel_traces_sampler.strip()
     known = _SDK_SAMPLERS.get(name.lower())
     if known is not None:
-        return known(settings.otel_traces_sampler_arg)
+        ratio = settings.traces_sampler_ratio
+        if ratio is None:
+            from sizewise_otel.settings import DEFAULT_SAMPLER_RATIO as ratio
+            if name.lower().endswith("traceidratio"):  # the SDK warns and goes on too
+                log.warning("OTEL_TRACES_SAMPLER_ARG=%r is not a ratio between 0 and 1; using %s",
+                            settings.otel_traces_sampler_arg, ratio)
+        return known(ratio)
     from importlib.metadata import entry_points
 
     found = list(entry_points(group="opentelemetry_traces_sampler", name=name))
     try:
         if not found:
             raise LookupError("no such sampler (not an SDK name, no opentelemetry_traces_sampler entry point)")
-        sampler = found[0].load()(os.environ.get("OTEL_TRACES_SAMPLER_ARG"))
+        sampler = found[0].load()(settings.traces_sampler_arg_set)
         if not isinstance(sampler, Sampler):
             raise TypeError(f"its factory returned {type(sampler).__name__}, not a Sampler")
         return sampler

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from sizewise_otel.settings import Settings
+from sizewise_otel.settings import DEFAULT_SAMPLER_RATIO, Settings
 from sizewise_otel.validate.context import Context
 from sizewise_otel.validate.local import is_loopback_host, is_wildcard
 from sizewise_otel.validate.model import Verdict, fail, ok, skip, warn
@@ -100,7 +100,8 @@ def sampling(ctx: Context) -> Verdict:
     s = _settings(ctx)
     if s is None:
         return skip(REMOTE_ONLY)
-    sampler, arg = s.otel_traces_sampler.lower(), s.otel_traces_sampler_arg
+    sampler, ratio = s.otel_traces_sampler.lower(), s.traces_sampler_ratio
+    arg = DEFAULT_SAMPLER_RATIO if ratio is None else ratio  # what build_sampler uses (after a warning)
     fix = "set OTEL_TRACES_SAMPLER=parentbased_traceidratio and OTEL_TRACES_SAMPLER_ARG (e.g. 0.1)"
     if sampler.endswith("always_off") or (sampler.endswith("traceidratio") and arg == 0):
         return warn(f"{sampler} (arg {arg:g}): no trace is kept", fix, **_src(ctx))

@@ -260,6 +260,39 @@ def test_every_sdk_sampler_name(name: str, expected: Any) -> None:
     assert type(sampler) is type(expected) and sampler.get_description() == expected.get_description()
 
 
+def test_a_ratio_sampler_with_a_bad_argument_warns_and_uses_the_default(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="sizewise.telemetry"):
+        sampler = build_sampler(Settings(otel_traces_sampler="parentbased_traceidratio", otel_traces_sampler_arg="x"))
+        build_sampler(Settings(otel_traces_sampler="always_on", otel_traces_sampler_arg="x"))  # no ratio read
+    assert sampler.get_description() == ParentBased(TraceIdRatioBased(0.1)).get_description()
+    assert [r.getMessage() for r in caplog.records] == [
+        "OTEL_TRACES_SAMPLER_ARG='x' is not a ratio between 0 and 1; using 0.1"]
+
+
+def test_an_entry_point_sampler_gets_the_argument_text(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real ``opentelemetry_traces_sampler`` entry point (a distribution on sys.path) receives the
+    text as given, and None when it is unset, as from the SDK's configurator."""
+    (tmp_path / "sw_sampler_probe.py").write_text(textwrap.dedent("""
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+        received = []
+        def factory(arg):
+            received.append(arg)
+            return ALWAYS_ON
+    """))
+    info = tmp_path / "sw_sampler_probe-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sw-sampler-probe\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[opentelemetry_traces_sampler]\nsw_probe = sw_sampler_probe:factory\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import sw_sampler_probe  # type: ignore[import-not-found]
+
+    assert build_sampler(Settings(otel_traces_sampler="sw_probe", otel_traces_sampler_arg="tenant=a;rate=3")) \
+        is ALWAYS_ON
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER_ARG", raising=False)
+    build_sampler(Settings(otel_traces_sampler="sw_probe"))
+    assert sw_sampler_probe.received == ["tenant=a;rate=3", None]
+
+
 def test_an_unknown_sampler_name_warns_once(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="sizewise.telemetry"):
         sampler = build_sampler(Settings(otel_traces_sampler="nope"))

@@ -12,7 +12,21 @@ def test_defaults_match_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.alert_cooldown_minutes == 15
     assert s.alert_slack_channel == "#sizewise-alerts"
     assert (s.metrics_retention_hours, s.error_retention_hours, s.health_retention_hours) == (168, 168, 168)
-    assert s.otel_traces_sampler_arg == 0.1
+    assert (s.otel_traces_sampler_arg, s.traces_sampler_ratio, s.traces_sampler_arg_set) == ("0.1", 0.1, None)
+
+
+@pytest.mark.parametrize(("raw", "ratio"), [
+    ("0.25", 0.25), (" 1 ", 1.0), ("0", 0.0), ("abc", None), ("1.5", None), ("-0.1", None), ("nan", None),
+    ("", None),
+])
+def test_sampler_arg_is_text_and_never_stops_start_up(monkeypatch: pytest.MonkeyPatch, raw: str,
+                                                       ratio: float | None) -> None:
+    """OTEL_TRACES_SAMPLER_ARG is read as the SDK reads it: text, a ratio only for the ratio samplers
+    (which warn about a bad one and go on); an entry-point sampler gets the text itself."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", raw)
+    s = load_settings()
+    assert (s.otel_traces_sampler_arg, s.traces_sampler_ratio, s.traces_sampler_arg_set) == (raw, ratio, raw)
+    assert Settings(otel_traces_sampler_arg=0.5).otel_traces_sampler_arg == "0.5"  # a number, as before
 
 
 def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,7 +57,6 @@ def test_error_alert_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(("var", "value"), [
     ("METRICS_COLLECTION_INTERVAL", "abc"),
     ("ALERT_COOLDOWN_MINUTES", "-1"),
-    ("OTEL_TRACES_SAMPLER_ARG", "2"),
     ("HEALTH_MONITORING_ENABLED", "perhaps"),
     ("SIZEWISE_ERROR_SPIKE_FACTOR", "0.5"),
     ("SIZEWISE_ERROR_SPIKE_MIN_EVENTS", "0"),
