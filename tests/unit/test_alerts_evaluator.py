@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -20,6 +17,7 @@ from sizewise_otel.alerts.evaluator import AlertEvaluator, RegistrySource
 from sizewise_otel.alerts.notify import Notifier, RetryPolicy, verify_signature
 from sizewise_otel.alerts.rules import DEFAULT_RULES, AlertRule, AlertSeverity
 from sizewise_otel.settings import load_settings
+from tests import webhook
 
 CPU = "sizewise_cpu_usage_percent"
 
@@ -180,39 +178,16 @@ def test_registry_source_reads_what_metrics_serves() -> None:
 
 # --- real HTTP delivery ----------------------------------------------------------------------------
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, str], bytes]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.received.append((self.path, dict(self.headers), body))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
-    handler = type("H", (_Receiver,), {"received": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler.received
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[tuple[str, webhook.Received]]:
+    with webhook.receiver() as found:
+        yield found
 
 
 @pytest.fixture
 def blackhole() -> Iterator[str]:
-    """A TCP port that accepts connections and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
-    sock.close()
+    with webhook.blackhole() as url:
+        yield url + "/hook"
 
 
 async def _wait(predicate: Any, timeout: float = 10.0) -> None:

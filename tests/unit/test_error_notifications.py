@@ -7,11 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from sizewise_otel.alerts.notify import fingerprint, verify_signature
 from sizewise_otel.errors import ErrorContext, ErrorTracker
 from sizewise_otel.errors.alerts import ALERTNAMES, RUNBOOK_ANCHORS, SpikeDetector
 from sizewise_otel.telemetry import get_telemetry
+from tests import webhook
 from tests.unit.test_errors_helpers import test_settings
 
 SECRET = "s3cret"
@@ -30,39 +28,16 @@ MINUTE_START = 1_800_000_000.0  # a minute boundary: the spike window is exact w
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, str], bytes]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.received.append((self.path, dict(self.headers), body))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
-    handler = type("Handler", (_Receiver,), {"received": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler.received
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[tuple[str, webhook.Received]]:
+    with webhook.receiver() as found:
+        yield found
 
 
 @pytest.fixture
 def blackhole() -> Iterator[str]:
-    """A TCP port that accepts connections (the kernel's backlog) and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(200)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
+    with webhook.blackhole() as url:
+        yield url
 
 
 def _tracker(tmp_path: Path, hook: str, **overrides: Any) -> ErrorTracker:
