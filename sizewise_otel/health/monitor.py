@@ -89,19 +89,32 @@ def _results(telemetry: Telemetry) -> dict[str, CheckResult]:
     return merged
 
 
+class _NoResultsYet(Exception):
+    """No check has finished yet: not a reading. Raised, it leaves the tier cache empty (an empty
+    list would be held for the whole tier, hiding the series for 30 s after start); the collection
+    records nothing and the next one asks again."""
+
+
+def _current(telemetry: Telemetry) -> dict[str, CheckResult]:
+    results = _results(telemetry)
+    if not results:
+        raise _NoResultsYet
+    return results
+
+
 def _status_gauge(telemetry: Telemetry) -> Callable[[], list[Any]]:
     # One series per check and state, 1 for the current state and 0 for the others (the semconv
     # state-set shape): alerts and panels select a state by label, and a sum over states is 1.
     def callback() -> list[tuple[float, dict[str, str]]]:
         return [(1.0 if result.status is state else 0.0, {HEALTH_CHECK: name, HEALTH_STATE: state.value})
-                for name, result in sorted(_results(telemetry).items()) for state in Status]
+                for name, result in sorted(_current(telemetry).items()) for state in Status]
 
     return callback
 
 
 def _duration_gauge(telemetry: Telemetry) -> Callable[[], list[Any]]:
     def callback() -> list[tuple[float, dict[str, str]]]:
-        return [(result.duration_s, {HEALTH_CHECK: name}) for name, result in sorted(_results(telemetry).items())]
+        return [(result.duration_s, {HEALTH_CHECK: name}) for name, result in sorted(_current(telemetry).items())]
 
     return callback
 

@@ -58,9 +58,10 @@ def _check_series(demo: RunningApp, wanted: set[str]) -> None:
     routes = {lab.get("http_route") for lab, _ in by_name["http_server_request_duration_seconds_bucket"]}
     assert "/api/hvac/calculate" in routes
     assert not any(r and not r.startswith("/") for r in routes)
-    outcomes = {lab["outcome"] for lab, _ in by_name["sizewise_hvac_calculations_total"]}
+    outcomes = {lab["sizewise_hvac_calculation_outcome"] for lab, _ in by_name["sizewise_hvac_calculations_total"]}
     assert {"success", "invalid"} <= outcomes
-    cache = {(lab["cache_backend"], lab["cache_result"]) for lab, _ in by_name["sizewise_cache_operations_total"]}
+    cache = {(lab["sizewise_cache_backend"], lab["sizewise_cache_result"])
+             for lab, _ in by_name["sizewise_cache_operations_total"]}
     assert ("redis", "miss") in cache
     # One series per database (no db_operation_name: semconv says not to parse it out of SQL), with
     # the connection's namespace and server; Redis commands too (namespace = the db index).
