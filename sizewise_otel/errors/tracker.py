@@ -357,7 +357,7 @@ class ErrorTracker:
 
     def _on_batch(self, result: BatchResult) -> None:
         for sig in result.signals:
-            if sig.kind == "new_group":
+            if sig.kind in ("new_group", "regression"):  # the catalog: "seen for the first time (or regressed)"
                 self._groups_new.add(1, {"severity": sig.severity})
         self.alerts.on_batch(result)
 
