@@ -126,6 +126,12 @@ USAGE_SOURCE = "sizewise.usage.source"  # container (of its limit) or host
 MOUNTPOINT = "system.filesystem.mountpoint"  # registered
 HEALTH_CHECK = "sizewise.health.check"
 HEALTH_STATE = "sizewise.health.state"  # healthy, warning, critical
+CACHE_RESULT = "sizewise.cache.result"  # hit, miss (and set, error on cache operations)
+ERROR_SEVERITY = "sizewise.error.severity"  # low, medium, high, critical
+DROP_REASON = "sizewise.error.drop.reason"
+NOTIFICATION_CHANNEL = "sizewise.notification.channel"
+NOTIFICATION_OUTCOME = "sizewise.notification.outcome"
+TELEMETRY_SIGNAL = "sizewise.telemetry.signal"  # traces or metrics
 REDIS_SERVERS = "Redis servers of the instrumented clients"
 
 SIGNALS: tuple[Signal, ...] = (
@@ -147,9 +153,13 @@ SIGNALS: tuple[Signal, ...] = (
            "Duration of database operations: SQLAlchemy statements and Redis commands.",
            ("db.system.name", "db.namespace", "server.address", "server.port", "error.type"),
            DB_DURATION_BUCKETS, cardinality="databases (engines and Redis clients) x error types"),
-    Signal("sizewise.db.pool.connections", Kind.OBSERVABLE_GAUGE, "{connection}",
-           "Database pool connections by state (used/idle) and the pool's maximum.",
-           ("state",), tier=Tier.MEDIUM, cardinality="3 states"),
+    Signal("db.client.connection.count", Kind.OBSERVABLE_UP_DOWN_COUNTER, "{connection}",
+           "Database pool connections by state: used (checked out) or idle.",
+           ("db.client.connection.state", "db.client.connection.pool.name"), tier=Tier.MEDIUM,
+           cardinality="instrumented engines x 2 states"),
+    Signal("db.client.connection.max", Kind.OBSERVABLE_UP_DOWN_COUNTER, "{connection}",
+           "The most connections a database pool allows (size + overflow).",
+           ("db.client.connection.pool.name",), tier=Tier.MEDIUM, cardinality="instrumented engines"),
     # --- cache -----------------------------------------------------------------------------
     Signal("sizewise.cache.operations", Kind.COUNTER, "{operation}",
            "Cache operations by operation and result (hit, miss, set, error).",
@@ -173,7 +183,7 @@ SIGNALS: tuple[Signal, ...] = (
            REDIS_SERVER_ATTRS, tier=Tier.MEDIUM, cardinality=REDIS_SERVERS),
     Signal("sizewise.cache.redis.keyspace.lookups", Kind.OBSERVABLE_COUNTER, "{lookup}",
            "Key lookups on the Redis server by result, hit or miss (INFO keyspace_hits/_misses), "
-           "from every client of that server.", (*REDIS_SERVER_ATTRS, "cache.result"), tier=Tier.MEDIUM,
+           "from every client of that server.", (*REDIS_SERVER_ATTRS, CACHE_RESULT), tier=Tier.MEDIUM,
            cardinality=f"{REDIS_SERVERS} x 2 results"),
     # --- HVAC business signals -------------------------------------------------------------
     Signal("sizewise.hvac.calculations", Kind.COUNTER, "{calculation}",
@@ -187,12 +197,12 @@ SIGNALS: tuple[Signal, ...] = (
     # --- errors ----------------------------------------------------------------------------
     Signal("sizewise.errors", Kind.COUNTER, "{error}",
            "Errors captured by the error tracker, by exception type and severity.",
-           ("error.type", "severity"), cardinality="exception types (capped at 200) x 4 severities"),
+           ("error.type", ERROR_SEVERITY), cardinality="exception types (capped at 200) x 4 severities"),
     Signal("sizewise.errors.dropped", Kind.COUNTER, "{error}",
-           "Error events not stored (queue full or store unavailable).", ("reason",),
+           "Error events not stored (queue full or store unavailable).", (DROP_REASON,),
            cardinality="3 reasons"),
     Signal("sizewise.error.groups.new", Kind.COUNTER, "{group}",
-           "Error groups seen for the first time (or regressed).", ("severity",),
+           "Error groups seen for the first time (or regressed).", (ERROR_SEVERITY,),
            cardinality="4 severities"),
     Signal("sizewise.error.rate", Kind.OBSERVABLE_GAUGE, "%",
            "Share of HTTP requests answered with 5xx over the last minute.", tier=Tier.FAST),
@@ -262,9 +272,9 @@ SIGNALS: tuple[Signal, ...] = (
            cardinality="configured checks"),
     Signal("sizewise.alerts.notifications", Kind.COUNTER, "{notification}",
            "Alert notifications sent by the embedded evaluator, by channel and outcome.",
-           ("channel", "outcome"), cardinality="3 channels x 3 outcomes"),
+           (NOTIFICATION_CHANNEL, NOTIFICATION_OUTCOME), cardinality="3 channels x 3 outcomes"),
     Signal("sizewise.telemetry.export.failures", Kind.COUNTER, "{failure}",
-           "Failed OTLP export batches, by signal.", ("signal",), cardinality="2 signals"),
+           "Failed OTLP export batches, by signal.", (TELEMETRY_SIGNAL,), cardinality="2 signals"),
 )
 
 _BY_NAME: dict[str, Signal] = {s.name: s for s in SIGNALS}

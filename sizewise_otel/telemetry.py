@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
-from sizewise_otel.catalog import SIGNALS, Kind, Signal, signal
+from sizewise_otel.catalog import SIGNALS, TELEMETRY_SIGNAL, Kind, Signal, signal
 from sizewise_otel.fastpath import enabled as fastpath_enabled
 from sizewise_otel.fastpath import exporter_preferences, prometheus_reader
 from sizewise_otel.instruments.buckets import histogram_buckets
@@ -351,7 +351,7 @@ class Telemetry:
     def _export_failed(self, which: str) -> None:
         self.export_stats.failures[which] += 1
         self.export_stats.last_failure = time.time()
-        self.instrument("sizewise.telemetry.export.failures").add(1, {"signal": which})
+        self.instrument("sizewise.telemetry.export.failures").add(1, {TELEMETRY_SIGNAL: which})
 
     def instrument(self, name: str) -> Any:
         """The synchronous instrument for a catalog signal (counter, histogram, ...)."""
@@ -378,6 +378,7 @@ class Telemetry:
         factory = {
             Kind.OBSERVABLE_GAUGE: self.meter.create_observable_gauge,
             Kind.OBSERVABLE_COUNTER: self.meter.create_observable_counter,
+            Kind.OBSERVABLE_UP_DOWN_COUNTER: self.meter.create_observable_up_down_counter,
         }[sig.kind]
         factory(sig.name, callbacks=[_cb], unit=sig.unit, description=sig.description)
 

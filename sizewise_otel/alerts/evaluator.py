@@ -41,6 +41,7 @@ from sizewise_otel.alerts.notify import (
     configured_notifiers,
 )
 from sizewise_otel.alerts.rules import DEFAULT_RULES, AlertRule
+from sizewise_otel.catalog import NOTIFICATION_CHANNEL, NOTIFICATION_OUTCOME
 from sizewise_otel.runtime.tasks import cancel_task
 from sizewise_otel.settings import Settings
 from sizewise_otel.telemetry import Telemetry
@@ -141,7 +142,7 @@ class AlertEvaluator:
         self.outcomes[(channel, outcome)] += 1
         if self._counter is not None:
             with contextlib.suppress(Exception):
-                self._counter.add(1, {"channel": channel, "outcome": outcome})
+                self._counter.add(1, {NOTIFICATION_CHANNEL: channel, NOTIFICATION_OUTCOME: outcome})
 
     # --- lifecycle -----------------------------------------------------------------------
     async def initialize(self) -> None:

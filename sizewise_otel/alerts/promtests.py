@@ -324,8 +324,9 @@ def default_tests() -> tuple[PromTest, ...]:
             Check(420, "LatencySLOBudgetBurn"),
         )),
         PromTest("database_pool_saturation", (
-            (_series("sizewise_db_pool_connections", {**JOB, "state": "used"}), "19x7 5x10"),
-            (_series("sizewise_db_pool_connections", {**JOB, "state": "max"}), "20x20"),
+            (_series("db_client_connection_count", {**JOB, "db_client_connection_state": "used",
+                                                    "db_client_connection_pool_name": "db:5432/app"}), "19x7 5x10"),
+            (_series("db_client_connection_max", {**JOB, "db_client_connection_pool_name": "db:5432/app"}), "20x20"),
         ), (
             Check(4, "DatabasePoolSaturation"),
             Check(6, "DatabasePoolSaturation", (Expect("database_pool_saturation", 0.95, job),)),
@@ -355,7 +356,7 @@ def default_tests() -> tuple[PromTest, ...]:
         )),
         # 20 errors a minute from minute 11 to 31.
         PromTest("error_spike", (
-            (_series("sizewise_errors_total", {**JOB, "error_type": "ValueError", "severity": "high"}),
+            (_series("sizewise_errors_total", {**JOB, "error_type": "ValueError", "sizewise_error_severity": "high"}),
              "0x10 20+20x20 420x20"),
         ), (
             Check(14, "ErrorSpike"),
@@ -364,7 +365,7 @@ def default_tests() -> tuple[PromTest, ...]:
         )),
         # One new group at minute 11.
         PromTest("new_error_group", (
-            (_series("sizewise_error_groups_new_total", {**JOB, "severity": "high"}), "0x10 1x20"),
+            (_series("sizewise_error_groups_new_total", {**JOB, "sizewise_error_severity": "high"}), "0x10 1x20"),
         ), (
             Check(11, "NewErrorGroup"),
             Check(15, "NewErrorGroup", (Expect("new_error_group", 1, job),)),
@@ -372,7 +373,7 @@ def default_tests() -> tuple[PromTest, ...]:
         )),
         # The first group of a severity: a counter series born at 1, with no increase to see.
         PromTest("new_error_group_first_of_severity", (
-            (_series("sizewise_error_groups_new_total", {**JOB, "severity": "critical"}), "_x11 1x20"),
+            (_series("sizewise_error_groups_new_total", {**JOB, "sizewise_error_severity": "critical"}), "_x11 1x20"),
         ), (
             Check(11, "NewErrorGroup"),
             Check(15, "NewErrorGroup", (Expect("new_error_group", 1, job),)),
@@ -380,12 +381,13 @@ def default_tests() -> tuple[PromTest, ...]:
         )),
         # One failed metrics export a minute from minute 11 to 41.
         PromTest("telemetry_export_failures", (
-            (_series("sizewise_telemetry_export_failures_total", {**JOB, "signal": "metrics"}),
+            (_series("sizewise_telemetry_export_failures_total", {**JOB, "sizewise_telemetry_signal": "metrics"}),
              "0x10 1+1x30 31x30"),
         ), (
             Check(18, "TelemetryExportFailures"),
             Check(25, "TelemetryExportFailures",
-                  (Expect("telemetry_export_failures", 10, {"job": "sizewise", "signal": "metrics"}),)),
+                  (Expect("telemetry_export_failures", 10,
+                          {"job": "sizewise", "sizewise_telemetry_signal": "metrics"}),)),
             Check(55, "TelemetryExportFailures"),
         )),
     )

@@ -375,9 +375,9 @@ RECORDING_RULES: tuple[RecordingRule, ...] = (
                   'sum by (job) (rate(sizewise_cache_operations_total{sizewise_cache_result="hit"}[5m]))'
                   ' / sum by (job) (rate(sizewise_cache_operations_total{sizewise_cache_result=~"hit|miss"}[5m]))'),
     RecordingRule("job:sizewise_errors:rate5m", "sum by (job) (rate(sizewise_errors_total[5m]))"),
-    RecordingRule("job:sizewise_db_pool_connections:utilization",
-                  'sum by (job) (sizewise_db_pool_connections{state="used"})'
-                  ' / (sum by (job) (sizewise_db_pool_connections{state="max"}) > 0)'),
+    RecordingRule("job:db_client_connection:utilization",
+                  'sum by (job) (db_client_connection_count{db_client_connection_state="used"})'
+                  ' / (sum by (job) (db_client_connection_max) > 0)'),
     *(_slo_record(w) for w in SLO_WINDOWS),
     *LIVENESS_RECORDS,
     *CAPACITY_PROJECTION_RECORDS,
@@ -470,8 +470,8 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               value_format="count", dashboard=DASHBOARDS["services"], group="sizewise.liveness"),
     AlertRule("telemetry_export_failures", "sizewise_telemetry_export_failures_total", ">", 3, 300,
               AlertSeverity.WARNING, "Telemetry export failing",
-              summary="{{ $labels.job }} cannot export {{ $labels.signal }} over OTLP",
-              function="increase", window_seconds=600, by=("job", "signal"), value_format="count",
+              summary="{{ $labels.job }} cannot export {{ $labels.sizewise_telemetry_signal }} over OTLP",
+              function="increase", window_seconds=600, by=("job", "sizewise_telemetry_signal"), value_format="count",
               dashboard=DASHBOARDS["services"], group="sizewise.application"),
     # --- capacity planning: a 6 h linear trend that crosses 100 % within the horizon, on a
     # resource already past a floor (a young, small disk growing fast is not yet news) ----------
@@ -545,10 +545,10 @@ DEFAULT_RULES: tuple[AlertRule, ...] = (
               "Database unreachable", summary="Database health check critical on {{ $labels.job }}",
               matchers=(("sizewise_health_check", "=", "database"), HEALTH_CRITICAL), value_format="count",
               dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
-    AlertRule("database_pool_saturation", "sizewise_db_pool_connections", ">", 0.9, 300,
+    AlertRule("database_pool_saturation", "db_client_connection_count", ">", 0.9, 300,
               AlertSeverity.WARNING, "Database connection pool saturated",
               summary="{{ $labels.job }} uses over 90% of its database pool",
-              expr="job:sizewise_db_pool_connections:utilization > 0.9",
+              expr="job:db_client_connection:utilization > 0.9",
               details="Checked-out connections exceed 90% of the pool maximum (size + overflow).",
               value_format="ratio", dashboard=DASHBOARDS["services"], group="sizewise.dependencies"),
     AlertRule("redis_down", "sizewise_health_status", "==", 1, 60, AlertSeverity.WARNING,

@@ -308,9 +308,10 @@ def _builtin() -> None:
       "95th percentile database operation duration per database system and namespace.",
       unit="s", dashboard=d, row=row, expr=quantile(0.95, DB, "db_system_name", "db_namespace"),
       legend="{{db_system_name}} {{db_namespace}}")
-    r("db_pool_connections", "DB pool connections", "Pool connections used and idle, and the pool maximum.",
+    r("db_pool_connections", "DB pool connections", "Pool connections used and idle, by pool.",
       unit="short", dashboard=d, row=row,
-      expr=sum_(m("sizewise_db_pool_connections"), "state"), legend="{{state}}")
+      expr=sum_(m("db_client_connection_count"), "db_client_connection_pool_name", "db_client_connection_state"),
+      legend="{{db_client_connection_pool_name}} {{db_client_connection_state}}")
     row = "Cache"
     r("cache_hit_ratio", "Cache hit ratio", "Share of cache reads that were hits. Low is bad.",
       unit="percent", dashboard=d, row=row, panel="stat",
@@ -425,7 +426,8 @@ def _builtin() -> None:
     r("errors_by_type", "Errors by type", "Errors captured per second by exception type.",
       unit="ops", dashboard=d, row=row, expr=sum_(rate(m(ERRORS)), "error_type"), legend="{{error_type}}")
     r("errors_by_severity", "Errors by severity", "Errors captured per rate interval by severity.",
-      unit="short", dashboard=d, row=row, expr=sum_(increase(m(ERRORS)), "severity"), legend="{{severity}}")
+      unit="short", dashboard=d, row=row, expr=sum_(increase(m(ERRORS)), "sizewise_error_severity"),
+      legend="{{sizewise_error_severity}}")
     r("http_5xx_by_route", "5xx responses by route", "Server errors per second by route template.",
       unit="reqps", dashboard=d, row=row,
       expr=sum_(rate(m(HTTP_COUNT, http_response_status_code="~5..")), "http_route"),
@@ -466,13 +468,14 @@ def _redis_server() -> None:
       "since the server started or its stats were reset, all of the server's clients included. "
       "Below 80 % warns, below 50 % is critical.",
       unit="percent", dashboard=d, row=row, panel="stat", width=6,
-      expr=max_(100 * sum_(m(lookups, cache_result="hit"), "job", "instance", *REDIS_SERVER)
+      expr=max_(100 * sum_(m(lookups, sizewise_cache_result="hit"), "job", "instance", *REDIS_SERVER)
                 / sum_(m(lookups), "job", "instance", *REDIS_SERVER), *REDIS_SERVER),
       legend=legend, thresholds=(80, 50), invert=True)
     r("redis_keyspace_lookups", "Redis key lookups",
       "Key lookups per second on the Redis server by result (hit, miss), all of its clients.",
       unit="ops", dashboard=d, row=row, width=12,
-      expr=max_(rate(m(lookups)), *REDIS_SERVER, "cache_result"), legend=f"{legend} {{{{cache_result}}}}")
+      expr=max_(rate(m(lookups)), *REDIS_SERVER, "sizewise_cache_result"),
+      legend=f"{legend} {{{{sizewise_cache_result}}}}")
 
 def _health_rank(*by: str) -> Expr:
     """0 healthy, 1 warning, 2 critical per ``by`` (the worst state), from the one-series-per-state gauge."""

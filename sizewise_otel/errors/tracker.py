@@ -39,6 +39,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from sizewise_otel.alerts.notify import RetryPolicy, ThreadedDispatcher, configured_notifiers
+from sizewise_otel.catalog import DROP_REASON, ERROR_SEVERITY, NOTIFICATION_CHANNEL, NOTIFICATION_OUTCOME
 from sizewise_otel.errors.alerts import AlertListener, AlertSignals, NotifyListener, SpikeDetector, log_signal
 from sizewise_otel.errors.context import ErrorContext, ErrorEvent, ErrorSeverity, Frame
 from sizewise_otel.errors.fingerprint import (
@@ -208,7 +209,7 @@ def _request_meta_of(exc: BaseException) -> tuple[str, str]:
 
 
 _prepare_lock = threading.Lock()
-_DROP_ATTRS = {r: {"reason": r} for r in ("queue_full", "store_unavailable", "shutdown", "capture_failed")}
+_DROP_ATTRS = {r: {DROP_REASON: r} for r in ("queue_full", "store_unavailable", "shutdown", "capture_failed")}
 
 
 class ErrorTracker:
@@ -229,7 +230,7 @@ class ErrorTracker:
         # process from NewErrorGroup. (sizewise_errors_total's error.type is not known in advance,
         # and a 0 added just before the 1 lands in the same collection: no help, so none is added.)
         for sev in ErrorSeverity:
-            self._groups_new.add(0, {"severity": sev.value})
+            self._groups_new.add(0, {ERROR_SEVERITY: sev.value})
         self._types: set[str] = set()
         max_groups = settings.sizewise_error_alert_max_groups
         self.alerts = AlertSignals(settings.error_alert_cooldown_minutes, SpikeDetector(
@@ -278,7 +279,7 @@ class ErrorTracker:
             self.notify_outcomes[key] = self.notify_outcomes.get(key, 0) + 1
             if counter is not None:
                 with contextlib.suppress(Exception):
-                    counter.add(1, {"channel": channel, "outcome": result})
+                    counter.add(1, {NOTIFICATION_CHANNEL: channel, NOTIFICATION_OUTCOME: result})
 
         return ThreadedDispatcher(notifiers, outcome)
 
@@ -358,7 +359,7 @@ class ErrorTracker:
     def _on_batch(self, result: BatchResult) -> None:
         for sig in result.signals:
             if sig.kind in ("new_group", "regression"):  # the catalog: "seen for the first time (or regressed)"
-                self._groups_new.add(1, {"severity": sig.severity})
+                self._groups_new.add(1, {ERROR_SEVERITY: sig.severity})
         self.alerts.on_batch(result)
 
     # --- capture --------------------------------------------------------------------------------
@@ -424,7 +425,7 @@ class ErrorTracker:
             with self._types_lock:
                 error_type, sev = key
                 metric_type = error_type if error_type in self._types else self._admit_type(error_type)
-                attrs = self._metric_attrs.put(key, {"error.type": metric_type, "severity": sev})
+                attrs = self._metric_attrs.put(key, {"error.type": metric_type, ERROR_SEVERITY: sev})
         return attrs
 
     def _taken(self, items: Sequence[Any]) -> None:
@@ -515,7 +516,7 @@ class ErrorTracker:
 
     def _count_dropped(self, reason: str, n: int) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + n
-        attrs = _DROP_ATTRS.get(reason) or {"reason": reason}
+        attrs = _DROP_ATTRS.get(reason) or {DROP_REASON: reason}
         self._dropped.add(n, attrs)
 
     # --- ASGI hooks (called by sizewise_otel.instruments.http_stats.MonitoringMiddleware) --------------------------

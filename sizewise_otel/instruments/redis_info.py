@@ -33,7 +33,7 @@ from typing import Any
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from sizewise_otel.catalog import Kind, signal
+from sizewise_otel.catalog import CACHE_RESULT, Kind, signal
 
 __all__ = ["PROBE_TIMEOUT_SECONDS", "RedisInfoReader", "ServerInfo", "redis_info_enabled",
            "watch_redis_server"]
@@ -214,8 +214,8 @@ class RedisInfoReader:
             elif name == EVICTED:
                 out.append((float(info.evicted_keys), attrs))
             elif name == LOOKUPS:
-                out.append((float(info.keyspace_hits), {**attrs, "cache.result": "hit"}))
-                out.append((float(info.keyspace_misses), {**attrs, "cache.result": "miss"}))
+                out.append((float(info.keyspace_hits), {**attrs, CACHE_RESULT: "hit"}))
+                out.append((float(info.keyspace_misses), {**attrs, CACHE_RESULT: "miss"}))
         return out
 
     def register(self, meter: Any) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import time
+import weakref
 from typing import Any
 
 from opentelemetry import trace
@@ -246,15 +247,56 @@ class _DialectTracer:
         return do_execute
 
 
-def _observe_pool(sync_engine: Engine, telemetry: Telemetry) -> None:
+def pool_name(sync_engine: Engine) -> str:
+    """``db.client.connection.pool.name``: the pool's own logging name, else what the conventions
+    suggest when a pool has none, ``server.address:server.port/db.namespace`` (never the password)."""
     pool = sync_engine.pool
+    named = getattr(pool, "logging_name", None)
+    if named:
+        return str(named)
+    url = sync_engine.url
+    if url.host:
+        server = f"{url.host}:{url.port}" if url.port else url.host
+        return f"{server}/{url.database}" if url.database else server
+    return url.database or sync_engine.dialect.name
 
-    def pool_obs() -> list[tuple[float, dict[str, str]]]:
-        checked_out = getattr(pool, "checkedout", lambda: 0)()
-        idle = getattr(pool, "checkedin", lambda: 0)()
-        size = getattr(pool, "size", lambda: 0)()
-        overflow = getattr(pool, "_max_overflow", 0)
-        return [(float(checked_out), {"state": "used"}), (float(idle), {"state": "idle"}),
-                (float(size + max(overflow, 0)), {"state": "max"})]
 
-    telemetry.observe("sizewise.db.pool.connections", pool_obs)
+# Per Telemetry, the engines whose pools are reported (pool name -> engine; its current pool is read,
+# as dispose() replaces it): one callback per signal reads them all.
+_POOLS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _observe_pool(sync_engine: Engine, telemetry: Telemetry) -> None:
+    """``db.client.connection.count{state=used|idle}`` and ``db.client.connection.max`` per pool
+    (the maximum is its own series: a sum over the states stays the connections that exist)."""
+    pools = _POOLS.get(telemetry)
+    first = pools is None
+    if pools is None:
+        pools = _POOLS[telemetry] = {}
+    pools[pool_name(sync_engine)] = sync_engine
+    if not first:
+        return
+
+    def counts() -> list[tuple[float, dict[str, str]]]:
+        out: list[tuple[float, dict[str, str]]] = []
+        for name, engine in list(pools.items()):
+            pool = engine.pool
+            used = getattr(pool, "checkedout", lambda: 0)()
+            idle = getattr(pool, "checkedin", lambda: 0)()
+            out += [(float(used), {"db.client.connection.state": "used", "db.client.connection.pool.name": name}),
+                    (float(idle), {"db.client.connection.state": "idle", "db.client.connection.pool.name": name})]
+        return out
+
+    def maxima() -> list[tuple[float, dict[str, str]]]:
+        out: list[tuple[float, dict[str, str]]] = []
+        for name, engine in list(pools.items()):
+            pool = engine.pool
+            size = getattr(pool, "size", None)
+            if size is None:  # NullPool, StaticPool...: no maximum to report
+                continue
+            overflow = getattr(pool, "_max_overflow", 0)
+            out.append((float(size() + max(overflow, 0)), {"db.client.connection.pool.name": name}))
+        return out
+
+    telemetry.observe("db.client.connection.count", counts)
+    telemetry.observe("db.client.connection.max", maxima)

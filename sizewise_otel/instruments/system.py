@@ -20,17 +20,15 @@ import os
 import re
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import psutil
-from opentelemetry.metrics import CallbackOptions, Observation
 
 from sizewise_otel import catalog
 from sizewise_otel.catalog import MOUNTPOINT, USAGE_SOURCE
 from sizewise_otel.instruments.container import CONTAINER_SIGNALS, ContainerMonitor, container_id
-from sizewise_otel.telemetry import Telemetry, tier_cached
+from sizewise_otel.telemetry import Telemetry
 
 __all__ = ["SystemMetrics", "container_id", "observe_signal", "register_container_metrics"]
 
@@ -218,34 +216,11 @@ def instrument_system(telemetry: Telemetry, system: SystemMetrics | None = None)
     (system or SystemMetrics()).register_host(telemetry)
 
 
-_UP_DOWN_OBSERVED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-_UP_DOWN_LOCK = threading.Lock()
-
-
 def observe_signal(telemetry: Telemetry, name: str, callback: Callable[[], Iterable[tuple[float, dict[str, Any]]]]
                    ) -> None:
-    """``telemetry.observe`` for every observable kind: semconv registers levels such as memory usage
-    and limits as UpDownCounters, so those are observable up-down counters, cached for their tier and
-    registered once per Telemetry as ``observe`` does."""
-    sig = catalog.signal(name)
-    if sig.kind is not catalog.Kind.OBSERVABLE_UP_DOWN_COUNTER:
-        telemetry.observe(name, callback)
-        return
-    with _UP_DOWN_LOCK:
-        seen = _UP_DOWN_OBSERVED.setdefault(telemetry, set())
-        if name in seen:
-            return
-        seen.add(name)
-    cached = tier_cached(callback, float(sig.tier or 0))
-
-    def _cb(_options: CallbackOptions) -> Iterable[Observation]:
-        try:
-            return [Observation(v, a) for v, a in cached()]
-        except Exception:  # a failing probe must never break a scrape
-            return []
-
-    telemetry.meter.create_observable_up_down_counter(sig.name, callbacks=[_cb], unit=sig.unit,
-                                                      description=sig.description)
+    """``telemetry.observe``, which registers every observable kind (semconv registers levels such as
+    memory usage and limits as UpDownCounters); kept as this module's entry point for its signals."""
+    telemetry.observe(name, callback)
 
 
 def register_container_metrics(telemetry: Telemetry, monitor: ContainerMonitor | None = None) -> list[str]:

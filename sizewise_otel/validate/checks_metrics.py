@@ -19,7 +19,8 @@ ALWAYS = ("http.server.request.duration", "http.server.active_requests", "sizewi
           "process.memory.usage", "sizewise.error.rate", "sizewise.health.status",
           "sizewise.health.check.duration", "sizewise.errors")
 # Signals that appear once their kind of traffic has happened (the demo's load produces them all).
-TRAFFIC = ("http.client.request.duration", "db.client.operation.duration", "sizewise.db.pool.connections",
+TRAFFIC = ("http.client.request.duration", "db.client.operation.duration", "db.client.connection.count",
+           "db.client.connection.max",
            "sizewise.cache.operations", "sizewise.cache.operation.duration", "sizewise.hvac.calculations",
            "sizewise.hvac.calculation.duration", "sizewise.sessions.active", "sizewise.error.groups.new")
 # Every other catalog signal depends on events (drops, notifications, export failures) or on the

@@ -210,9 +210,10 @@ def test_database_gone_counts_drops_and_service_keeps_serving(postgres: servers.
                 out["elapsed"] = time.perf_counter() - t0
                 assert await asyncio.to_thread(tracker.flush, 60)  # a few batches, RETRY s each
                 after = (await c.get("/metrics")).text
-                out["dropped"] = (metric_value(after, "sizewise_errors_dropped_total", reason="store_unavailable")
+                out["dropped"] = (metric_value(after, "sizewise_errors_dropped_total",
+                                                sizewise_error_drop_reason="store_unavailable")
                                   - metric_value(before, "sizewise_errors_dropped_total",
-                                                 reason="store_unavailable"))
+                                                 sizewise_error_drop_reason="store_unavailable"))
                 r = await c.get("/errors/summary", headers=VIEWER)
                 out["api_status"] = r.status_code
                 out["api_body"] = r.json()

@@ -55,8 +55,8 @@ class Traffic:
 def cache_results(app: RunningApp) -> Counter[str]:
     out: Counter[str] = Counter()
     for name, labels, value in app.samples():
-        if name == "sizewise_cache_operations_total" and labels.get("cache_backend") == "redis":
-            out[labels["cache_result"]] += value
+        if name == "sizewise_cache_operations_total" and labels.get("sizewise_cache_backend") == "redis":
+            out[labels["sizewise_cache_result"]] += value
     return out
 
 

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.integration
 
 # Known difference 1: only in zero-code mode. The contrib FastAPI instrumentor records request and
 # response body sizes, which instrument()'s HTTP layer leaves out; the contrib SQLAlchemy instrumentor
-# (enabled by opentelemetry-instrument for every engine) adds its pool gauge beside
-# sizewise_db_pool_connections, which both modes record.
+# (enabled by opentelemetry-instrument for every engine) adds its pool gauge (older semconv) beside
+# db_client_connection_count/_max, which both modes record.
 ZERO_CODE_ONLY = {
     *(f"http_server_{kind}_body_size_bytes{suffix}"
       for kind in ("request", "response") for suffix in ("_bucket", "_count", "_sum")),

@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from sizewise_otel.alerts.evaluator import AlertEvaluator, RegistrySource
 from sizewise_otel.alerts.notify import Notifier, RetryPolicy, verify_signature
 from sizewise_otel.alerts.rules import DEFAULT_RULES, AlertRule, AlertSeverity
+from sizewise_otel.catalog import NOTIFICATION_CHANNEL as CHANNEL
+from sizewise_otel.catalog import NOTIFICATION_OUTCOME as OUTCOME
 from sizewise_otel.settings import load_settings
 from tests import webhook
 
@@ -126,7 +128,7 @@ def test_resolution_follows_a_delivered_firing() -> None:
 def test_increase_rule_and_new_series() -> None:
     spike = next(r for r in DEFAULT_RULES if r.name == "error_spike")  # > 50 in 5m, for 2m
     ev, src = _evaluator([spike])
-    labels = {"error_type": "ValueError", "severity": "high"}
+    labels = {"error_type": "ValueError", "sizewise_error_severity": "high"}
     total = 0.0
     fired_at = None
     for t in range(0, 600, 30):
@@ -142,7 +144,7 @@ def test_increase_rule_and_new_series() -> None:
     ev, src = _evaluator([groups])
     assert ev.evaluate([], now=0) == []
     # a counter born at 1 after the first look counts as an increase of 1
-    src.samples = [("sizewise_error_groups_new_total", {"severity": "high"}, 1.0)]
+    src.samples = [("sizewise_error_groups_new_total", {"sizewise_error_severity": "high"}, 1.0)]
     assert ev.evaluate(src.collect(), now=30) == []
     assert [n.alertname for n in ev.evaluate(src.collect(), now=90)] == ["NewErrorGroup"]
 
@@ -230,7 +232,7 @@ async def test_slack_and_signed_webhook_delivery(receiver: Any) -> None:
         await _wait(lambda: len(received) >= 4)
         assert {json.loads(b).get("status") for p, _, b in received[2:] if p == "/hook"} == {"resolved"}
         await _wait(lambda: sum(1 for a, _ in tel.counter.adds) >= 6)
-        assert {(a["channel"], a["outcome"]) for _, a in tel.counter.adds} == {
+        assert {(a[CHANNEL], a[OUTCOME]) for _, a in tel.counter.adds} == {
             ("log", "success"), ("slack", "success"), ("webhook", "success")}
     finally:
         await ev.shutdown()
@@ -258,7 +260,7 @@ async def test_dead_webhook_never_blocks_and_is_counted(blackhole: str) -> None:
         # 6 firing + 5 resolved on the webhook lane: 1 in flight, 2 queued, the rest dropped
         assert ev.outcomes[("webhook", "dropped")] >= 1
         await _wait(lambda: ev.outcomes[("webhook", "failure")] >= 1, 5)
-        counted = {(a["channel"], a["outcome"]) for _, a in tel.counter.adds}
+        counted = {(a[CHANNEL], a[OUTCOME]) for _, a in tel.counter.adds}
         assert ("webhook", "failure") in counted and ("webhook", "dropped") in counted
     finally:
         t0 = time.monotonic()

@@ -96,8 +96,8 @@ async def test_thousand_errors_from_three_sites_make_three_groups(running: Runni
     assert sorted(g["count"] for g in groups) == [333, 333, 334]
     assert all(g["severity"] == "high" and g["status"] == "unresolved" for g in groups)
     after = (await running.client.get("/metrics")).text
-    delta = (metric_value(after, "sizewise_errors_total", error_type="ValueError", severity="high")
-             - metric_value(before, "sizewise_errors_total", error_type="ValueError", severity="high"))
+    delta = (metric_value(after, "sizewise_errors_total", error_type="ValueError", sizewise_error_severity="high")
+             - metric_value(before, "sizewise_errors_total", error_type="ValueError", sizewise_error_severity="high"))
     assert delta == 334
     new_groups = (metric_value(after, "sizewise_error_groups_new_total")
                   - metric_value(before, "sizewise_error_groups_new_total"))

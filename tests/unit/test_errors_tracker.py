@@ -100,8 +100,8 @@ def test_metrics_and_type_cap(tracker: ErrorTracker) -> None:
         tracker.capture_error(exc_type("x"))
     assert tracker.flush(20)  # counted by the writer as captures leave the queue
     after = generate_latest(REGISTRY).decode()
-    delta = (metric_value(after, "sizewise_errors_total", error_type="ValueError", severity="high")
-             - metric_value(before, "sizewise_errors_total", error_type="ValueError", severity="high"))
+    delta = (metric_value(after, "sizewise_errors_total", error_type="ValueError", sizewise_error_severity="high")
+             - metric_value(before, "sizewise_errors_total", error_type="ValueError", sizewise_error_severity="high"))
     assert delta == 1
     assert len(tracker._types) <= 200
     assert metric_value(after, "sizewise_errors_total", error_type="other") >= 50
@@ -206,8 +206,8 @@ def test_queue_full_capture_returns_within_1ms(tmp_path: Path) -> None:
         assert cpu99 < 0.001, f"cpu p99 {cpu99 * 1e6:.0f} us"
         assert wall[-1] < 0.1, f"wall max {wall[-1] * 1e6:.0f} us"
         assert t.dropped["queue_full"] - dropped_before == 2000
-        assert metric_value(after, "sizewise_errors_dropped_total", reason="queue_full") \
-            - metric_value(before, "sizewise_errors_dropped_total", reason="queue_full") == 2000
+        assert metric_value(after, "sizewise_errors_dropped_total", sizewise_error_drop_reason="queue_full") \
+            - metric_value(before, "sizewise_errors_dropped_total", sizewise_error_drop_reason="queue_full") == 2000
     finally:
         t0 = time.monotonic()
         asyncio.run(t.shutdown())
@@ -348,7 +348,7 @@ def test_counters_with_known_labels_start_at_zero(tmp_path: Path) -> None:
         return {s.labels[label]: s.value for f in text_string_to_metric_families(text) for s in f.samples
                 if s.name == name}
 
-    assert series(before, "sizewise_error_groups_new_total", "severity") == \
+    assert series(before, "sizewise_error_groups_new_total", "sizewise_error_severity") == \
         {"low": 0, "medium": 0, "high": 0, "critical": 0}
-    assert series(after, "sizewise_error_groups_new_total", "severity") == \
+    assert series(after, "sizewise_error_groups_new_total", "sizewise_error_severity") == \
         {"low": 0, "medium": 0, "high": 1, "critical": 0}

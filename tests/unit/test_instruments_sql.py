@@ -36,6 +36,7 @@ class TelemetryRig:
         self.meter = self.meter_provider.get_meter(SCOPE, self.settings.service_version)
         self._instruments: dict[str, Any] = {}
         self.observed: list[str] = []
+        self.callbacks: dict[str, Any] = {}
 
     def instrument(self, name: str) -> Any:
         if name not in self._instruments:
@@ -47,6 +48,7 @@ class TelemetryRig:
 
     def observe(self, name: str, callback: Any) -> None:
         self.observed.append(name)
+        self.callbacks.setdefault(name, callback)
 
     def metrics(self) -> dict[str, list[Any]]:
         """Metric name -> data points (one collection)."""
@@ -93,7 +95,7 @@ def test_sampled_statement_is_one_client_span_with_semconv_attributes(sqlite_eng
     (point,) = rig.metrics()["db.client.operation.duration"]
     assert point.count == 1
     assert dict(point.attributes) == {"db.system.name": "sqlite", "db.namespace": str(tmp_path / "app.db")}
-    assert "sizewise.db.pool.connections" in rig.observed
+    assert {"db.client.connection.count", "db.client.connection.max"} <= set(rig.observed)
 
 
 def test_span_is_a_child_of_the_current_sampled_span(sqlite_engine: Any) -> None:
@@ -232,7 +234,7 @@ def test_instrumenting_the_same_engine_twice_is_harmless(sqlite_engine: Any) -> 
         conn.execute(sa.text("SELECT 1"))
     assert len(rig.finished()) == 1
     assert rig.metrics()["db.client.operation.duration"][0].count == 1
-    assert rig.observed.count("sizewise.db.pool.connections") == 1
+    assert rig.observed.count("db.client.connection.count") == 1
 
 
 def test_async_engine_against_postgres(postgres_url: str) -> None:
@@ -299,3 +301,37 @@ def test_an_option_engine_sharing_the_dialect_is_not_wrapped_twice(sqlite_engine
     with copy.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
     assert len(rig.finished()) == 1
+
+
+def test_pool_connections_by_state_and_maximum_per_pool(tmp_path: Any, postgres_url: str) -> None:
+    """db.client.connection.count{state=used|idle} and db.client.connection.max, by pool name
+    (server:port/database, never the password); one callback reads every engine's current pool."""
+    from sizewise_otel.instruments.sql import pool_name
+
+    rig = TelemetryRig()
+    pg = sa.create_engine(postgres_url, pool_size=3, max_overflow=2)
+    lite = sa.create_engine(f"sqlite:///{tmp_path / 'pool.db'}", pool_size=4, max_overflow=0)
+    instrument_engine(pg, rig)
+    instrument_engine(lite, rig)
+    url = pg.url
+    pg_name = f"{url.host}:{url.port}/{url.database}"
+    assert pool_name(pg) == pg_name and "@" not in pg_name
+    assert pool_name(lite) == str(tmp_path / "pool.db")
+    counts, maxima = rig.callbacks["db.client.connection.count"], rig.callbacks["db.client.connection.max"]
+    try:
+        with pg.connect(), pg.connect():
+            pass  # two opened and returned: idle
+        with pg.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            got = {(a["db.client.connection.pool.name"], a["db.client.connection.state"]): v for v, a in counts()}
+            assert got == {(pg_name, "used"): 1.0, (pg_name, "idle"): 1.0,
+                           (str(tmp_path / "pool.db"), "used"): 0.0, (str(tmp_path / "pool.db"), "idle"): 0.0}
+        assert sorted((a["db.client.connection.pool.name"], v) for v, a in maxima()) == sorted(
+            [(pg_name, 5.0), (str(tmp_path / "pool.db"), 4.0)])
+        assert all("state" not in a for _, a in maxima())  # no state="max" beside used/idle
+        pg.dispose()  # a new pool: the gauges follow it
+        got = {(a["db.client.connection.pool.name"], a["db.client.connection.state"]): v for v, a in counts()}
+        assert got[(pg_name, "idle")] == 0.0
+    finally:
+        pg.dispose()
+        lite.dispose()

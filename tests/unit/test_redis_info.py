@@ -89,7 +89,7 @@ def fill_until_evicting(c: redis.Redis) -> dict[str, Any]:
 
 
 def by_result(points: list[tuple[float, dict[str, Any]]]) -> dict[str, float]:
-    return {a["cache.result"]: v for v, a in points}
+    return {a["sizewise.cache.result"]: v for v, a in points}
 
 
 def test_gauges_and_counters_read_the_real_info(client: redis.Redis, server: servers.Server) -> None:

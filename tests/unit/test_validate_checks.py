@@ -84,7 +84,7 @@ def test_missing_catalog_series_names_the_setting() -> None:
             'http_server_active_requests 0\n'
             'sizewise_health_status{sizewise_health_check="a",sizewise_health_state="healthy"} 1\n'
             'sizewise_health_check_duration_seconds{sizewise_health_check="a"} 0\n'
-            'sizewise_errors_total{severity="low"} 1\n')
+            'sizewise_errors_total{sizewise_error_severity="low"} 1\n')
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, text=text, headers={"content-type": "text/plain"})
