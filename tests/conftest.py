@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import servers
+from tests import servers, webhook
 
 # Hundreds of apps start in this one process: freezing the heap at each start-up would keep every
 # earlier test's cyclic garbage for good. tests/unit/test_heap.py checks the freeze itself.
@@ -89,3 +89,17 @@ def pytest_make_collect_report(collector: pytest.Collector):
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     servers.remove_session_tmp()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[tuple[str, webhook.Received]]:
+    """A loopback webhook receiver: (base URL, every POST as (path, headers, body))."""
+    with webhook.receiver() as found:
+        yield found
+
+
+@pytest.fixture
+def webhook_blackhole() -> Iterator[str]:
+    """A loopback base URL that accepts connections and never answers."""
+    with webhook.blackhole() as url:
+        yield url

@@ -16,8 +16,6 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ import yaml
 
 from sizewise_otel.alerts.notify import slack_payload, verify_signature
 from sizewise_otel.alerts.rules import DEFAULT_RULES
-from tests import servers
+from tests import servers, webhook
 from tests.ha import fast_rule_files
 
 pytestmark = pytest.mark.integration
@@ -57,33 +55,6 @@ def calculate(fail: int = 0):
 sizewise_otel.instrument(app)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
-
-
-class _Sink(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, str], bytes]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def sink() -> Iterator[tuple[str, list[tuple[str, dict[str, str], bytes]]]]:
-    handler = type("Sink", (_Sink,), {"received": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def prometheus_config(tmp: Path, app_port: int, am_port: int) -> Path:
@@ -172,7 +143,7 @@ FIRING_DEADLINE = RESOLVED_DEADLINE = 120.0
 def test_high_error_rate_reaches_slack_firing_then_resolved() -> None:
     tmp = servers.tempdir("alerting-e2e")
     rule = next(r for r in DEFAULT_RULES if r.name == "high_error_rate")
-    with sink() as (sink_url, received):
+    with webhook.receiver() as (sink_url, received):
         app_port = servers.free_port()
         am = servers.alertmanager_server(
             alertmanager_config(tmp, f"{sink_url}/slack", f"http://127.0.0.1:{app_port}/alerts/relay",
@@ -238,7 +209,7 @@ def test_high_error_rate_reaches_slack_firing_then_resolved() -> None:
         assert resolved["color"] == "good"
 
         # Alertmanager's webhook went through the app's relay to ALERT_WEBHOOK_URL, signed.
-        hooks = [(h, b) for p, h, b in received if p == "/hook"]
+        hooks = [({k.lower(): v for k, v in h.items()}, b) for p, h, b in received if p == "/hook"]
         relayed = [json.loads(b) for h, b in hooks
                    if json.loads(b).get("commonLabels", {}).get("alertname") == "HighErrorRate"]
         assert {d["status"] for d in relayed} >= {"firing"}

@@ -7,10 +7,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
 from sizewise_otel.alerts.evaluator import AlertEvaluator, RegistrySource
@@ -19,7 +18,6 @@ from sizewise_otel.alerts.rules import DEFAULT_RULES, AlertRule, AlertSeverity
 from sizewise_otel.catalog import NOTIFICATION_CHANNEL as CHANNEL
 from sizewise_otel.catalog import NOTIFICATION_OUTCOME as OUTCOME
 from sizewise_otel.settings import load_settings
-from tests import webhook
 
 CPU = "sizewise_cpu_usage_percent"
 
@@ -180,18 +178,6 @@ def test_registry_source_reads_what_metrics_serves() -> None:
 
 # --- real HTTP delivery ----------------------------------------------------------------------------
 
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, webhook.Received]]:
-    with webhook.receiver() as found:
-        yield found
-
-
-@pytest.fixture
-def blackhole() -> Iterator[str]:
-    with webhook.blackhole() as url:
-        yield url + "/hook"
-
-
 async def _wait(predicate: Any, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -199,8 +185,8 @@ async def _wait(predicate: Any, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_slack_and_signed_webhook_delivery(receiver: Any) -> None:
-    url, received = receiver
+async def test_slack_and_signed_webhook_delivery(webhook_receiver: Any) -> None:
+    url, received = webhook_receiver
     settings = load_settings(alert_slack_webhook_url=f"{url}/slack", alert_webhook_url=f"{url}/hook",
                              alert_webhook_secret="s3cret", alert_allow_http_webhooks=True,
                              alert_slack_channel="#ops", otel_service_name="svc")
@@ -238,8 +224,8 @@ async def test_slack_and_signed_webhook_delivery(receiver: Any) -> None:
         await ev.shutdown()
 
 
-async def test_dead_webhook_never_blocks_and_is_counted(blackhole: str) -> None:
-    settings = load_settings(alert_webhook_url=blackhole, alert_allow_http_webhooks=True,
+async def test_dead_webhook_never_blocks_and_is_counted(webhook_blackhole: str) -> None:
+    settings = load_settings(alert_webhook_url=f"{webhook_blackhole}/hook", alert_allow_http_webhooks=True,
                              otel_service_name="svc")
     tel = FakeTelemetry()
     src = Source()

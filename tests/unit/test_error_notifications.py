@@ -8,7 +8,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,25 +19,12 @@ from sizewise_otel.alerts.notify import fingerprint, verify_signature
 from sizewise_otel.errors import ErrorContext, ErrorTracker
 from sizewise_otel.errors.alerts import ALERTNAMES, RUNBOOK_ANCHORS, SpikeDetector
 from sizewise_otel.telemetry import get_telemetry
-from tests import webhook
 from tests.unit.test_errors_helpers import test_settings
 
 SECRET = "s3cret"
 PUBLIC = "https://hvac.example.test"
 MINUTE_START = 1_800_000_000.0  # a minute boundary: the spike window is exact with a fixed clock
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, webhook.Received]]:
-    with webhook.receiver() as found:
-        yield found
-
-
-@pytest.fixture
-def blackhole() -> Iterator[str]:
-    with webhook.blackhole() as url:
-        yield url
 
 
 def _tracker(tmp_path: Path, hook: str, **overrides: Any) -> ErrorTracker:
@@ -105,10 +92,10 @@ def _without_start(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "alerts": [alert]}
 
 
-def test_new_group_then_regression_one_message_each(tmp_path: Path, receiver: Any,
+def test_new_group_then_regression_one_message_each(tmp_path: Path, webhook_receiver: Any,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SIZEWISE_RUNBOOK_BASE_URL", raising=False)
-    url, received = receiver
+    url, received = webhook_receiver
     tracker = _tracker(tmp_path, f"{url}/hook")
     try:
         first = tracker.capture_error(_duct_error(1), CTX, severity="high")
@@ -139,10 +126,10 @@ def test_new_group_then_regression_one_message_each(tmp_path: Path, receiver: An
         asyncio.run(tracker.shutdown())
 
 
-def test_spike_over_threshold_one_message_none_within_cooldown(tmp_path: Path, receiver: Any,
+def test_spike_over_threshold_one_message_none_within_cooldown(tmp_path: Path, webhook_receiver: Any,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SIZEWISE_RUNBOOK_BASE_URL", raising=False)
-    url, received = receiver
+    url, received = webhook_receiver
     tracker = _tracker(tmp_path, f"{url}/hook", sizewise_error_spike_min_events=5,
                        sizewise_error_spike_factor=2.0, sizewise_error_alert_cooldown_minutes=30)
     try:
@@ -167,8 +154,8 @@ def test_spike_over_threshold_one_message_none_within_cooldown(tmp_path: Path, r
         asyncio.run(tracker.shutdown())
 
 
-def test_dead_webhook_is_logged_and_costs_the_request_path_nothing(tmp_path: Path, blackhole: str) -> None:
-    tracker = _tracker(tmp_path, f"{blackhole}/hook", sizewise_error_alert_timeout_seconds=0.3)
+def test_dead_webhook_is_logged_and_costs_the_request_path_nothing(tmp_path: Path, webhook_blackhole: str) -> None:
+    tracker = _tracker(tmp_path, f"{webhook_blackhole}/hook", sizewise_error_alert_timeout_seconds=0.3)
     assert tracker.notifier is not None
     try:
         with structlog.testing.capture_logs() as logs:
