@@ -1,5 +1,6 @@
 """The fast path: the only place in sizewise_otel that touches private names of the OpenTelemetry
-SDK, API, contrib packages or prometheus_client.
+SDK, API, contrib packages or prometheus_client (and, in ``fastapi_native``, FastAPI's per-app
+native-telemetry switches, which ``instrument()`` turns off whichever path it takes).
 
 It holds what makes instrumentation cheap: the span gates (decide sampling before the SDK does the
 work), the lean histogram with the reader hook that exports it, the recorder the DB, Redis and

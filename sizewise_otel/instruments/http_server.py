@@ -57,6 +57,7 @@ from sizewise_otel.fastpath import (
     set_span_attributes,
 )
 from sizewise_otel.fastpath import enabled as fastpath_enabled
+from sizewise_otel.fastpath.fastapi_native import native_telemetry_config
 from sizewise_otel.instruments.http_stats import (
     ErrorSink,
     MonitoringMiddleware,
@@ -383,8 +384,8 @@ def disable_native_fastapi_telemetry(app: Any) -> Callable[[], None]:
     (and defers only to the contrib middleware). With this layer in place that would record every
     request twice, plus internal operation spans: switch the native layer off for this app.
     Returns what switches it back as it was."""
-    config = getattr(app, "_telemetry", None)
-    if not isinstance(config, dict):
+    config = native_telemetry_config(app)
+    if config is None:
         return lambda: None
     keys = ("tracing", "metrics", "logs", "operation_spans")
     saved = {k: config[k] for k in keys if k in config}

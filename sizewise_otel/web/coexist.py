@@ -34,6 +34,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 
+from sizewise_otel.fastpath.fastapi_native import native_telemetry_config, native_telemetry_enabled
+
 # The tracer providers SizeWise built (a later Telemetry must not take an earlier one for the service's),
 # and the service's ones it adopted.
 _OWN_TRACER_PROVIDERS: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -114,16 +116,9 @@ def detect(app: Any, telemetry: Any) -> Found:
 
 def _native_telemetry(app: Any) -> list[str] | None:
     """When FastAPI's native telemetry would record this app's requests: the providers the app gave it."""
-    native = getattr(app, "_native_telemetry", None)
-    config = getattr(app, "_telemetry", None)
-    if native is None or not isinstance(config, dict):
+    if not native_telemetry_enabled(app):
         return None
-    try:
-        enabled = bool(native.enabled())
-    except Exception:  # a FastAPI release that changed it: assume it records, switching it off is harmless
-        enabled = True
-    if not enabled:
-        return None
+    config = native_telemetry_config(app) or {}
     return [kind for kind in ("tracer", "meter", "logger") if config.get(f"{kind}_provider") is not None]
 
 

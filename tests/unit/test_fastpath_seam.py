@@ -152,3 +152,13 @@ def test_fastpath_itself_is_where_the_private_names_are() -> None:
     """The seam is not empty by accident: the scan finds private names inside fastpath/."""
     inside = [v for path in sorted(SEAM.rglob("*.py")) for v in violations(path.read_text(), path.name)]
     assert len(inside) > 20, inside
+
+
+def test_fastapis_private_telemetry_switches_are_read_in_the_seam_only() -> None:
+    """FastAPI's native-telemetry attributes (``app._telemetry``, ``app._native_telemetry``) are private
+    too: only sizewise_otel/fastpath/fastapi_native.py names them."""
+    names = ('"_telemetry"', '"_native_telemetry"', "._telemetry", "._native_telemetry")
+    found = [str(p.relative_to(ROOT.parent)) for p in _modules_outside_seam()
+             if any(n in p.read_text() for n in names)]
+    assert found == []
+    assert all(n in (SEAM / "fastapi_native.py").read_text() for n in names[:2])
