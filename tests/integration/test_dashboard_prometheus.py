@@ -64,7 +64,7 @@ def query(prom: Server, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def wait_for_traffic(prom: Server, timeout: float = 60.0) -> None:
+def wait_for_traffic(prom: Server, timeout: float = 90.0) -> None:
     """Bounded: the load has produced calculations, errors and 5xx, scraped for a few seconds."""
     wanted = [
         f'count_over_time(up{{job="{JOB}"}}[1m]) >= 8',
@@ -73,7 +73,9 @@ def wait_for_traffic(prom: Server, timeout: float = 60.0) -> None:
         'http_server_request_duration_seconds_count{http_response_status_code=~"5.."}',
         'http_client_request_duration_seconds_count',
         'sizewise_health_status',
-        'sizewise_cache_redis_keyspace_lookups_total',
+        # Redis INFO is read once per 30 s tier: until a read after the first lookups, hits/(hits+misses)
+        # is 0/0 (NaN, no value), so wait for a read that saw lookups.
+        'sum(sizewise_cache_redis_keyspace_lookups_total) > 0',
     ]
     deadline = time.monotonic() + timeout
     missing = wanted
