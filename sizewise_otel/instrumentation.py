@@ -233,7 +233,7 @@ def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Set
     if settings.metrics_collection_enabled:
         system.register(telemetry)
         telemetry.observe("sizewise.error.rate", lambda: [(stats.error_rate_percent(), {})])
-        instrument_system(telemetry)
+        instrument_system(telemetry, system)  # the same readers (one container monitor, one CPU priming)
     if found.hand_over_contrib:  # it records into the service's MeterProvider, which /metrics never reads
         undo.add("fastapi instrumentor handed over", coexist.hand_over_contrib(app))
     # Request/5xx counting and the error hand-off (handle.stats, handle.tracker) ride on the HTTP

@@ -30,7 +30,7 @@ from sizewise_otel.catalog import MOUNTPOINT, USAGE_SOURCE
 from sizewise_otel.instruments.container import CONTAINER_SIGNALS, ContainerMonitor, container_id
 from sizewise_otel.telemetry import Telemetry
 
-__all__ = ["SystemMetrics", "container_id", "observe_signal", "register_container_metrics"]
+__all__ = ["SystemMetrics", "container_id", "register_container_metrics"]
 
 Obs = Iterable[tuple[float, dict[str, str]]]
 
@@ -194,7 +194,7 @@ class SystemMetrics:
                 ("process.cpu.utilization", self.process_cpu), ("process.memory.usage", self.rss),
                 ("process.thread.count", self.threads),
                 ("process.unix.file_descriptor.count", self.file_descriptors)):
-            observe_signal(telemetry, name, callback)
+            telemetry.observe(name, callback)
 
     def cpu_percent(self) -> float:
         return next(iter(self.cpu()))[0]
@@ -216,13 +216,6 @@ def instrument_system(telemetry: Telemetry, system: SystemMetrics | None = None)
     (system or SystemMetrics()).register_host(telemetry)
 
 
-def observe_signal(telemetry: Telemetry, name: str, callback: Callable[[], Iterable[tuple[float, dict[str, Any]]]]
-                   ) -> None:
-    """``telemetry.observe``, which registers every observable kind (semconv registers levels such as
-    memory usage and limits as UpDownCounters); kept as this module's entry point for its signals."""
-    telemetry.observe(name, callback)
-
-
 def register_container_metrics(telemetry: Telemetry, monitor: ContainerMonitor | None = None) -> list[str]:
     """Observe the container signals the catalog defines; returns the names registered.
 
@@ -238,7 +231,7 @@ def register_container_metrics(telemetry: Telemetry, monitor: ContainerMonitor |
             catalog.signal(name)
         except KeyError:
             continue
-        observe_signal(telemetry, name, _field_callback(monitor, attr))
+        telemetry.observe(name, _field_callback(monitor, attr))
         registered.append(name)
     return registered
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from sizewise_otel.instruments import container as container_mod
-from sizewise_otel.instruments import system as system_mod
 from sizewise_otel.instruments.container import (
     CONTAINER_SIGNALS,
     ContainerMonitor,
@@ -426,8 +425,6 @@ def test_register_container_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return real_signal(name)
 
     monkeypatch.setattr(catalog, "signal", fake_signal)
-    # every kind through one observe (the up-down counters' own registration: tests/unit/test_tiers.py)
-    monkeypatch.setattr(system_mod, "observe_signal", lambda tel, name, cb: tel.observe(name, cb))
     telemetry = FakeTelemetry()
     names = register_container_metrics(telemetry, mon)  # type: ignore[arg-type]
     assert set(names) == known == set(telemetry.callbacks)

@@ -19,7 +19,7 @@ from sizewise_otel import telemetry as telemetry_module
 from sizewise_otel.catalog import OBSERVABLE_KINDS, SIGNALS, Kind, Tier, signal
 from sizewise_otel.health.checks import system_checks
 from sizewise_otel.health.model import Status
-from sizewise_otel.instruments.system import SystemMetrics, data_paths_from_env, mountpoint_of, observe_signal
+from sizewise_otel.instruments.system import SystemMetrics, data_paths_from_env, mountpoint_of
 from sizewise_otel.settings import load_settings
 from sizewise_otel.telemetry import Telemetry
 
@@ -61,8 +61,8 @@ def test_observe_evaluates_a_callback_once_per_its_tier(name: str, monkeypatch: 
         calls.append(now[0])
         return [(float(len(calls)), {})]
 
-    observe_signal(fake, name, callback)  # type: ignore[arg-type]
-    observe_signal(fake, name, callback)  # type: ignore[arg-type]  # a second registration adds nothing
+    fake.observe(name, callback)
+    fake.observe(name, callback)  # a second registration adds nothing
     tier = float(signal(name).tier or 0)
     data = reader.get_metrics_data()
     (metric,) = [m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
