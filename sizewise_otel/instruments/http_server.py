@@ -78,7 +78,6 @@ from sizewise_otel.instruments.request import (
     request_url,
     route_template,
 )
-from sizewise_otel.runtime.fork import renew_identity_after_fork
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -439,8 +438,6 @@ def instrument_http_server(app: Any, telemetry: Any, undo: Undo | None = None,
     fast = fastpath_enabled() if fast is None else fast
     if not undo.claim(app, "http.server"):
         return  # an earlier call already did it
-    # Served by forked workers (gunicorn --preload): each gets its own service.instance.id.
-    renew_identity_after_fork(telemetry)
     undo.add("middleware stack", lambda: setattr(app, "middleware_stack", None))  # runs last
     handle = getattr(getattr(app, "state", None), "sizewise", None)
     stats = getattr(handle, "stats", None)
