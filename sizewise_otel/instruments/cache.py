@@ -18,7 +18,6 @@ Both catalog instruments are recorded per operation, cheaply (see docs/performan
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from threading import Lock
@@ -28,6 +27,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import INVALID_SPAN
 
 from sizewise_otel.fastpath import current_span
+from sizewise_otel.instruments.registry import PerProvider
 from sizewise_otel.instruments.sql import recorder
 from sizewise_otel.telemetry import Telemetry
 
@@ -63,18 +63,12 @@ class OperationCounts:
             return [Observation(cell[0], attrs) for cell, attrs in self._cells.values() if cell[0]]
 
 
-_counts: dict[int, tuple[Any, OperationCounts]] = {}
-_counts_lock = threading.Lock()
+_counts: PerProvider[OperationCounts] = PerProvider()
 
 
 def operation_counts(telemetry: Telemetry) -> OperationCounts:
     """The process's cells for this meter provider (one observable counter per provider)."""
-    provider = telemetry.meter_provider
-    with _counts_lock:
-        found = _counts.get(id(provider))
-        if found is None or found[0] is not provider:
-            found = _counts[id(provider)] = (provider, OperationCounts(telemetry))
-        return found[1]
+    return _counts.get(telemetry.meter_provider, lambda: OperationCounts(telemetry))
 
 
 class LocalLRU:

@@ -34,6 +34,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from sizewise_otel.catalog import CACHE_RESULT, Kind, signal
+from sizewise_otel.instruments.registry import PerProvider
 
 __all__ = ["PROBE_TIMEOUT_SECONDS", "RedisInfoReader", "ServerInfo", "redis_info_enabled",
            "watch_redis_server"]
@@ -236,20 +237,17 @@ class RedisInfoReader:
         return callback
 
 
-_readers: dict[int, tuple[Any, RedisInfoReader]] = {}
-_readers_lock = threading.Lock()
+_readers: PerProvider[RedisInfoReader] = PerProvider()
 
 
 def reader_for(telemetry: Any) -> RedisInfoReader:
     """The process's reader for this meter provider (its instruments registered once)."""
-    provider = telemetry.meter_provider
-    with _readers_lock:
-        found = _readers.get(id(provider))
-        if found is None or found[0] is not provider:
-            reader = RedisInfoReader(float(signal(USED).tier or 0))
-            reader.register(telemetry.meter)
-            found = _readers[id(provider)] = (provider, reader)
-        return found[1]
+    def make() -> RedisInfoReader:
+        reader = RedisInfoReader(float(signal(USED).tier or 0))
+        reader.register(telemetry.meter)
+        return reader
+
+    return _readers.get(telemetry.meter_provider, make)
 
 
 def watch_redis_server(client: Any, telemetry: Any) -> Callable[[], None] | None:

@@ -13,9 +13,10 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("sizewise.instrument")
+T = TypeVar("T")
 
 PROCESS: Any = object()  # the target for process-wide instrumentation (httpx, system metrics)
 
@@ -103,3 +104,19 @@ class Undo:
                 log.warning("uninstrument step failed: %s", what, exc_info=True)
                 failed.append(what)
         return failed
+
+
+class PerProvider(Generic[T]):
+    """One object per meter provider (instruments registered once per provider, whatever the number
+    of clients or calls): identity-keyed, so a new provider at a reused id gets its own."""
+
+    def __init__(self) -> None:
+        self._found: dict[int, tuple[Any, T]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, provider: Any, make: Callable[[], T]) -> T:
+        with self._lock:
+            found = self._found.get(id(provider))
+            if found is None or found[0] is not provider:
+                found = self._found[id(provider)] = (provider, make())
+            return found[1]
