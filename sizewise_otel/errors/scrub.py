@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sizewise_otel.fastpath import BoundedCache
 from sizewise_otel.fastpath.attribute_items import attribute_items
 
 FILTERED = "[Filtered]"
@@ -138,14 +139,14 @@ class Scrubber:
         self._custom = False
         self.max_depth = max_depth
         self.max_string = max_string
-        self._key_cache: dict[str, bool] = {}
+        self._key_cache: BoundedCache[str, bool] = BoundedCache(4096)
         self.version = 0  # bumped by add_key / add_pattern (caches of scrubbed text key on it)
-        self._text_cache: dict[str, str] = {}
-        self._text_cache_no_ip: dict[str, str] = {}
+        self._text_cache: BoundedCache[str, str] = BoundedCache(4096, "clear")
+        self._text_cache_no_ip: BoundedCache[str, str] = BoundedCache(4096, "clear")
         # Span attributes, the hot path: span kind -> attribute key -> plan, and plan -> short value
         # -> its scrubbed form (bounded; a value that scrubs to itself maps to itself).
-        self._plans: dict[Any, dict[str, str]] = {}
-        self._memo: dict[str, dict[str, str]] = {}
+        self._plans: BoundedCache[Any, BoundedCache[str, str]] = BoundedCache(64, "clear")  # span kinds: a handful
+        self._memo: dict[str, BoundedCache[str, str]] = {}  # one per plan: a few dozen policies
 
     @staticmethod
     def _norm(key: str) -> str:
@@ -155,8 +156,8 @@ class Scrubber:
     def add_key(self, *keys: str) -> None:
         """Filter the value of every key whose name contains one of ``keys`` (case-insensitive)."""
         self._deny += [self._norm(k) for k in keys]
-        self._key_cache = {}
-        self._plans = {}
+        self._key_cache = BoundedCache(4096)
+        self._plans = BoundedCache(64, "clear")
         self._memo = {}
         self.version += 1
 
@@ -168,9 +169,9 @@ class Scrubber:
         self._patterns_no_ip.append(self._patterns[-1])
         self._custom = True
         self.version += 1
-        self._text_cache = {}
-        self._text_cache_no_ip = {}
-        self._plans = {}
+        self._text_cache = BoundedCache(4096, "clear")
+        self._text_cache_no_ip = BoundedCache(4096, "clear")
+        self._plans = BoundedCache(64, "clear")
         self._memo = {}
 
     # --- keys -------------------------------------------------------------------------------
@@ -179,8 +180,7 @@ class Scrubber:
         if found is None:
             k = self._norm(key)
             found = k not in self._allow and any(d in k for d in self._deny)
-            if len(self._key_cache) < 4096:
-                self._key_cache[key] = found
+            self._key_cache.put(key, found)
         return found
 
     # --- values -----------------------------------------------------------------------------
@@ -195,10 +195,7 @@ class Scrubber:
         cache = self._text_cache if ips else self._text_cache_no_ip
         out = cache.get(value)
         if out is None:
-            out = self._text(value, ips)
-            if len(cache) >= 4096:
-                cache.clear()
-            cache[value] = out
+            out = cache.put(value, self._text(value, ips))
         return out
 
     def _text(self, value: str, ips: bool) -> str:
@@ -287,13 +284,10 @@ class Scrubber:
                 if len(value) <= _CACHED_LEN:  # the common case: one dict lookup per attribute
                     memo = memos.get(plan)
                     if memo is None:
-                        memo = memos[plan] = {}
+                        memo = memos[plan] = BoundedCache(4096, "clear")
                     new = memo.get(value)
                     if new is None:
-                        new = self._attr_text(plan, value)
-                        if len(memo) >= 4096:
-                            memo.clear()
-                        memo[value] = new
+                        new = memo.put(value, self._attr_text(plan, value))
                 else:
                     new = self._attr_text(plan, value)
             elif isinstance(value, tuple | list) and value and isinstance(value[0], str):
@@ -310,13 +304,11 @@ class Scrubber:
                 changes[key] = new
         return changes
 
-    def _plans_of(self, kind: Any) -> dict[str, str]:
-        if len(self._plans) >= 64:  # span kinds: a handful, unless callers pass odd values
-            self._plans = {}
-        plans = self._plans[kind] = {}
-        return plans
+    def _plans_of(self, kind: Any) -> BoundedCache[str, str]:
+        # bounded: attribute keys are few, unless a caller invents them
+        return self._plans.put(kind, BoundedCache(4096, "clear"))
 
-    def _plan(self, plans: dict[str, str], key: str, kind_name: str | None) -> str:
+    def _plan(self, plans: BoundedCache[str, str], key: str, kind_name: str | None) -> str:
         if self.sensitive_key(key.rsplit(".", 1)[-1]) and _is_sensitive_attr(key):
             plan = _FILTER
         elif key in _STRUCTURAL_KEYS:
@@ -327,10 +319,7 @@ class Scrubber:
             plan = ip_policy(key, kind_name)
         if plan is not _FILTER and key in _URL_ATTRS:
             plan = (_QUERY_ONLY if _URL_ATTRS[key] else "") + plan + _URL_SUFFIX
-        if len(plans) >= 4096:  # bounded: attribute keys are few, unless a caller invents them
-            plans.clear()
-        plans[key] = plan
-        return plan
+        return plans.put(key, plan)
 
     def _attr_text(self, policy: str, value: str) -> str:
         if policy.endswith(_URL_SUFFIX):  # a URL attribute: the semconv's own redaction first
@@ -411,7 +400,7 @@ _INFRA_KEYS = frozenset({"server.address", "server.port", "server.socket.address
                          "messaging.system", "messaging.destination.name", "rpc.system", "rpc.service"})
 _INFRA_PREFIXES = ("host.", "k8s.", "container.", "cloud.", "service.", "deployment.", "os.", "process.",
                    "telemetry.", "otel.", "server.")
-_policy_cache: dict[tuple[str, str | None], str] = {}
+_policy_cache: BoundedCache[tuple[str, str | None], str] = BoundedCache(4096)
 # Span attribute plans besides the IP policies: filter the whole value, or leave it alone.
 _FILTER, _SKIP = "filter", "skip"
 # Structural attributes whose values are bounded by the semantic conventions or by code (methods,
@@ -451,9 +440,7 @@ def ip_policy(key: str, kind_name: str | None) -> str:
         found = IP_KEEP
     else:
         found = IP_SCRUB
-    if len(_policy_cache) < 4096:
-        _policy_cache[cache_key] = found
-    return found
+    return _policy_cache.put(cache_key, found)
 
 
 def _is_sensitive_attr(key: str) -> bool:
