@@ -34,6 +34,7 @@ from sizewise_otel.telemetry import Telemetry, get_telemetry
 from sizewise_otel.web import coexist
 from sizewise_otel.web.auth import KeyRing
 from sizewise_otel.web.metrics import metrics_router
+from sizewise_otel.web.routes import add_endpoints
 
 # The per-traffic pieces are re-exported: bench/ and zero-code mode import them from here.
 __all__ = ["SYSTEM_METRICS_CONFIG", "UNMEASURED_PATHS", "Instrumentation", "instrument", "instrument_httpx",
@@ -143,22 +144,6 @@ def mark_instrumented(name: str) -> None:
     MARKS.claim(PROCESS, name)
 
 
-def _include(app: Any, router: Any, undo: Undo) -> None:
-    before = list(app.router.routes)
-    lifespan = app.router.lifespan_context  # FastAPI's include_router merges the router's lifespan in
-    if hasattr(app, "include_router"):
-        app.include_router(router)
-    else:
-        app.router.routes.extend(router.routes)
-    added = [r for r in app.router.routes if not any(r is b for b in before)]
-
-    def remove() -> None:
-        app.router.routes[:] = [r for r in app.router.routes if not any(r is a for a in added)]
-        app.router.lifespan_context = lifespan
-
-    undo.add("routes", remove)
-
-
 def _wrap_lifespan(app: Starlette, handle: Instrumentation) -> None:
     inner = app.router.lifespan_context
 
@@ -245,10 +230,9 @@ def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Set
     if redis is not None:
         instrument_redis(redis, telemetry, undo)
 
-    if not found.keep_metrics_route:  # the app's own /metrics renders the same registry (web/coexist.py)
-        _include(app, metrics_router(), undo)
-    for router in _component_routers(handle):
-        _include(app, router, undo)
+    # The app's own /metrics, if any, renders the same registry (web/coexist.py): no second one.
+    routers = ([] if found.keep_metrics_route else [metrics_router()]) + _component_routers(handle)
+    add_endpoints(app, routers, undo)  # behind one path check (web/routes.py)
     _wrap_lifespan(app, handle)
     if found:
         log.info("coexistence", **found.notes)  # one line: what the service already had, what SizeWise did
