@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from bench.apps import API_KEY, BOOM_PATH, INFO_PATH, TRIVIAL_PATH
-from bench.proc import Server, gunicorn_server, uvicorn_server, wrk_count
+from bench.proc import Server, gunicorn_server, pin_beside_loadgen, uvicorn_server, wrk_count
 from bench.report import Check, Results
 from bench.rounds import interleave
 
@@ -105,6 +105,8 @@ def pg_redis() -> Iterator[tuple[Any, Any]]:
     from tests import servers as test_servers
 
     with test_servers.postgres_server() as pg, test_servers.redis_server() as rd:
+        for dependency in (pg, rd):
+            pin_beside_loadgen(dependency.proc.pid)
         yield pg, rd
 
 
@@ -142,6 +144,7 @@ def gunicorn(profile: Any, res: Results, wd: Path, targets: dict[str, float], *,
     script = _lua(wd, "calculate.lua", CALCULATE_LUA)
     sink = stack.TraceSink()
     collector = stack.start_collector(sink.endpoint)
+    pin_beside_loadgen(collector.server.proc.pid)
     try:
         otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http}
         with pg_redis() as (pg, rd):

@@ -79,6 +79,18 @@ def pin_loadgen() -> None:  # runs in the wrk child between fork and exec
         os.sched_setaffinity(0, CPU_PLAN[1])
 
 
+def pin_beside_loadgen(pid: int) -> None:
+    """Put a dependency of the server (PostgreSQL, Redis, the collector) on the load generator's
+    CPUs, every thread of every process of it: the server's CPU then runs the server alone, in
+    every variant alike (a backend PostgreSQL forks later inherits the mask)."""
+    if CPU_PLAN is None:
+        return
+    for proc in _tree(pid):
+        for task in Path(f"/proc/{proc}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                os.sched_setaffinity(int(task.name), CPU_PLAN[1])
+
+
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
     """The caller's environment without OTEL_*/SIZEWISE_*, so every variant runs at its defaults."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SIZEWISE_", "BENCH_VARIANT"))}

@@ -27,12 +27,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# The trace sink of the gunicorn rows is an in-process gRPC server: without this, gRPC logs a line
+# at INFO each time the harness forks wrk ("skipping fork() handlers").
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
