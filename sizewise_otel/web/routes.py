@@ -16,8 +16,11 @@ schema is built with the group's routes in its place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
 from typing import Any
 
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from starlette.routing import BaseRoute, Match, NoMatchFound
 
 from sizewise_otel.instruments.registry import Undo
@@ -25,6 +28,9 @@ from sizewise_otel.instruments.registry import Undo
 # Where the route that matched waits in the scope between ``matches`` and ``handle`` (the router
 # copies the child scope into the request's scope in between).
 _MATCHED_KEY = "sizewise.endpoint"
+# Set by FastAPI's AsyncExitStackMiddleware on each request of a FastAPI app; its routes require it.
+_FILE_STACK = "fastapi_middleware_astack"
+_HANDLERS_KEY = "starlette.exception_handlers"  # (by exception class, by status code): the app's handlers
 
 
 def _head(path: str) -> str:
@@ -79,7 +85,19 @@ class EndpointGroup(BaseRoute):
                 return
             scope.update(child)
             route = scope.pop(_MATCHED_KEY)
-        await route.handle(scope, receive, send)
+        if _FILE_STACK in scope or scope["type"] != "http":
+            await route.handle(scope, receive, send)
+            return
+        # A plain Starlette app: FastAPI's routes need the exit stack FastAPI's own middleware gives
+        # every request (their handlers assert it), and a handler for their validation errors (422
+        # JSON, as on FastAPI, instead of a 500) unless the app has its own.
+        handlers, status_handlers = scope.get(_HANDLERS_KEY) or ({}, {})
+        if RequestValidationError not in handlers:
+            scope[_HANDLERS_KEY] = ({**handlers, RequestValidationError: request_validation_exception_handler},
+                                    status_handlers)
+        async with AsyncExitStack() as stack:
+            scope[_FILE_STACK] = stack
+            await route.handle(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         for route in self.routes:
@@ -121,9 +139,11 @@ def add_endpoints(app: Any, routers: Iterable[Any], undo: Undo) -> EndpointGroup
 
 def _list_in_openapi(app: Any, undo: Undo) -> None:
     """``app.openapi()`` built from the app's routes with the groups expanded (FastAPI walks the
-    route list itself and would not look inside a group). A schema the app already built is kept."""
+    route list itself and would not look inside a group). A schema the app already built is kept;
+    one built with the group in it goes with the group."""
     inner = app.openapi  # FastAPI's method, or the service's own override (it reads app.routes too)
     own = "openapi" in vars(app)  # the service had set its own function on the app
+    built = getattr(app, "openapi_schema", None)
 
     def openapi() -> Any:
         if getattr(app, "openapi_schema", None):
@@ -144,5 +164,7 @@ def _list_in_openapi(app: Any, undo: Undo) -> None:
                 app.openapi = inner
             else:
                 del app.openapi
+        if getattr(app, "openapi_schema", None) is not built:  # cached since, listing our routes
+            app.openapi_schema = built
 
     undo.add("openapi", restore)
