@@ -5,6 +5,7 @@
     python bench/figures.py gc           # GC under wrk, SIZEWISE_GC_FREEZE on vs off (uvicorn)
     python bench/figures.py exposition   # /metrics body: sizewise's one pass vs prometheus_client
     python bench/figures.py sqlredis     # SQL / Redis per operation: bare, contrib + SDK, sizewise
+    python bench/figures.py routing      # routing a service's GET /ping: bare, include_router, EndpointGroup
     python bench/figures.py all
 
 Every figure is a median over interleaved batches (A, B, B, A, ...), so a neighbour's load lands
@@ -217,8 +218,59 @@ def sqlredis() -> None:
     _table("per operation, wall, 10 % parent-based sampling, no current span", rows)
 
 
+def routing() -> None:
+    """What SizeWise's endpoints cost the service's own requests at routing: its ``GET /ping`` (defined
+    after instrument()) matched through the app's route list as the router does, until Match.FULL."""
+    from fastapi import FastAPI
+    from starlette.routing import Match
+
+    from sizewise_otel.instrumentation import _component_routers, instrument
+    from sizewise_otel.settings import load_settings
+    from sizewise_otel.web.metrics import metrics_router
+    from sizewise_otel.web.routes import EndpointGroup
+
+    settings = load_settings(error_store_url=f"sqlite:///{Path(tempfile.mkdtemp(prefix='bench-routes-')) / 'e.db'}")
+
+    def with_ping(app: FastAPI) -> FastAPI:
+        app.get("/ping")(lambda: {"ok": True})
+        return app
+
+    bare = with_ping(FastAPI())
+    shipped = FastAPI()
+    instrument(shipped, settings=settings)
+    with_ping(shipped)
+    before = FastAPI()
+    handle = instrument(before, settings=settings)
+    # The routers added the old way: the group taken out, each router included, in instrument()'s order.
+    before.router.routes[:] = [r for r in before.router.routes if not isinstance(r, EndpointGroup)]
+    for router in [metrics_router(), *_component_routers(handle)]:
+        before.include_router(router)
+    with_ping(before)
+
+    scope = {"type": "http", "method": "GET", "path": "/ping", "raw_path": b"/ping", "root_path": "",
+             "query_string": b"", "headers": [], "scheme": "http", "server": ("testserver", 80)}
+
+    def route(app: FastAPI) -> Callable[[], Any]:
+        routes = app.router.routes
+
+        def one() -> Any:
+            for r in routes:
+                if r.matches(scope)[0] is Match.FULL:
+                    return r
+            raise LookupError("GET /ping matched no route")
+        assert getattr(one(), "path", None) == "/ping"
+        return one
+
+    apps = {"bare FastAPI": bare,
+            "instrument(app), include_router (before)": before,
+            "instrument(app), one EndpointGroup (shipped)": shipped}
+    got = _per_call_ns({k: route(a) for k, a in apps.items()})
+    _table("routing GET /ping (a service route after instrument()), in process, per request",
+           [(f"{k}, {len(a.router.routes)} routes", f"{got[k] / 1e3:.2f} us") for k, a in apps.items()])
+
+
 FIGURES: dict[str, Callable[[], None]] = {"lean": lean, "gate": gate, "gc": gc_freeze, "exposition": exposition,
-                                          "sqlredis": sqlredis}
+                                          "sqlredis": sqlredis, "routing": routing}
 
 
 def main() -> int:
