@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,20 @@ def pin_beside_loadgen(pid: int) -> None:
         for task in Path(f"/proc/{proc}/task").glob("*"):
             with contextlib.suppress(OSError, ValueError):
                 os.sched_setaffinity(int(task.name), CPU_PLAN[1])
+
+
+@contextlib.contextmanager
+def on_server_cpu() -> Iterator[None]:
+    """Run this process on the server's CPUs for a while (in-process measurements)."""
+    if CPU_PLAN is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, CPU_PLAN[0])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
