@@ -76,6 +76,7 @@ from sizewise_otel.instruments.request import (
     header_capture,
     header_value,
     request_url,
+    route_path,
     route_template,
 )
 
@@ -228,7 +229,7 @@ class HTTPServerTelemetry:
 
     # --- the middleware -----------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.excluded or (
+        if scope["type"] != "http" or route_path(scope) in self.excluded or (
                 self.excluded_urls is not None and self.excluded_urls.url_disabled(request_url(scope))):
             await self.app(scope, receive, send)
             return

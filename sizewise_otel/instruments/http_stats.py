@@ -14,7 +14,14 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from sizewise_otel.instruments.request import ENTRY_ROOT_PATH, NATIVE_TELEMETRY_KEY, Scope, excluded_urls, request_url
+from sizewise_otel.instruments.request import (
+    ENTRY_ROOT_PATH,
+    NATIVE_TELEMETRY_KEY,
+    Scope,
+    excluded_urls,
+    request_url,
+    route_path,
+)
 
 # Set on the scope by code that already captured the request's exception (e.g. an exception
 # handler answering 503), so the 5xx status is not captured a second time.
@@ -74,7 +81,7 @@ class MonitoringMiddleware:
         self.excluded_urls = excluded_urls()  # the same OTEL_PYTHON_FASTAPI_EXCLUDED_URLS the contrib skips
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in self.excluded or (
+        if scope["type"] != "http" or route_path(scope) in self.excluded or (
                 self.excluded_urls is not None and self.excluded_urls.url_disabled(request_url(scope))):
             await self.app(scope, receive, send)
             return

@@ -57,6 +57,16 @@ def error_type(exc: BaseException) -> str:
     return name
 
 
+def route_path(scope: Scope) -> str:
+    """The path as the app's routes see it: under a ``root_path`` (a proxy prefix), without it, so
+    ``/api/livez`` is the unmeasured ``/livez`` of an app served at ``/api``."""
+    path: str = scope["path"]
+    root = scope.get("root_path")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("/", ""):
+        return path[len(root):]
+    return path
+
+
 def route_template(scope: Scope, root_path: str | None = None) -> str | None:
     """The matched route's template, read after routing; ``None`` when nothing matched.
 

@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.routing import BaseRoute, Match, NoMatchFound
 
 from sizewise_otel.instruments.registry import Undo
+from sizewise_otel.instruments.request import route_path
 
 # Where the route that matched waits in the scope between ``matches`` and ``handle`` (the router
 # copies the child scope into the request's scope in between).
@@ -39,15 +40,6 @@ def _head(path: str) -> str:
     return path if end < 0 else path[:end]
 
 
-def _route_path(scope: dict[str, Any]) -> str:
-    """The path routes match against: Starlette's rule, the app's ``root_path`` taken off."""
-    path: str = scope["path"]
-    root = scope.get("root_path", "")
-    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root):]
-    return path
-
-
 class EndpointGroup(BaseRoute):
     """A fixed list of routes matched as if each stood in the app's route list at this position."""
 
@@ -61,7 +53,7 @@ class EndpointGroup(BaseRoute):
     def matches(self, scope: Any) -> tuple[Match, dict[str, Any]]:
         if scope["type"] not in ("http", "websocket"):
             return Match.NONE, {}
-        if self.heads is not None and _head(_route_path(scope)) not in self.heads:
+        if self.heads is not None and _head(route_path(scope)) not in self.heads:
             return Match.NONE, {}
         partial: tuple[BaseRoute, dict[str, Any]] | None = None
         for route in self.routes:

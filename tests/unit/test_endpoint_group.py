@@ -185,13 +185,15 @@ def test_service_openapi_override_is_still_used() -> None:
 
 
 def test_root_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Kept out of the process's shared /metrics: the HTTP layer's never-measured paths (/livez, /metrics)
-    # are compared with the path before the root path comes off, so "/api/livez" would be recorded.
-    monkeypatch.setenv("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "/api/")
+    monkeypatch.setenv("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "/api/nowhere")  # keeps the shared /metrics tidy
     app = _instrumented()
+    stats = app.state.sizewise.stats
     with TestClient(app, root_path="/api") as http:
+        before = stats.total
         assert http.get("/api/livez").status_code == 200  # the path check takes the root path off
+        assert stats.total == before  # ... and so does the HTTP layer: /livez under /api is not traffic
         assert http.get("/api/ping").json() == {"pong": "service"}
+        assert stats.total == before + 1
         unknown = http.get(f"/api/errors/groups/{'f' * 32}", headers=VIEWER)
         assert unknown.status_code == 404 and unknown.json() == {"detail": "no such error group"}
         assert http.get("/api/nowhere").status_code == 404
