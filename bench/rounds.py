@@ -1,8 +1,10 @@
 """Interleaved rounds: every variant of a group loaded in turn, ratios taken within a round.
 
 The machine is shared and noisy, so what the table reports are ratios to the ``bare`` variant
-measured in the same round (each round rotates the order), reduced with medians, with the spread
-over rounds beside them.
+measured right beside each run: a round is ``bare, v1, bare, v2, ..., bare`` (the variants' order
+rotates from round to round) and each variant is compared with the mean of the bare runs just
+before and just after it. The ratios are reduced with medians, with the spread over rounds beside
+them.
 """
 
 from __future__ import annotations
@@ -54,17 +56,30 @@ def interleave(servers: dict[str, Server], labels: dict[str, str], path: str, *,
     out = {v: Series(labels[v]) for v in servers}
     for srv in servers.values():  # warm up: imports, first-request paths, series creation
         wrk(srv.url + path, warmup, script=script)
-    names = list(servers)
+    others = [v for v in servers if v != "bare"]
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        got = {v: measured(servers[v], servers[v].url + path, seconds, script) for v in order}
-        for v in names:
+        # bare, v1, bare, v2, ..., bare: each variant is compared with the bare runs right before and
+        # after it (their mean), so a slow spell of the shared machine that spans a few runs lands on
+        # both sides of the comparison; the variants' order rotates from round to round.
+        k = r % max(len(others), 1)
+        order = others[k:] + others[:k]
+        bare_runs = [measured(servers["bare"], servers["bare"].url + path, seconds, script)]
+        got = {}
+        for v in order:
+            got[v] = measured(servers[v], servers[v].url + path, seconds, script)
+            bare_runs.append(measured(servers["bare"], servers["bare"].url + path, seconds, script))
+        for i, v in enumerate(["bare", *order]):
+            before, after = (bare_runs[0], bare_runs[-1]) if v == "bare" else (bare_runs[i - 1], bare_runs[i])
+            run = bare_runs[len(bare_runs) // 2] if v == "bare" else got[v]
+            rps = (before.rps + after.rps) / 2
+            cpu = (before.cpu_us + after.cpu_us) / 2
             s = out[v]
-            s.runs.append(got[v])
-            s.ratios.append(got[v].rps / got["bare"].rps)
-            s.cpu_ratios.append(got["bare"].cpu_us / got[v].cpu_us)
-            s.cpu_added.append(got[v].cpu_us - got["bare"].cpu_us)
-            bad = got[v].non_2xx + got[v].errors
-            if bad and not s.problem:
-                s.problem = f"{got[v].non_2xx} non-2xx answers, {got[v].errors} socket errors in a round"
+            s.runs.append(run)
+            s.ratios.append(1.0 if v == "bare" else run.rps / rps)
+            s.cpu_ratios.append(1.0 if v == "bare" else cpu / run.cpu_us)
+            s.cpu_added.append(0.0 if v == "bare" else run.cpu_us - cpu)
+        for v, run in [*(("bare", b) for b in bare_runs), *got.items()]:
+            bad = run.non_2xx + run.errors
+            if bad and not out[v].problem:
+                out[v].problem = f"{run.non_2xx} non-2xx answers, {run.errors} socket errors in a round"
     return out

@@ -71,9 +71,9 @@ class Profile:
     boom_requests: int
 
 
-FULL = Profile(False, rounds=5, seconds=10.0, warmup=3.0, random_requests=100_000, op_batches=25,
+FULL = Profile(False, rounds=7, seconds=5.0, warmup=3.0, random_requests=100_000, op_batches=25,
                op_batch_size=500, boom_requests=3000)
-QUICK = Profile(True, rounds=3, seconds=3.0, warmup=1.5, random_requests=20_000, op_batches=11,
+QUICK = Profile(True, rounds=3, seconds=2.0, warmup=1.5, random_requests=20_000, op_batches=11,
                 op_batch_size=300, boom_requests=600)
 ALL_PARTS = ("http", "demo", "gunicorn", "errors", "metrics", "rss", "ops")
 
