@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
+from contextvars import ContextVar
 from typing import Any
 
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -29,6 +30,8 @@ from sizewise_otel.instruments.request import route_path
 # Where the route that matched waits in the scope between ``matches`` and ``handle`` (the router
 # copies the child scope into the request's scope in between).
 _MATCHED_KEY = "sizewise.endpoint"
+# The route a group matched last in this context (task or thread): see EndpointGroup.path.
+_last_matched: ContextVar[BaseRoute | None] = ContextVar("sizewise_endpoint_matched", default=None)
 # Set by FastAPI's AsyncExitStackMiddleware on each request of a FastAPI app; its routes require it.
 _FILE_STACK = "fastapi_middleware_astack"
 _HANDLERS_KEY = "starlette.exception_handlers"  # (by exception class, by status code): the app's handlers
@@ -59,12 +62,24 @@ class EndpointGroup(BaseRoute):
         for route in self.routes:
             match, child = route.matches(scope)
             if match is Match.FULL:
+                _last_matched.set(route)
                 return Match.FULL, {**child, _MATCHED_KEY: route}
             if match is Match.PARTIAL and partial is None:
                 partial = (route, child)
         if partial is not None:
+            _last_matched.set(partial[0])
             return Match.PARTIAL, {**partial[1], _MATCHED_KEY: partial[0]}
         return Match.NONE, {}
+
+    @property
+    def path(self) -> str:
+        """The path template of the route this group last matched in this context ("" before any).
+
+        For code that matches ``app.routes`` itself and then reads the matched route's ``path`` (the
+        contrib FastAPI instrumentor's ``http.route``, in every release): it gets the inner route's.
+        """
+        route = _last_matched.get()
+        return str(getattr(route, "path", "")) if any(route is r for r in self.routes) else ""
 
     async def handle(self, scope: Any, receive: Any, send: Any) -> None:
         route = scope.pop(_MATCHED_KEY, None)
@@ -111,13 +126,22 @@ def expanded(routes: Iterable[BaseRoute]) -> list[BaseRoute]:
     return out
 
 
-def add_endpoints(app: Any, routers: Iterable[Any], undo: Undo) -> EndpointGroup:
+def add_endpoints(app: Any, routers: Iterable[Any], undo: Undo, *, flat: bool = False) -> EndpointGroup | None:
     """The routers' routes, as one :class:`EndpointGroup` appended to the app's routes.
 
     Not ``include_router``: an ``APIRouter``'s routes already carry its prefix, tags and
-    dependencies, and SizeWise's routers have no lifespan to merge.
+    dependencies, and SizeWise's routers have no lifespan to merge. ``flat``: each route appended
+    as it is, for an app whose HTTP telemetry is the contrib FastAPI instrumentor's (zero-code mode,
+    the public path), which finds ``http.route`` by matching ``app.routes`` itself and reading the
+    matched route's ``path``, which a group has not.
     """
-    group = EndpointGroup([route for router in routers for route in router.routes])
+    routes = [route for router in routers for route in router.routes]
+    if flat:
+        app.router.routes.extend(routes)
+        undo.add("routes", lambda: app.router.routes.__setitem__(
+            slice(None), [r for r in app.router.routes if not any(r is a for a in routes)]))
+        return None
+    group = EndpointGroup(routes)
     app.router.routes.append(group)
 
     def remove() -> None:

@@ -247,3 +247,29 @@ def test_plain_starlette_app() -> None:
     # A bad query parameter is a 422 with FastAPI's JSON body, as on a FastAPI app (not a 500).
     assert anyio.run(run) == (200, 200, "hello", 200, 422, ["query", "window_hours"])
     assert app.url_path_for("livez") == "/livez"
+
+
+def test_path_is_the_matched_inner_routes_for_code_that_matches_app_routes_itself() -> None:
+    # The contrib FastAPI instrumentor (every release) matches app.routes and reads the matched route's path.
+    group = _group(_instrumented())
+    scope = {"type": "http", "method": "GET", "path": "/errors/groups/abc", "root_path": "", "headers": [],
+             "query_string": b""}
+    assert group.matches(scope)[0] is Match.FULL
+    assert group.path == "/errors/groups/{group_id}"
+
+
+def test_an_app_the_contrib_instrumentor_routes_gets_the_routes_flat() -> None:
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    app = FastAPI()
+    FastAPIInstrumentor.instrument_app(app)  # zero-code mode's state: the contrib owns the HTTP telemetry
+    try:
+        instrument(app, settings=_settings())
+        assert not [r for r in app.router.routes if isinstance(r, EndpointGroup)]
+        assert "/livez" in [getattr(r, "path", None) for r in app.router.routes]
+        with TestClient(app) as http:
+            assert http.get("/livez").status_code == 200
+        assert app.state.sizewise.uninstrument() == []
+        assert "/livez" not in [getattr(r, "path", None) for r in app.router.routes]
+    finally:
+        FastAPIInstrumentor.uninstrument_app(app)
