@@ -17,7 +17,6 @@ from sizewise_otel.dashboard import PerformanceDashboard, initialize_performance
 from sizewise_otel.errors import ErrorTracker, initialize_error_tracker
 from sizewise_otel.fastpath import (
     detach_lean_histograms,
-    instrumented_by_contrib,
     restore_id_generators,
     warn_if_disabled,
 )
@@ -233,8 +232,7 @@ def instrument(app: Any, *, engine: Any = None, redis: Any = None, settings: Set
 
     # The app's own /metrics, if any, renders the same registry (web/coexist.py): no second one.
     routers = ([] if found.keep_metrics_route else [metrics_router()]) + _component_routers(handle)
-    # Behind one path check (web/routes.py), unless the contrib instrumentor matches routes itself.
-    add_endpoints(app, routers, undo, flat=instrumented_by_contrib(app))
+    add_endpoints(app, routers, undo)  # behind one path check (web/routes.py)
     _wrap_lifespan(app, handle)
     if found:
         log.info("coexistence", **found.notes)  # one line: what the service already had, what SizeWise did

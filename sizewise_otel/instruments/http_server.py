@@ -516,7 +516,9 @@ def _instrument_http_server_contrib(app: Any, telemetry: Any, undo: Undo, is_fas
         _move_otel_middleware_outermost(app, undo)
         return
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.util.http import parse_excluded_urls
 
+    # Parsed here: the ASGI middleware before 0.55 takes only an ExcludeList (a string fails every request).
     _add_middleware(app, undo, OpenTelemetryMiddleware, tracer_provider=telemetry.tracer_provider,
-                    meter_provider=telemetry.meter_provider, excluded_urls=excluded,
+                    meter_provider=telemetry.meter_provider, excluded_urls=parse_excluded_urls(excluded),
                     exclude_spans=["receive", "send"])

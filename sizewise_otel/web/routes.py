@@ -126,21 +126,13 @@ def expanded(routes: Iterable[BaseRoute]) -> list[BaseRoute]:
     return out
 
 
-def add_endpoints(app: Any, routers: Iterable[Any], undo: Undo, *, flat: bool = False) -> EndpointGroup | None:
+def add_endpoints(app: Any, routers: Iterable[Any], undo: Undo) -> EndpointGroup:
     """The routers' routes, as one :class:`EndpointGroup` appended to the app's routes.
 
     Not ``include_router``: an ``APIRouter``'s routes already carry its prefix, tags and
-    dependencies, and SizeWise's routers have no lifespan to merge. ``flat``: each route appended
-    as it is, for an app whose HTTP telemetry is the contrib FastAPI instrumentor's (zero-code mode,
-    the public path), which finds ``http.route`` by matching ``app.routes`` itself and reading the
-    matched route's ``path``, which a group has not.
+    dependencies, and SizeWise's routers have no lifespan to merge.
     """
     routes = [route for router in routers for route in router.routes]
-    if flat:
-        app.router.routes.extend(routes)
-        undo.add("routes", lambda: app.router.routes.__setitem__(
-            slice(None), [r for r in app.router.routes if not any(r is a for a in routes)]))
-        return None
     group = EndpointGroup(routes)
     app.router.routes.append(group)
 
