@@ -318,7 +318,7 @@ def ops(profile: Any, res: Results, wd: Path, targets: dict[str, float], **_: An
     telemetry = _telemetry(wd)
     from tests import servers as test_servers
 
-    # The client (this process) on the server's CPU, PostgreSQL and Redis on the other, as every
+    # The client (this thread) on the server's CPU, PostgreSQL and Redis on the other, as every
     # other row runs them: an operation's round trip then crosses cores, as it does between hosts.
     with pg_redis() as (pg, rd), on_server_cpu():
         url = test_servers.postgres_url(pg)

@@ -94,7 +94,8 @@ def pin_beside_loadgen(pid: int) -> None:
 
 @contextlib.contextmanager
 def on_server_cpu() -> Iterator[None]:
-    """Run this process on the server's CPUs for a while (in-process measurements)."""
+    """Run the calling thread on the server's CPUs for a while (in-process measurements; Linux's
+    affinity is per thread, so the process's other threads keep theirs)."""
     if CPU_PLAN is None:
         yield
         return

@@ -68,16 +68,21 @@ def interleave(servers: dict[str, Server], labels: dict[str, str], path: str, *,
         for v in order:
             got[v] = measured(servers[v], servers[v].url + path, seconds, script)
             bare_runs.append(measured(servers["bare"], servers["bare"].url + path, seconds, script))
-        for i, v in enumerate(["bare", *order]):
-            before, after = (bare_runs[0], bare_runs[-1]) if v == "bare" else (bare_runs[i - 1], bare_runs[i])
-            run = bare_runs[len(bare_runs) // 2] if v == "bare" else got[v]
+        bare = out["bare"]  # its row: the middle bare run of the round, every ratio 1 by definition
+        bare.runs.append(bare_runs[len(bare_runs) // 2])
+        bare.ratios.append(1.0)
+        bare.cpu_ratios.append(1.0)
+        bare.cpu_added.append(0.0)
+        for i, v in enumerate(order):
+            before, after = bare_runs[i], bare_runs[i + 1]
+            run = got[v]
             rps = (before.rps + after.rps) / 2
             cpu = (before.cpu_us + after.cpu_us) / 2
             s = out[v]
             s.runs.append(run)
-            s.ratios.append(1.0 if v == "bare" else run.rps / rps)
-            s.cpu_ratios.append(1.0 if v == "bare" else cpu / run.cpu_us)
-            s.cpu_added.append(0.0 if v == "bare" else run.cpu_us - cpu)
+            s.ratios.append(run.rps / rps)
+            s.cpu_ratios.append(cpu / run.cpu_us)
+            s.cpu_added.append(run.cpu_us - cpu)
         for v, run in [*(("bare", b) for b in bare_runs), *got.items()]:
             bad = run.non_2xx + run.errors
             if bad and not out[v].problem:

@@ -3,8 +3,8 @@
 Starlette and FastAPI match a request against the app's routes in order. Added as ordinary
 routes (or with ``include_router``, which FastAPI >= 0.150 keeps as one route that re-matches
 each route inside it), SizeWise's twenty endpoints cost every request of the service that is
-matched after them: about 1 us a route on this machine, 45 us a request with FastAPI 0.165's
-included routers (``python bench/figures.py routing`` prints it). :class:`EndpointGroup` stands
+matched after them (``python bench/figures.py routing`` prints what, with FastAPI's included
+routers and with this group, against a bare app). :class:`EndpointGroup` stands
 in their place, at the same position (so the precedence is what ``include_router`` gave): one
 set lookup of the path's first segment answers "not ours" for the service's requests, and only
 a path that could be ours is matched route by route, with the routes' own ``matches``.
