@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import threading
+import time
 
 import pytest
 from fastapi import FastAPI
@@ -33,6 +35,43 @@ def test_freeze_collects_first_then_freezes_what_lives() -> None:
     assert kept not in gc.get_objects()  # frozen objects are out of the collector's reach
     gc.unfreeze()
     assert any(o is kept for o in gc.get_objects())
+
+
+def test_freeze_waits_out_another_threads_collection() -> None:
+    """gc.collect() is a no-op while another thread collects; the garbage must still not be frozen."""
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    in_finalizer, release = threading.Event(), threading.Event()
+
+    class SlowFinalizer:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:  # runs inside the other thread's collection, GIL released
+            in_finalizer.set()
+            release.wait(5)
+
+    def other_thread() -> None:
+        SlowFinalizer()
+        gc.collect()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    assert in_finalizer.wait(5)
+    Node()
+    releaser = threading.Timer(0.05, release.set)  # the other collection ends while we retry
+    releaser.start()
+    started = time.monotonic()
+    freeze_startup_heap()
+    worker.join(5)
+    releaser.join(5)
+    assert time.monotonic() - started >= 0.04  # it waited for the other collection instead of skipping
+    assert not any(type(o) is Node for o in gc.get_objects())
+    gc.unfreeze()
+    assert not any(type(o) is Node for o in gc.get_objects())  # collected, never frozen
 
 
 @pytest.mark.parametrize("enabled", [True, False])
