@@ -40,9 +40,12 @@ test: $(STAMP) system-deps collector servers
 
 # The unit suite plus a smoke set of integration tests on the floor and middle versions of every
 # package a host service shares (ci/locks/*.txt; docs/compatibility.md). `make test` is the newest cell.
+# The two cells run side by side (one pytest process per core; each fixture takes its own free ports
+# and temp dirs): CI time is the slower cell's, not the sum.
 matrix: $(STAMP) system-deps collector servers
-	bash scripts/matrix.sh floor
-	bash scripts/matrix.sh middle
+	bash scripts/matrix.sh venv floor middle
+	bash scripts/matrix.sh floor & floor=$$!; bash scripts/matrix.sh middle; middle=$$?; \
+	  wait $$floor; floor=$$?; [ $$floor = 0 ] && [ $$middle = 0 ]
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

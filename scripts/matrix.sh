@@ -5,6 +5,8 @@
 #
 #   scripts/matrix.sh CELL [pytest args]   venv build/matrix/CELL from ci/locks/CELL.txt (+ this tree,
 #                                          editable, no deps), run the tests, print one result line
+#   scripts/matrix.sh venv CELL ...        only build the cells' venvs (before running cells side by side:
+#                                          they would share build/matrix/.tools)
 #   scripts/matrix.sh lock [CELL ...]      re-resolve ci/locks/CELL.txt from pyproject.toml's [test] extra
 #                                          under the constraints in ci/locks/CELL.in (all cells by default)
 #
@@ -96,6 +98,7 @@ PY
 }
 
 case "${1:-}" in
+  venv) shift; for cell in "$@"; do build_venv "$cell"; done ;;
   lock) shift; if [ $# -eq 0 ]; then set -- floor middle newest; fi; lock "$@" ;;
   ""|-h|--help) sed -n '2,13p' "$0"; exit 2 ;;
   *) run_cell "$@" ;;
