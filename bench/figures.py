@@ -45,7 +45,7 @@ def lean() -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    from sizewise_otel.fastpath import lean_histogram
+    from sizewise_otel.fastpath import lean_counter, lean_histogram, lean_histogram_instrument
 
     provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     attrs = {"http.request.method": "GET", "url.scheme": "http", "http.route": "/ping",
@@ -65,6 +65,23 @@ def lean() -> None:
                                                                              "url.scheme": "http"}),
     })
     _table("per measurement, in process", [(k, f"{v / 1e3:.2f} us") for k, v in got.items()])
+    # A business signal as a service records it through Telemetry.instrument(): the SDK instrument
+    # (the public path) against the lean one the fast path hands out (fastpath/catalog_instruments.py).
+    scope = ("bench", "1", None)
+    business = {"sizewise.hvac.calculation.type": "round_duct", "sizewise.hvac.calculation.outcome": "success"}
+    sdk_counter = meter.create_counter("bench.calculations")
+    sdk_duration = meter.create_histogram("bench.calculation.duration", unit="s")
+    lean_calculations = lean_counter(provider, sdk_counter, "bench.calculations.lean", "1", "d", scope)
+    lean_duration = lean_histogram_instrument(provider, sdk_duration, "bench.calculation.duration.lean", "s", "d",
+                                              [0.001, 0.01, 0.1, 1], business, scope)
+    assert lean_calculations is not sdk_counter and lean_duration is not sdk_duration
+    got = _per_call_ns({
+        "SDK Counter.add (2 attributes)": lambda: sdk_counter.add(1, business),
+        "Telemetry.instrument() counter add (lean)": lambda: lean_calculations.add(1, business),
+        "SDK Histogram.record (2 attributes)": lambda: sdk_duration.record(0.0123, business),
+        "Telemetry.instrument() histogram record (lean)": lambda: lean_duration.record(0.0123, business),
+    })
+    _table("a business signal per measurement, in process", [(k, f"{v / 1e3:.2f} us") for k, v in got.items()])
     provider.shutdown()
 
 

@@ -37,8 +37,14 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 
 from sizewise_otel.catalog import SIGNALS, TELEMETRY_SIGNAL, Kind, Signal, signal
+from sizewise_otel.fastpath import (
+    detach_lean_histograms,
+    exporter_preferences,
+    lean_counter,
+    lean_histogram_instrument,
+    prometheus_reader,
+)
 from sizewise_otel.fastpath import enabled as fastpath_enabled
-from sizewise_otel.fastpath import exporter_preferences, prometheus_reader
 from sizewise_otel.instruments.buckets import histogram_buckets
 from sizewise_otel.instruments.registry import MARKS
 from sizewise_otel.settings import Settings, SettingsError, ensure_semconv_opt_in
@@ -346,7 +352,18 @@ class Telemetry:
             Kind.HISTOGRAM: self.meter.create_histogram,
             Kind.GAUGE: self.meter.create_gauge,
         }[sig.kind]
-        return factory(sig.name, unit=sig.unit, description=sig.description)
+        sdk = factory(sig.name, unit=sig.unit, description=sig.description)
+        if self.disabled or not fastpath_enabled() or sig.owner.name != "SIZEWISE":
+            return sdk
+        # SizeWise's own counters and histograms record into lean aggregations the readers export as
+        # the SDK would (fastpath/catalog_instruments.py): the service records them on its requests.
+        scope = (SCOPE, self.settings.service_version, None)
+        if sig.kind is Kind.COUNTER:
+            return lean_counter(self.meter_provider, sdk, sig.name, sig.unit, sig.description, scope)
+        if sig.kind is Kind.HISTOGRAM:
+            return lean_histogram_instrument(self.meter_provider, sdk, sig.name, sig.unit, sig.description,
+                                             histogram_buckets(sig.name), sig.attributes, scope)
+        return sdk
 
     def _export_failed(self, which: str) -> None:
         self.export_stats.failures[which] += 1
@@ -389,6 +406,7 @@ class Telemetry:
         for fn in (tracer_done, self.meter_provider.shutdown):
             with contextlib.suppress(Exception):
                 fn()
+        detach_lean_histograms(self.meter_provider)  # after the readers' last export, which includes them
 
 
 def tier_cached(fn: Callable[[], Any], seconds: float) -> Callable[[], Any]:

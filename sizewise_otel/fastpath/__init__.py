@@ -3,7 +3,8 @@ SDK, API, contrib packages or prometheus_client (and, in ``fastapi_native``, Fas
 native-telemetry switches, which ``instrument()`` turns off whichever path it takes).
 
 It holds what makes instrumentation cheap: the span gates (decide sampling before the SDK does the
-work), the lean histogram with the reader hook that exports it, the recorder the DB, Redis and
+work), the lean histogram and sum with the reader hook that exports them, the catalog's lean counters and
+histograms, the recorder the DB, Redis and
 cache layers share, the exemplar policy, the one-pass text exposition behind ``GET /metrics``, the
 span hooks the error tracker scrubs through, and :class:`BoundedCache`, the one size-capped memo
 type. :mod:`~sizewise_otel.fastpath.detect` checks once per process that the installed packages
@@ -14,6 +15,7 @@ APIs and the names exported here (a unit test scans for violations).
 """
 
 from sizewise_otel.fastpath.bounded import BoundedCache
+from sizewise_otel.fastpath.catalog_instruments import lean_counter, lean_histogram_instrument
 from sizewise_otel.fastpath.detect import FastpathStatus, enabled, status, warn_if_disabled
 from sizewise_otel.fastpath.exemplars import NO_EXEMPLARS, ExemplarPolicy
 from sizewise_otel.fastpath.exposition import collect_samples, generate_latest, prometheus_reader
@@ -59,7 +61,9 @@ __all__ = [
     "exporter_preferences",
     "generate_latest",
     "instrumented_by_contrib",
+    "lean_counter",
     "lean_histogram",
+    "lean_histogram_instrument",
     "prometheus_reader",
     "restore_id_generators",
     "schema_url",

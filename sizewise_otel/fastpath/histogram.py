@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from time import time_ns
 from typing import Any
 
@@ -93,6 +93,7 @@ class LeanHistogram:
         self.exemplar_mode = self.policy.mode
         self._seq = 0  # exemplars offered so far; readers remember where they last collected
         self._cursors: dict[int, int] = {}
+        self.detached = False  # set when its reader hook is removed: no reader exports it any more
 
     def point(self, key: Any, attributes: dict[str, Any]) -> LeanPoint:
         found = self._points.get(key)
@@ -194,25 +195,28 @@ class LeanHistogram:
 
     def merge_into(self, data: Any, reader: Any = None) -> Any:
         """``data`` (what the SDK collected for one reader) with this histogram added."""
-        from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics, ScopeMetrics
+        return merge_metric(data, self.metric(reader), self.scope, self.resource)
 
-        metric = self.metric(reader)
-        if metric is None:
-            return data
-        resource_metrics = list(data.resource_metrics) if data is not None else []
-        if not resource_metrics:
-            return MetricsData([ResourceMetrics(self.resource, [ScopeMetrics(self.scope, [metric],
-                                                                             self.scope.schema_url)], "")])
-        first = resource_metrics[0]
-        scopes = list(first.scope_metrics)
-        for i, sm in enumerate(scopes):
-            if sm.scope == self.scope:
-                scopes[i] = ScopeMetrics(sm.scope, [*sm.metrics, metric], sm.schema_url)
-                break
-        else:
-            scopes.append(ScopeMetrics(self.scope, [metric], self.scope.schema_url))
-        resource_metrics[0] = ResourceMetrics(first.resource, scopes, first.schema_url)
-        return MetricsData(resource_metrics)
+
+def merge_metric(data: Any, metric: Any, scope: Any, resource: Any) -> Any:
+    """``data`` (what the SDK collected for one reader) with ``metric`` added under ``scope``."""
+    from opentelemetry.sdk.metrics.export import MetricsData, ResourceMetrics, ScopeMetrics
+
+    if metric is None:
+        return data
+    resource_metrics = list(data.resource_metrics) if data is not None else []
+    if not resource_metrics:
+        return MetricsData([ResourceMetrics(resource, [ScopeMetrics(scope, [metric], scope.schema_url)], "")])
+    first = resource_metrics[0]
+    scopes = list(first.scope_metrics)
+    for i, sm in enumerate(scopes):
+        if sm.scope == scope:
+            scopes[i] = ScopeMetrics(sm.scope, [*sm.metrics, metric], sm.schema_url)
+            break
+    else:
+        scopes.append(ScopeMetrics(scope, [metric], scope.schema_url))
+    resource_metrics[0] = ResourceMetrics(first.resource, scopes, first.schema_url)
+    return MetricsData(resource_metrics)
 
 
 def _exemplars(point_attributes: dict[str, Any], slots: list[tuple[Any, ...]]) -> list[Any]:
@@ -234,7 +238,8 @@ class _ReaderHook:
 
     def __init__(self, provider: Any, readers: list[Any]) -> None:
         self.provider = provider
-        self.histograms: dict[tuple[str, tuple[str, str, str]], LeanHistogram] = {}
+        # Every lean metric of the provider (histograms here, sums in lean_sum.py), by (name, scope).
+        self.histograms: dict[tuple[str, tuple[str, str, str | None]], Any] = {}
         self.originals = [(reader, reader._collect) for reader in readers]
         self.resource = provider._sdk_config.resource
         self.exemplar_filter = getattr(provider._sdk_config, "exemplar_filter", None)
@@ -250,6 +255,8 @@ class _ReaderHook:
     def remove(self) -> None:
         for reader, inner in self.originals:
             reader._set_collect_callback(inner)
+        for lean in self.histograms.values():
+            lean.detached = True
         self.histograms.clear()
 
 
@@ -258,7 +265,7 @@ _hooks_lock = threading.Lock()
 
 
 def lean_histogram(meter_provider: Any, name: str, unit: str, description: str, bounds: Iterable[float],
-                   scope_identity: tuple[str, str, str]) -> LeanHistogram | None:
+                   scope_identity: tuple[str, str, str | None]) -> LeanHistogram | None:
     """The :class:`LeanHistogram` for this provider and scope, or ``None`` (use the SDK instrument).
 
     One per (provider, scope, name), shared by every app instrumented in the process, as the SDK
@@ -266,6 +273,14 @@ def lean_histogram(meter_provider: Any, name: str, unit: str, description: str, 
     ``None`` when the provider is not the SDK's, has no reader, or a reader is not cumulative for
     histograms.
     """
+    return lean_metric(meter_provider, name, scope_identity, lambda scope, hook: LeanHistogram(
+        name, unit, description, bounds, scope, hook.resource, exemplar_filter=hook.exemplar_filter))
+
+
+def lean_metric(meter_provider: Any, name: str, scope_identity: tuple[str, str, str | None],
+                build: Callable[[Any, _ReaderHook], Any]) -> Any:
+    """The lean metric ``name`` of this provider and scope, built by ``build(scope, hook)`` the first
+    time (the reader hook installed with the first one); ``None`` when no hook can be installed."""
     with _hooks_lock:
         hook = _hooks.get(id(meter_provider))
         if hook is None or hook.provider is not meter_provider:
@@ -274,14 +289,26 @@ def lean_histogram(meter_provider: Any, name: str, unit: str, description: str, 
                 return None
             _hooks[id(meter_provider)] = hook
         key = (name, scope_identity)
-        hist = hook.histograms.get(key)
-        if hist is None:
+        found = hook.histograms.get(key)
+        if found is None:
             from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
             scope = InstrumentationScope(scope_identity[0], scope_identity[1], scope_identity[2])
-            hist = hook.histograms[key] = LeanHistogram(name, unit, description, bounds, scope, hook.resource,
-                                                        exemplar_filter=hook.exemplar_filter)
-        return hist
+            found = hook.histograms[key] = build(scope, hook)
+        return found
+
+
+def readers_cumulative_for(meter_provider: Any, instrument_class: type) -> bool:
+    """True when every reader of the SDK provider aggregates ``instrument_class`` cumulatively."""
+    try:
+        from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+        readers = [*meter_provider._metric_readers, *meter_provider._measurement_consumer._reader_storages]
+        return bool(readers) and all(
+            r._instrument_class_temporality.get(instrument_class) is AggregationTemporality.CUMULATIVE
+            for r in readers)
+    except (AttributeError, TypeError):
+        return False
 
 
 def detach_lean_histograms(meter_provider: Any) -> bool:

@@ -97,7 +97,10 @@ PROCESS_SCRIPT = textwrap.dedent('''
     engine = create_engine("sqlite://")
     telemetry = get_telemetry(Settings(error_store_url="sqlite://"))
     reader = telemetry.prometheus_reader
-    collect = reader._collect
+    sdk_collect = telemetry.meter_provider._measurement_consumer.collect
+    def hooked():  # the reader's collect callback is not the SDK's own (the fast path's reader hook)
+        return reader._collect != sdk_collect
+    hooked_with_telemetry = hooked()  # Telemetry's lean business instruments hook it already
     def filters():
         targets = [logging.getLogger(n) for n in SERVER_LOGGERS] + logging.getLogger().handlers
         return sum(len(t.filters) for t in targets)
@@ -108,11 +111,11 @@ PROCESS_SCRIPT = textwrap.dedent('''
         http.get("/x")
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        during = {"hooked": reader._collect is not collect,
+        during = {"hooked": hooked(),
                   "httpx": HTTPXClientInstrumentor().is_instrumented_by_opentelemetry,
                   "log_filters": filters() > bare_filters}
     handle.uninstrument()
-    after = {"hooked": reader._collect is not collect,
+    after = {"hooked": hooked(),
              "httpx": HTTPXClientInstrumentor().is_instrumented_by_opentelemetry,
              "log_filters": filters() > bare_filters,
              # SDK 1.34+ caches its tracers; before, the telemetry's own tracer stands for them
@@ -124,6 +127,7 @@ PROCESS_SCRIPT = textwrap.dedent('''
         http.get("/x")
         text_ = http.get("/metrics").text
     print("RESULT " + json.dumps({"during": during, "after": after, "fast": enabled(),
+                                  "with_telemetry": hooked_with_telemetry,
                                   "again": 'http_route="/x"' in text_}))
 ''')
 
@@ -137,6 +141,7 @@ def test_process_wide_hooks_go_with_the_last_handle() -> None:
     (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     result = json.loads(line.removeprefix("RESULT "))
     # The reader hook is the fast path's (the lean histogram); the public path installs none.
+    assert result["with_telemetry"] == result["fast"]
     assert result["during"] == {"hooked": result["fast"], "httpx": True, "log_filters": True}
     assert result["after"] == {"hooked": False, "httpx": False, "log_filters": False,
                                "id_generators": ["RandomIdGenerator"]}
