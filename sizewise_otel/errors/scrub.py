@@ -120,6 +120,12 @@ def _builtin_patterns(ip_addresses: bool) -> list[Pattern]:
 
 
 _CACHED_LEN = 64  # strings up to this length have their scrubbed form cached
+# Longer values cached too, for the keys whose values are statement templates (the SQL layer puts the
+# sanitized statement there: literals are placeholders, so a service has a few hundred at most).
+# Bounded: _TEMPLATES entries of at most _TEMPLATE_LEN characters per key (about 2 MB).
+_TEMPLATE_KEYS = frozenset({"db.query.text", "db.statement"})
+_TEMPLATE_LEN = 4096
+_TEMPLATES = 512
 
 # A cheap pre-check: strings with none of these characters cannot match any built-in pattern.
 _MAYBE = re.compile(r"[@=:\d]|bearer|basic|token|digest|eyJ|_live_|_test_|gh|AKIA|xox|AIza", re.I)
@@ -146,7 +152,7 @@ class Scrubber:
         # Span attributes, the hot path: span kind -> attribute key -> plan, and plan -> short value
         # -> its scrubbed form (bounded; a value that scrubs to itself maps to itself).
         self._plans: BoundedCache[Any, BoundedCache[str, str]] = BoundedCache(64, "clear")  # span kinds: a handful
-        self._memo: dict[str, BoundedCache[str, str]] = {}  # one per plan: a few dozen policies
+        self._memo: dict[Any, BoundedCache[str, str]] = {}  # one per plan (and template key): a few dozen
 
     @staticmethod
     def _norm(key: str) -> str:
@@ -285,6 +291,14 @@ class Scrubber:
                     memo = memos.get(plan)
                     if memo is None:
                         memo = memos[plan] = BoundedCache(4096, "clear")
+                    new = memo.get(value)
+                    if new is None:
+                        new = memo.put(value, self._attr_text(plan, value))
+                elif key in _TEMPLATE_KEYS and len(value) <= _TEMPLATE_LEN:
+                    # a statement with its literals already replaced by placeholders: few distinct ones
+                    memo = memos.get((plan, key))
+                    if memo is None:
+                        memo = memos[(plan, key)] = BoundedCache(_TEMPLATES, "clear")
                     new = memo.get(value)
                     if new is None:
                         new = memo.put(value, self._attr_text(plan, value))

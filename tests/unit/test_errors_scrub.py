@@ -207,3 +207,19 @@ def test_span_attribute_plans_and_memos_keep_the_output(scrubber: Scrubber) -> N
     for i in range(5000):
         scrubber.attribute_changes({"url.path": f"/items/{i}"}, kind=SpanKind.SERVER)
     assert max(len(m) for m in scrubber._memo.values()) <= 4096
+
+
+def test_long_statement_templates_are_scrubbed_once_and_follow_new_rules() -> None:
+    """db.query.text is longer than the short-string cache; its templates get their own bounded memo."""
+    from opentelemetry.trace import SpanKind
+
+    scrubber = Scrubber()
+    statement = "INSERT INTO calculations (payload, note) VALUES (%(payload)s, 'token=" + "a" * 40 + "') " + \
+                "RETURNING calculations.id /* " + "x" * 80 + " */"
+    first = scrubber.attribute_changes({"db.query.text": statement}, kind=SpanKind.CLIENT)
+    assert first is not None and "a" * 40 not in first["db.query.text"]
+    again = scrubber.attribute_changes({"db.query.text": statement}, kind=SpanKind.CLIENT)
+    assert again is not None and again["db.query.text"] is first["db.query.text"]  # the memo's copy
+    scrubber.add_pattern("calc-table", r"calculations")
+    changed = scrubber.attribute_changes({"db.query.text": statement}, kind=SpanKind.CLIENT)
+    assert changed is not None and "calculations" not in changed["db.query.text"]  # a new rule applies
