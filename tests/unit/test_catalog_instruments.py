@@ -96,7 +96,7 @@ def test_lean_instruments_export_what_the_sdk_instruments_export(monkeypatch: py
     assert len(exported[True][COUNTER]) == 4 and len(exported[True][HISTOGRAM]) == 3  # the workload's sets
 
 
-def test_negative_and_nan_amounts_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_negative_nan_and_infinite_amounts_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     reader = InMemoryMetricReader()
     tel = _telemetry(reader)
     try:
@@ -107,10 +107,11 @@ def test_negative_and_nan_amounts_are_dropped_with_a_warning(caplog: pytest.LogC
         with caplog.at_level(logging.WARNING, logger="sizewise.fastpath"):
             counter.add(-1, {TYPE: "round_duct"})
             counter.add(float("nan"), {TYPE: "round_duct"})
+            counter.add(float("inf"), {TYPE: "round_duct"})
             histogram.record(-0.5, {TYPE: "round_duct"})
         assert [p["value"] for p in _points(reader, COUNTER)] == [3]
         assert _points(reader, HISTOGRAM) == []
-        assert sum("finite non-negative" in r.getMessage() for r in caplog.records) == 3
+        assert sum("finite non-negative" in r.getMessage() for r in caplog.records) == 4
         with pytest.raises(TypeError):
             counter.add("1", {TYPE: "round_duct"})  # type: ignore[arg-type]  # as the SDK's comparison raises
     finally:
