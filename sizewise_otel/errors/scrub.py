@@ -287,23 +287,24 @@ class Scrubber:
                 else:
                     continue
             elif value.__class__ is str:
-                if len(value) <= _CACHED_LEN:  # the common case: one dict lookup per attribute
-                    memo = memos.get(plan)
-                    if memo is None:
-                        memo = memos[plan] = BoundedCache(4096, "clear")
-                    new = memo.get(value)
-                    if new is None:
-                        new = memo.put(value, self._attr_text(plan, value))
+                # Memoized: short strings (the common case: one dict lookup per attribute), and statement
+                # templates, whose literals are already placeholders (few distinct ones).
+                if len(value) <= _CACHED_LEN:
+                    memo_key: Any = plan
+                    size = 4096
                 elif key in _TEMPLATE_KEYS and len(value) <= _TEMPLATE_LEN:
-                    # a statement with its literals already replaced by placeholders: few distinct ones
-                    memo = memos.get((plan, key))
+                    memo_key, size = (plan, key), _TEMPLATES
+                else:
+                    memo_key = None
+                if memo_key is None:
+                    new = self._attr_text(plan, value)
+                else:
+                    memo = memos.get(memo_key)
                     if memo is None:
-                        memo = memos[(plan, key)] = BoundedCache(_TEMPLATES, "clear")
+                        memo = memos[memo_key] = BoundedCache(size, "clear")
                     new = memo.get(value)
                     if new is None:
                         new = memo.put(value, self._attr_text(plan, value))
-                else:
-                    new = self._attr_text(plan, value)
             elif isinstance(value, tuple | list) and value and isinstance(value[0], str):
                 new = tuple(self._attr_text(plan, v) for v in value)
                 if new == tuple(value):

@@ -107,12 +107,8 @@ class LeanHistogramInstrument(_LeanInstrument):
             return
         if not self._kept(amount):
             return
-        point = self._point(attributes)
-        lean = self._lean
-        if lean.exemplar_mode == TRACE_BASED and (ctx := _sampled_context(context)) is not None:
-            lean.record_with_exemplar(point, amount, ctx.span_id, ctx.trace_id, attributes)
-        else:
-            lean.record(point, amount)
+        span = current_span() if context is None else trace.get_current_span(context)
+        self._lean.offer(self._point(attributes), amount, span, attributes)
 
 
 def lean_counter(provider: Any, sdk: Any, name: str, unit: str, description: str,

@@ -54,6 +54,21 @@ class LeanPoint:
             self.max = value
 
 
+def bounded_point(points: dict[Any, Any], lock: threading.Lock, limit: int, key: Any,
+                  attributes: dict[str, Any], make: Callable[[dict[str, Any]], Any]) -> Any:
+    """The point for ``key`` in ``points``, made (``make(a copy of attributes)``) under ``lock`` if new;
+    past ``limit`` attribute sets, the overflow point (the SDK's cardinality limit and overflow set)."""
+    with lock:
+        found = points.get(key)
+        if found is None:
+            if len(points) >= limit - 1:
+                key, attributes = "__overflow__", {"otel.metric.overflow": True}
+                found = points.get(key)
+            if found is None:
+                found = points[key] = make(dict(attributes))
+        return found
+
+
 class LeanHistogram:
     """``http.server.request.duration`` aggregated in the layer, exported by the SDK's readers.
 
@@ -98,14 +113,9 @@ class LeanHistogram:
     def point(self, key: Any, attributes: dict[str, Any]) -> LeanPoint:
         found = self._points.get(key)
         if found is None:
-            with self.lock:
-                found = self._points.get(key)
-                if found is None:
-                    if len(self._points) >= self.cardinality_limit - 1:
-                        key, attributes = "__overflow__", {"otel.metric.overflow": True}
-                        found = self._points.get(key)
-                    if found is None:
-                        found = self._points[key] = LeanPoint(dict(attributes), len(self.bounds) + 1)
+            buckets = len(self.bounds) + 1
+            found = bounded_point(self._points, self.lock, self.cardinality_limit, key, attributes,
+                                  lambda attrs: LeanPoint(attrs, buckets))
         return found
 
     def record(self, point: LeanPoint, value: float) -> None:
@@ -328,7 +338,6 @@ def _install_hook(meter_provider: Any) -> _ReaderHook | None:
     try:
         from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
         from opentelemetry.sdk.metrics._internal.instrument import _Histogram as SDKHistogram
-        from opentelemetry.sdk.metrics.export import AggregationTemporality
 
         if not isinstance(meter_provider, SDKMeterProvider):
             return None
@@ -336,11 +345,10 @@ def _install_hook(meter_provider: Any) -> _ReaderHook | None:
                                       *meter_provider._measurement_consumer._reader_storages]))
         if not readers:
             return None
+        if not readers_cumulative_for(meter_provider, SDKHistogram):
+            return None
         for reader in readers:
-            temporality = reader._instrument_class_temporality.get(SDKHistogram)
-            if temporality is not AggregationTemporality.CUMULATIVE or not callable(reader._collect):
-                return None
-            if not callable(getattr(reader, "_set_collect_callback", None)):
+            if not callable(reader._collect) or not callable(getattr(reader, "_set_collect_callback", None)):
                 return None
         return _ReaderHook(meter_provider, readers)
     except (AttributeError, ImportError, TypeError):

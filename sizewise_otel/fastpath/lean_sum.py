@@ -18,7 +18,13 @@ from time import time_ns
 from typing import Any
 
 from sizewise_otel.fastpath.exemplars import ExemplarPolicy
-from sizewise_otel.fastpath.histogram import _exemplars, lean_metric, merge_metric, readers_cumulative_for
+from sizewise_otel.fastpath.histogram import (
+    _exemplars,
+    bounded_point,
+    lean_metric,
+    merge_metric,
+    readers_cumulative_for,
+)
 
 
 class LeanSumPoint:
@@ -51,14 +57,7 @@ class LeanSum:
     def point(self, key: Any, attributes: dict[str, Any]) -> LeanSumPoint:
         found = self._points.get(key)
         if found is None:
-            with self.lock:
-                found = self._points.get(key)
-                if found is None:
-                    if len(self._points) >= self.cardinality_limit - 1:
-                        key, attributes = "__overflow__", {"otel.metric.overflow": True}
-                        found = self._points.get(key)
-                    if found is None:
-                        found = self._points[key] = LeanSumPoint(dict(attributes))
+            found = bounded_point(self._points, self.lock, self.cardinality_limit, key, attributes, LeanSumPoint)
         return found
 
     def add(self, point: LeanSumPoint, value: float) -> None:
