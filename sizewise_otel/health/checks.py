@@ -103,7 +103,9 @@ def system_checks(settings: Settings, system: Any) -> list[CheckSpec]:
                            reason=None if status is Status.HEALTHY else "threshold",
                            details=details)
 
-        return CheckSpec(name, probe, critical=True, readiness=False, component=name,
+        # CPU saturation is load, not an outage: a 503 would make a load balancer pull the busiest
+        # instances and push their traffic onto the rest. HighCpuUsage alerts on it instead.
+        return CheckSpec(name, probe, critical=name != "cpu", readiness=False, component=name,
                          measurement="utilization", component_type="system",
                          advice=_SYSTEM_ADVICE[name], observed_unit="percent")
 

@@ -116,8 +116,8 @@ def test_redis_that_never_answers_does_not_hang_startup(tmp_path: Path) -> None:
             assert "cache" in problem["affects"] and "cache bypass is active" in problem["advice"]
             assert f"127.0.0.1:{hung.port}" in problem["advice"]
             assert doc["dependencies"]["cache"]["status"] == "unavailable"
-            if r.status_code == 503:  # only a system check (a saturated CI CPU) may make it fail
-                assert all(p["check"] in ("cpu", "memory", "disk", "event_loop")
+            if r.status_code == 503:  # only the host or a starved event loop may make it fail
+                assert all(p["check"] in ("memory", "disk", "event_loop")
                            for p in doc["recommendations"] if p["impact"] == "critical")
             assert timed(f"{base}/readyz")[0].status_code == 200  # the cache is optional
             r, elapsed = timed(f"{base}/calculate")  # bypassed on the client's 0.2 s socket timeout

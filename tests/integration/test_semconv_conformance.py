@@ -52,8 +52,7 @@ def _run(postgres: Server, redis_srv: Server, mode: str) -> dict[str, Any]:
     client.close()
     env = clean_env({"DATABASE_URL": create_database(postgres, f"semconv_{mode}"),
                      "REDIS_URL": f"redis://127.0.0.1:{redis_srv.port}/0", "ERROR_STORE_URL": "sqlite://",
-                     "OTEL_TRACES_SAMPLER": "always_on", "SIZEWISE_FASTPATH": MODES[mode],
-                     "CPU_WARNING_PERCENT": "100", "CPU_CRITICAL_PERCENT": "100"})
+                     "OTEL_TRACES_SAMPLER": "always_on", "SIZEWISE_FASTPATH": MODES[mode]})
     proc = subprocess.run([sys.executable, "-m", "tests.integration.semconv_conformance_app", LOAD_SECONDS],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     found = [line[len("RESULT "):] for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

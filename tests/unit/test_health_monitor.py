@@ -69,6 +69,24 @@ async def test_system_thresholds_come_from_settings(cpu: float, expected: str) -
     assert ("advice" in entry) == (expected != "healthy")
 
 
+async def test_saturated_cpu_warns_but_keeps_serving() -> None:
+    # A busy instance still serves: /health must not answer 503 (a load balancer would pull it) while
+    # memory, which can kill the process, still does.
+    m = make(FakeSystem(cpu=100.0), cpu_warning_percent=100, cpu_critical_percent=100)
+    app = FastAPI(telemetry={"metrics": False})
+    app.include_router(m.router())
+    async with client(app) as c:
+        r = await c.get("/health")
+    assert (r.status_code, r.json()["status"]) == (200, "warn")
+    entry = (await m.get_overall_health())["checks"]["cpu:utilization"][0]
+    assert (entry["health"], entry["critical"], entry["impact"]) == ("critical", False, "warning")
+    m = make(FakeSystem(memory=99.0))
+    app = FastAPI(telemetry={"metrics": False})
+    app.include_router(m.router())
+    async with client(app) as c:
+        assert (await c.get("/health")).status_code == 503
+
+
 async def test_user_checks_sync_async_and_non_critical() -> None:
     m = make()
 

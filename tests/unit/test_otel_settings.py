@@ -141,11 +141,9 @@ def run(scenario: str, fastpath: str) -> tuple[dict[str, Any], str]:
                           TRACE_ID], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    # /health is served in every scenario; its status follows the host (a 2-core machine running the suite
-    # can sit at 100 % CPU, which is critical even with the thresholds at their maximum, 100).
-    codes = dict(report["codes"])
-    assert codes.pop("health") in ([200], [503])
-    assert codes == {"api": [200], "calls": [200], "peer": [200], "metrics": [200]}
+    # /health is served in every scenario (a saturated CPU warns, it does not fail).
+    assert dict(report["codes"]) == {"api": [200], "calls": [200], "peer": [200], "metrics": [200],
+                                     "health": [200]}
     return report, out.stderr
 
 

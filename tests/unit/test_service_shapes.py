@@ -108,4 +108,4 @@ def test_app_without_lifespan(mode: str) -> None:
     assert seen["http"]["/sync/{n}"]["count"] == 1.0
     assert [(g["route"], g["count"]) for g in seen["groups"] if g["type"].endswith("SubAppError")] == \
         [("/sub/fail/{n}", 1)]
-    assert seen["health"] in (200, 503)  # served; 503 only when the loaded host's CPU reads 100 %
+    assert seen["health"] == 200  # served (a saturated CPU warns, it does not fail)
