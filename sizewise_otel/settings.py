@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     sizewise_api_keys_file: str = ""
     sizewise_metrics_token: str = ""
 
+    # --- tracing ---------------------------------------------------------------------------
+    # SQL and Redis CLIENT spans without a parent span (start-up, health probes, background jobs)
+    # are single-span traces: off unless asked for. db.client.operation.duration counts them anyway.
+    sizewise_db_root_spans: bool = False
+
     # --- runtime ---------------------------------------------------------------------------
     sizewise_gc_freeze: bool = True  # gc.freeze() after start-up (sizewise_otel/runtime/heap.py)
 

@@ -113,10 +113,15 @@ class SpanGate:
       the sampled fraction and the ids are what the SDK alone would produce;
     - anything else (another sampler, a custom parent-based configuration) goes through
       ``tracer.start_span`` and the SDK decides.
+
+    ``roots=False`` starts no span at all without a valid parent (a health probe's ``PING``, a
+    background job's query): single-span traces nobody asked for, costing a span each. The
+    instrumentation's duration metric still counts every operation.
     """
 
-    def __init__(self, tracer_provider: Any, tracer: Any = None) -> None:
+    def __init__(self, tracer_provider: Any, tracer: Any = None, *, roots: bool = True) -> None:
         fast = enabled()
+        self.roots = roots
         public_sampler = getattr(tracer_provider, "sampler", None)
         sampler = public_sampler if fast else None
         self.drop_local, self.drop_remote = (_unsampled_parent_dropped(sampler) if fast
@@ -136,9 +141,12 @@ class SpanGate:
             self._limit = root.TRACE_ID_LIMIT
 
     def skip(self) -> bool:
-        """True when a valid, non-sampled parent makes the sampler drop any child."""
+        """True when a valid, non-sampled parent makes the sampler drop any child, or when there is
+        no valid parent and root spans are off."""
         ctx = current_span().get_span_context()
-        if ctx.trace_flags.sampled or not ctx.is_valid:
+        if not ctx.is_valid:
+            return not self.roots
+        if ctx.trace_flags.sampled:
             return False
         return self.drop_remote if ctx.is_remote else self.drop_local
 
@@ -153,6 +161,8 @@ class SpanGate:
         if span is not _INVALID_SPAN and (ctx := span.get_span_context()).is_valid:
             if not ctx.trace_flags.sampled and (self.drop_remote if ctx.is_remote else self.drop_local):
                 return None
+        elif not self.roots:
+            return None
         elif ids is not None:
             # RandomIdGenerator's draw inline (0, the invalid id, is drawn again), else the generator's
             trace_id = (getrandbits(128) or _random_trace_id()) if self._inline_draw else self._draw()

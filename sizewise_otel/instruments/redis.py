@@ -8,8 +8,9 @@ plain function that
   ``db.system.name`` = ``redis``, ``db.namespace`` = the database index, ``server.address``,
   ``server.port``, and ``error.type`` on failure), whether or not a span is sampled;
 - starts no span at all under a valid, non-sampled parent a parent-based sampler drops anyway
-  (:class:`sizewise_otel.fastpath.SpanGate`), and otherwise lets the SDK sampler decide (a command
-  outside any request is a root span, subject to the ratio sampler);
+  (:class:`sizewise_otel.fastpath.SpanGate`), nor outside any span unless
+  ``SIZEWISE_DB_ROOT_SPANS`` is on (then a root span, subject to the ratio sampler), and otherwise
+  lets the SDK sampler decide;
 - hands ``start_span`` a cached attribute dict: the connection part built once per client, plus
   ``db.operation.name`` (the command) and the sanitized ``db.query.text`` (``SET ? ?``: the command
   name, never a key or value) once per (command, argument count);
@@ -95,7 +96,7 @@ class _ClientTracer:
     def __init__(self, client: Any, telemetry: Any, tracing: bool) -> None:
         self.tracing = tracing
         self.tracer = contrib_tracer(telemetry.tracer_provider, "redis")
-        self.gate = SpanGate(telemetry.tracer_provider, self.tracer)
+        self.gate = SpanGate(telemetry.tracer_provider, self.tracer, roots=telemetry.settings.sizewise_db_root_spans)
         self.static = connection_attributes(client)
         self.recorder = recorder(telemetry, "db.client.operation.duration")
         self.handle = self.recorder.bind(self.static)

@@ -7,8 +7,9 @@ metric.
 
 - **Spans** follow the OTel semantics: a CLIENT span per statement, a child of the current span,
   the SDK's sampler deciding. Under a valid, non-sampled parent that a parent-based sampler drops
-  anyway (the 90 % of requests a 10 % ratio leaves out), no span is started at all; a statement
-  outside any request is a root span and goes through the ratio sampler like any other root.
+  anyway (the 90 % of requests a 10 % ratio leaves out), no span is started at all. A statement
+  outside any span starts none either, unless ``SIZEWISE_DB_ROOT_SPANS`` is on: then it is a root
+  span and goes through the ratio sampler like any other root.
   Attributes (``db.system.name``, ``db.namespace``, ``server.address``, ``server.port``,
   ``db.query.text``) are only built when the span records: the connection part once per engine,
   the statement part once per distinct statement (cached, bounded). ``db.query.text`` is the
@@ -145,7 +146,7 @@ class _DialectTracer:
         self.recorder = recorder(telemetry, "db.client.operation.duration")
         self.tracing = not _contrib_traces_sqlalchemy()
         self.tracer = contrib_tracer(telemetry.tracer_provider, "sqlalchemy")
-        self.gate = SpanGate(telemetry.tracer_provider, self.tracer)
+        self.gate = SpanGate(telemetry.tracer_provider, self.tracer, roots=telemetry.settings.sizewise_db_root_spans)
         url = engine.url
         self.namespace = url.database or None
         static: dict[str, Any] = {"db.system.name": self.system}

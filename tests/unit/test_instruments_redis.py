@@ -13,7 +13,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from opentelemetry.trace import NonRecordingSpan
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from sizewise_otel.instruments.redis import instrument_redis, trace_redis_client
 from sizewise_otel.instruments.registry import Undo
@@ -49,6 +49,23 @@ def test_transaction_pipeline_is_multi_and_plain_pipeline_is_pipeline(client: An
     assert [(s.name, s.attributes["db.operation.name"]) for s in spans] == [
         ("MULTI", "MULTI"), ("PIPELINE", "PIPELINE"), ("MULTI", "MULTI")]
     assert all(s.attributes["db.operation.batch.size"] == 2 for s in spans)
+
+
+def test_by_default_commands_outside_any_span_start_none(client: Any, redis_url: str) -> None:
+    rig = TelemetryRig(roots=False)  # ALWAYS_ON, SIZEWISE_DB_ROOT_SPANS at its default (off)
+    trace_redis_client(client, rig)
+    client.set("k", "v")
+    client.pipeline().get("k").get("k").execute()
+    assert rig.finished() == []
+    sampled = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(sampled)))
+    try:
+        client.get("k")
+        client.pipeline().get("k").get("k").execute()
+    finally:
+        otel_context.detach(token)
+    assert [(s.name, s.parent.span_id) for s in rig.finished()] == [("GET", 0xDEF), ("MULTI", 0xDEF)]
+    assert sum(_durations(rig).values()) == 4  # every operation counted, spans or not
 
 
 def test_one_command_pipeline_carries_no_batch_size(client: Any) -> None:

@@ -26,8 +26,10 @@ from sizewise_otel.telemetry import SCOPE, build_views
 class TelemetryRig:
     """What the instrumentation needs from ``Telemetry``, on private providers kept in memory."""
 
-    def __init__(self, sampler: Sampler = ALWAYS_ON) -> None:
-        self.settings = Settings()
+    def __init__(self, sampler: Sampler = ALWAYS_ON, *, roots: bool = True) -> None:
+        # Most tests run statements outside any span and look at the span: root spans on
+        # (SIZEWISE_DB_ROOT_SPANS); the default's own tests pass roots=False.
+        self.settings = Settings(sizewise_db_root_spans=roots)
         self.spans = InMemorySpanExporter()
         self.tracer_provider = TracerProvider(sampler=sampler)
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
@@ -141,6 +143,29 @@ def test_statement_outside_any_request_is_a_root_subject_to_the_sampler(sqlite_e
     assert dropped.finished() == []
     (root,) = kept.finished()
     assert root.parent is None
+
+
+def test_by_default_a_statement_outside_any_span_starts_none(sqlite_engine: Any, monkeypatch: Any) -> None:
+    monkeypatch.delenv("SIZEWISE_DB_ROOT_SPANS", raising=False)
+    assert Settings().sizewise_db_root_spans is False
+    rig = TelemetryRig(ALWAYS_ON, roots=False)
+    instrument_engine(sqlite_engine, rig)
+    asked: list[str] = []
+    real = rig.tracer_provider.sampler.should_sample
+    monkeypatch.setattr(rig.tracer_provider.sampler, "should_sample",
+                        lambda *a, **k: asked.append("x") or real(*a, **k))
+    sampled = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    with sqlite_engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))  # outside any span: no span, not even a sampler call
+        assert rig.finished() == [] and asked == []
+        token = _under(sampled)
+        try:
+            conn.execute(sa.text("SELECT 2"))  # inside a sampled request: its child, as before
+        finally:
+            otel_context.detach(token)
+    (span,) = rig.finished()
+    assert span.parent.span_id == 0xDEF
+    assert rig.metrics()["db.client.operation.duration"][0].count == 2  # both counted
 
 
 def test_a_sampler_that_is_not_parent_based_is_always_asked(sqlite_engine: Any) -> None:

@@ -42,7 +42,8 @@ class Tel:
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
         self.meter = self.meter_provider.get_meter("test")
         self.tracer_provider = TracerProvider()
-        self.settings = SimpleNamespace(metrics_collection_enabled=metrics_enabled, service_version="test")
+        self.settings = SimpleNamespace(metrics_collection_enabled=metrics_enabled, service_version="test",
+                                        sizewise_db_root_spans=False)
 
     def instrument(self, name: str) -> Any:  # the command duration histogram (public path)
         return self.meter.create_histogram(name, unit="s")
