@@ -340,7 +340,7 @@ def ops(profile: Any, res: Results, wd: Path, targets: dict[str, float], **_: An
         bare_client.close()
         inst_client.close()
     for name, (bare_us, inst_us, over) in (("SQLAlchemy SELECT 1 (PostgreSQL)", sql),
-                                           ("Redis GET (InstrumentedCache)", red)):
+                                           ("Redis GET (InstrumentedCache, outside any span)", red)):
         res.checks.append(Check(f"{name}: {bare_us:.0f} us bare, {inst_us:.0f} us instrumented (median of "
                                 f"{profile.op_batches} back-to-back batch pairs)",
                                 f"{over:+.0%}", f"<= {targets['op_overhead']:.0%}", over <= targets["op_overhead"]))
