@@ -165,9 +165,11 @@ def _starter(traced: _ClientTracer, pipe: Any) -> Callable[[tuple[Any, ...]], An
         return lambda args: traced.start(args, pipe)
     commands = traced.commands
     command = traced.command
-    gate_start = traced.gate.start
+    gate_start, skip = traced.gate.start, traced.gate.skip
 
     def start(args: tuple[Any, ...]) -> Any:
+        if skip():  # the usual case (no span to start): decided before any command lookup
+            return None
         found = commands.get((args[0], len(args))) if args else None
         if found is None:
             found = command(args)
