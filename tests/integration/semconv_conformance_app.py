@@ -114,7 +114,16 @@ async def _serve(seconds: float) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         fixed = [((await client.request(method, path, json=body)).status_code, expected)
                  for method, path, body, expected in _fixed_requests()]
-        answered = {path: (await client.get(path)).status_code for path in MONITORING_PATHS}
+        answers = {path: await client.get(path) for path in MONITORING_PATHS}
+        answered = {path: r.status_code for path, r in answers.items()}
+        # Which check failed, should /health not answer 200 (a loaded CI machine once made it so).
+        health_failed = ""
+        if answered["/health"] != 200:
+            from sizewise_otel.health import get_health_monitor
+
+            checks = (await get_health_monitor().get_overall_health())["checks"]
+            health_failed = {key: [(e["health"], e.get("output")) for e in entries] for key, entries in checks.items()
+                             if any(e["health"] != "healthy" for e in entries)}
         deadline = time.monotonic() + AWAIT_SECONDS
         while True:
             metrics_text = (await client.get("/metrics")).text
@@ -124,7 +133,7 @@ async def _serve(seconds: float) -> dict[str, Any]:
     tel.tracer_provider.force_flush()
     result = {
         "fastpath": status().enabled, "load": dict(stats.by_status), "fixed": fixed,
-        "answered": answered,
+        "answered": answered, "health_failed": health_failed,
         "metrics": _metrics(reader), "spans": _spans(exporter),
         "resource": sorted(tel.resource.attributes), "metrics_text": metrics_text,
     }

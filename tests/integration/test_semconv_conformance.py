@@ -79,7 +79,7 @@ def test_runs_cover_every_kind_of_traffic(runs: dict[str, dict[str, Any]]) -> No
         assert run["load"], mode
         assert all(got == expected for got, expected in run["fixed"]), (mode, run["fixed"])
         assert all(code == (404 if path.endswith("no-such-id") else 200) for path, code in run["answered"].items()), \
-            (mode, run["answered"])
+            (mode, run["answered"], run["health_failed"])
         missing = REQUIRED_METRICS - {m["name"] for m in run["metrics"]}
         assert not missing, (mode, sorted(missing))
         missing = REQUIRED_SPAN_SCOPES - {s["scope"] for s in run["spans"]}
