@@ -75,9 +75,19 @@ def cpu_plan() -> tuple[set[int], set[int]] | None:
 CPU_PLAN = cpu_plan()
 
 
-def pin_loadgen() -> None:  # runs in the wrk child between fork and exec
-    if CPU_PLAN is not None:
-        os.sched_setaffinity(0, CPU_PLAN[1])
+def on_loadgen(argv: list[str]) -> list[str]:
+    """``argv`` started on the load generator's CPUs, through util-linux's ``taskset``.
+
+    Not a ``preexec_fn``: that forks this process with Python running in the child, and the gunicorn
+    rows' in-process gRPC trace sink has fork handlers that abort such a child (wrk "died with
+    SIGABRT" in a full run). Without it, subprocess spawns without running any of them.
+    """
+    if CPU_PLAN is None:
+        return argv
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise RuntimeError("taskset (util-linux) is needed to pin wrk; BENCH_PIN=0 runs unpinned")
+    return [taskset, "-c", ",".join(map(str, sorted(CPU_PLAN[1]))), *argv]
 
 
 def pin_beside_loadgen(pid: int) -> None:
@@ -245,9 +255,8 @@ def wrk(url: str, seconds: float, *, connections: int = 16, script: Path | None 
     argv = [wrk_binary(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "5s"]
     if script is not None:
         argv += ["-s", str(script)]
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True,
-                         env={**os.environ, **(env or {})}, timeout=seconds + 60,
-                         preexec_fn=pin_loadgen).stdout  # only sets the CPU mask
+    out = subprocess.run(on_loadgen([*argv, url]), capture_output=True, text=True, check=True,
+                         env={**os.environ, **(env or {})}, timeout=seconds + 60).stdout
     return parse_wrk(out)
 
 
@@ -266,9 +275,9 @@ def wrk_count(server: Server, script: Path, requests: int, seed: int) -> WrkResu
     run is ended with SIGINT (wrk then prints its summary) once the server has gone idle.
     """
     env = {**os.environ, "BENCH_REQUESTS": str(requests), "BENCH_SEED": str(seed)}
-    proc = subprocess.Popen([wrk_binary(), "-t1", "-c16", f"-d{requests // 200 + 60}s", "--latency",
-                             "-s", str(script), server.url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, preexec_fn=pin_loadgen)
+    proc = subprocess.Popen(on_loadgen([wrk_binary(), "-t1", "-c16", f"-d{requests // 200 + 60}s", "--latency",
+                                        "-s", str(script), server.url]),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     time.sleep(2.0)
     last = server.cpu_seconds()
     while proc.poll() is None:
