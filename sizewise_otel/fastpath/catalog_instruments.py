@@ -73,10 +73,14 @@ class _LeanInstrument:
         return False
 
 
+def _span_of(context: Any) -> Any:
+    """The current span, or ``context``'s when one is given (what the SDK's exemplar filter reads)."""
+    return current_span() if context is None else trace.get_current_span(context)
+
+
 def _sampled_context(context: Any) -> Any:
     """The span context of the current (or ``context``'s) span when sampled, else ``None``."""
-    span = current_span() if context is None else trace.get_current_span(context)
-    ctx = span.get_span_context()
+    ctx = _span_of(context).get_span_context()
     return ctx if ctx.trace_flags.sampled else None
 
 
@@ -107,8 +111,7 @@ class LeanHistogramInstrument(_LeanInstrument):
             return
         if not self._kept(amount):
             return
-        span = current_span() if context is None else trace.get_current_span(context)
-        self._lean.offer(self._point(attributes), amount, span, attributes)
+        self._lean.offer(self._point(attributes), amount, _span_of(context), attributes)
 
 
 def lean_counter(provider: Any, sdk: Any, name: str, unit: str, description: str,
