@@ -2,7 +2,7 @@
 
     python bench/figures.py lean         # LeanHistogram.record vs the SDK's Histogram.record / add
     python bench/figures.py gate         # ServerSpanGate.start vs Tracer.start_span (SERVER span)
-    python bench/figures.py gc           # GC under wrk, SIZEWISE_GC_FREEZE on vs off (uvicorn)
+    python bench/figures.py gc           # GC under wrk: SIZEWISE_GC_FREEZE on vs off, and bare (uvicorn)
     python bench/figures.py exposition   # /metrics body: sizewise's one pass vs prometheus_client
     python bench/figures.py sqlredis     # SQL / Redis per operation: bare, contrib + SDK, sizewise
     python bench/figures.py routing      # routing a service's GET /ping: bare, include_router, EndpointGroup
@@ -121,6 +121,9 @@ def gc_freeze(seconds: float = 10.0, rounds: int = 3) -> None:
     servers = {f"freeze={v}": uvicorn_server("bench.apps", "sizewise", wd / v, TRIVIAL_PATH,
                                              _app_env(wd, v, {"SIZEWISE_GC_FREEZE": v, "BENCH_GC_STATS": "1"}))
                for v in ("true", "false")}
+    # bare FastAPI beside them: the collections the app itself causes at the same load
+    servers["bare"] = uvicorn_server("bench.apps", "bare", wd / "bare", TRIVIAL_PATH,
+                                     _app_env(wd, "bare", {"BENCH_GC_STATS": "1"}))
     out: dict[str, list[tuple[float, ...]]] = {k: [] for k in servers}
     with started(servers):
         for s in servers.values():

@@ -84,6 +84,21 @@ def attach_span(span: Any, parent: Any = None) -> Any:
     return var.set(Context(values))
 
 
+def current_context() -> Any:
+    """``context.get_current()``: the context current right now."""
+    return _current_context()
+
+
+def attach_context(context: Any) -> Any:
+    """``context.attach(context)``: ``context`` made current as it is; the token for :func:`detach`."""
+    var = _CONTEXT_VAR
+    if var is None:  # pragma: no cover - a custom runtime context
+        from opentelemetry import context as otel_context
+
+        return otel_context.attach(context)
+    return var.set(context)
+
+
 def detach(token: Any) -> None:
     """``context.detach(token)``; a token from another context is reported the way OTel reports it."""
     var = _CONTEXT_VAR

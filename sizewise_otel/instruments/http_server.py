@@ -48,8 +48,10 @@ from sizewise_otel.fastpath import (
     BoundedCache,
     LeanPoint,
     ServerSpanGate,
+    attach_context,
     attach_span,
     contrib_scope,
+    current_context,
     detach,
     enabled,
     instrumented_by_contrib,
@@ -250,6 +252,7 @@ class HTTPServerTelemetry:
             _set_request_span_attributes(span, scope, request_attrs, raw_method, method)
             if self.capture is not None:
                 send = self.capture.wrap(span, scope, send)
+        outer = current_context()
         token = attach_span(span, parent)
 
         status = 0
@@ -262,6 +265,19 @@ class HTTPServerTelemetry:
                 status = message["status"]
             elif kind == "http.response.body" and not message.get("more_body", False):
                 completed = True
+                # The last chunk goes out under the context from before the request: uvicorn arms
+                # its keep-alive timer while sending it, and asyncio's call_later copies the current
+                # context into the timer, which keeps it (cancelled) until the loop purges its timer
+                # heap. Under the request's context every request's span and context would outlive
+                # the request and keep the garbage collector busy (hundreds of collections a second
+                # at a few thousand requests). Background tasks, after this send, still run under
+                # the request's span.
+                restore = attach_context(outer)
+                try:
+                    await send(message)
+                finally:
+                    detach(restore)
+                return
             await send(message)
 
         active[0] += 1

@@ -513,3 +513,42 @@ def test_instrument_uses_one_layer_and_zero_code_keeps_monitoring(monkeypatch: p
         client.get("/items/1")
         client.get("/unavailable")
     assert (handle.stats.total, handle.stats.errors) == (2, 1)
+
+
+def test_last_chunk_is_sent_outside_the_request_context() -> None:
+    """The server arms timers while the last chunk goes out (uvicorn's keep-alive), and they copy
+    the current context: it must not be the request's, or every request's span outlives it. The
+    response start (where servers write access logs) and what the app does after sending (a
+    background task) stay under the request's span."""
+    import asyncio
+
+    tracer_provider = TracerProvider(sampler=ALWAYS_ON)
+    spans = InMemorySpanExporter()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        await send({"type": "http.response.body", "body": b"b"})
+        seen["after"] = trace_api.get_current_span()  # a background task runs here
+
+    layer = HTTPServerTelemetry(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+    async def server_send(message: dict[str, Any]) -> None:
+        key = "last" if message["type"] == "http.response.body" and not message.get("more_body") else (
+            "chunk" if message["type"] == "http.response.body" else "start")
+        seen[key] = trace_api.get_current_span()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "http_version": "1.1",
+             "scheme": "http", "query_string": b"", "root_path": ""}
+    asyncio.run(layer(scope, receive, server_send))
+    (span,) = spans.get_finished_spans()
+    for key in ("start", "chunk", "after"):
+        assert seen[key].get_span_context().span_id == span.context.span_id, key
+    assert seen["last"] is trace_api.INVALID_SPAN
+    assert trace_api.get_current_span() is trace_api.INVALID_SPAN
