@@ -102,6 +102,18 @@ def pin_beside_loadgen(pid: int) -> None:
                 os.sched_setaffinity(int(task.name), CPU_PLAN[1])
 
 
+def harness_beside_loadgen() -> None:
+    """Put this process on the load generator's CPUs, with every thread it starts from now on.
+
+    The harness hosts the gunicorn rows' trace sink (the stand-in for a tracing backend, an
+    in-process gRPC server): on the server's CPU it would take time from the instrumented server
+    only, as the collector would. Servers pin themselves to their CPU when started; in-process
+    measurements use :func:`on_server_cpu`.
+    """
+    if CPU_PLAN is not None:
+        os.sched_setaffinity(0, CPU_PLAN[1])
+
+
 @contextlib.contextmanager
 def on_server_cpu() -> Iterator[None]:
     """Run the calling thread on the server's CPUs for a while (in-process measurements; Linux's

@@ -2,9 +2,9 @@
 
 The machine is shared and noisy, so what the table reports are ratios to the ``bare`` variant
 measured right beside each run: a round is ``bare, v1, bare, v2, ..., bare`` (the variants' order
-rotates from round to round) and each variant is compared with the mean of the bare runs just
-before and just after it. The ratios are reduced with medians, with the spread over rounds beside
-them.
+rotates from round to round, and a round's last bare run opens the next round) and each variant is
+compared with the mean of the bare runs just before and just after it. The ratios are reduced
+with medians, with the spread over rounds beside them.
 """
 
 from __future__ import annotations
@@ -57,17 +57,22 @@ def interleave(servers: dict[str, Server], labels: dict[str, str], path: str, *,
     for srv in servers.values():  # warm up: imports, first-request paths, series creation
         wrk(srv.url + path, warmup, script=script)
     others = [v for v in servers if v != "bare"]
+    carried: WrkResult | None = None
     for r in range(rounds):
         # bare, v1, bare, v2, ..., bare: each variant is compared with the bare runs right before and
         # after it (their mean), so a slow spell of the shared machine that spans a few runs lands on
         # both sides of the comparison; the variants' order rotates from round to round.
         k = r % max(len(others), 1)
         order = others[k:] + others[:k]
-        bare_runs = [measured(servers["bare"], servers["bare"].url + path, seconds, script)]
+        # A round's last bare run is the next round's first: every variant run still sits between
+        # two bare runs, and a two-variant group gets a third more rounds in the same time.
+        bare_runs = [carried if carried is not None else
+                     measured(servers["bare"], servers["bare"].url + path, seconds, script)]
         got = {}
         for v in order:
             got[v] = measured(servers[v], servers[v].url + path, seconds, script)
             bare_runs.append(measured(servers["bare"], servers["bare"].url + path, seconds, script))
+        carried = bare_runs[-1]
         bare = out["bare"]  # its row: the middle bare run of the round, every ratio 1 by definition
         bare.runs.append(bare_runs[len(bare_runs) // 2])
         bare.ratios.append(1.0)

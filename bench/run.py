@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import apps, demo_apps, parts  # noqa: E402
-from bench.proc import free_port, parse_wrk, wait_http  # noqa: E402,F401 - soak.py's old imports
+from bench.proc import free_port, harness_beside_loadgen, parse_wrk, wait_http  # noqa: E402,F401 - soak.py's old imports
 from bench.report import Check, Results, render  # noqa: E402
 
 QUICK_FLOOR = 0.75
@@ -71,7 +71,7 @@ class Profile:
     boom_requests: int
 
 
-FULL = Profile(False, rounds=7, seconds=5.0, warmup=3.0, random_requests=100_000, op_batches=25,
+FULL = Profile(False, rounds=11, seconds=4.0, warmup=3.0, random_requests=100_000, op_batches=25,
                op_batch_size=500, boom_requests=3000)
 QUICK = Profile(True, rounds=3, seconds=2.0, warmup=1.5, random_requests=20_000, op_batches=11,
                 op_batch_size=300, boom_requests=600)
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                                 f"interleaved rounds x {profile.seconds:g} s per variant, medians"))
     if profile.quick and "gunicorn" not in chosen:
         res.notes.append("gunicorn + collector rows are not run by --quick (full run only)")
+    harness_beside_loadgen()
     with workdir() as wd:
         for part in chosen:
             try:
