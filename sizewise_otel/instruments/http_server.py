@@ -258,27 +258,16 @@ class HTTPServerTelemetry:
         status = 0
         completed = False  # the response's last body chunk went out
 
-        async def send_wrapper(message: Message) -> None:
+        def send_wrapper(message: Message) -> Awaitable[None]:
+            # A plain function handing back the server's awaitable: no coroutine of its own per message.
             nonlocal status, completed
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
             elif kind == "http.response.body" and not message.get("more_body", False):
                 completed = True
-                # The last chunk goes out under the context from before the request: uvicorn arms
-                # its keep-alive timer while sending it, and asyncio's call_later copies the current
-                # context into the timer, which keeps it (cancelled) until the loop purges its timer
-                # heap. Under the request's context every request's span and context would outlive
-                # the request and keep the garbage collector busy (hundreds of collections a second
-                # at a few thousand requests). Background tasks, after this send, still run under
-                # the request's span.
-                restore = attach_context(outer)
-                try:
-                    await send(message)
-                finally:
-                    detach(restore)
-                return
-            await send(message)
+                return _send_outside(outer, send, message)
+            return send(message)
 
         active[0] += 1
         scope[NATIVE_TELEMETRY_KEY] = None  # a mounted FastAPI app must not record this request again
@@ -320,6 +309,22 @@ class HTTPServerTelemetry:
                     _finish_span(span, attrs, method, route, status, exception)
             finally:
                 detach(token)
+
+
+async def _send_outside(context: otel_context.Context, send: Send, message: Message) -> None:
+    """Send the response's last chunk under ``context`` (the one from before the request).
+
+    uvicorn arms its keep-alive timer while sending it, and asyncio's ``call_later`` copies the
+    current context into the timer, which keeps it (cancelled) until the loop purges its timer heap.
+    Under the request's context every request's span and context would outlive the request and
+    keep the garbage collector busy (hundreds of collections a second at a few thousand requests).
+    What the app runs after this send (a background task) is still under the request's span.
+    """
+    restore = attach_context(context)
+    try:
+        await send(message)
+    finally:
+        detach(restore)
 
 
 def _set_request_span_attributes(span: trace.Span, scope: Scope, request_attrs: dict[str, str],
