@@ -6,6 +6,9 @@
     python bench/figures.py exposition   # /metrics body: sizewise's one pass vs prometheus_client
     python bench/figures.py sqlredis     # SQL / Redis per operation: bare, contrib + SDK, sizewise
     python bench/figures.py routing      # routing a service's GET /ping: bare, include_router, EndpointGroup
+    python bench/figures.py threads      # server CPU a request per thread, bare vs instrument() (bench/where.py)
+    python bench/figures.py layer        # the HTTP layer alone, a request not sampled / sampled (bench/where.py)
+    python bench/figures.py otlp         # OTLP encoding of a SERVER span (bench/where.py)
     python bench/figures.py all
 
 Every figure is a median over interleaved batches (A, B, B, A, ...), so a neighbour's load lands
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import where  # noqa: E402
 from bench.parts import _interleaved, timed  # noqa: E402
 
 
@@ -290,7 +294,8 @@ def routing() -> None:
 
 
 FIGURES: dict[str, Callable[[], None]] = {"lean": lean, "gate": gate, "gc": gc_freeze, "exposition": exposition,
-                                          "sqlredis": sqlredis, "routing": routing}
+                                          "sqlredis": sqlredis, "routing": routing, "threads": where.threads,
+                                          "layer": where.layer, "otlp": where.otlp}
 
 
 def main() -> int:

@@ -1,0 +1,192 @@
+"""Where a request's added cost goes: the figures behind docs/performance.md's "What is left".
+
+    python bench/figures.py threads   # server CPU a request per thread: bare vs instrument(), uvicorn and gunicorn
+    python bench/figures.py layer     # the HTTP layer alone in a hot loop: a request not sampled, and one sampled
+    python bench/figures.py otlp      # encoding a typical SERVER span for OTLP (what gunicorn's export thread pays)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.apps import TRIVIAL_PATH
+from bench.parts import _app_env, started
+from bench.proc import Server, gunicorn_server, harness_beside_loadgen, on_loadgen, pin_beside_loadgen, uvicorn_server
+from bench.proc import wrk_binary as _wrk
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> None:
+    print(f"\n{title} (load average {os.getloadavg()[0]:.1f})")
+    for name, value in rows:
+        print(f"  {name:<66} {value:>14}")
+
+
+def _thread_ticks(server: Server) -> dict[tuple[int, int], int]:
+    """CPU clock ticks of every thread of every process of the server, by (pid, tid)."""
+    out: dict[tuple[int, int], int] = {}
+    for pid in server.pids():
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # a thread that ended meanwhile
+            out[(pid, int(task.name))] = int(fields[11]) + int(fields[12])
+    return out
+
+
+def _run(server: Server, seconds: float) -> tuple[float, list[float]]:
+    """One wrk run: (server CPU us a request, per-thread us a request, largest first)."""
+    before = _thread_ticks(server)
+    out = subprocess.run(on_loadgen([_wrk(), "-t1", "-c16", f"-d{seconds:g}s", server.url + TRIVIAL_PATH]),
+                         capture_output=True, text=True, check=True).stdout
+    after = _thread_ticks(server)
+    requests = int(next(line for line in out.splitlines() if "requests in" in line).split()[0])
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+    per_thread = sorted(((after[k] - before.get(k, 0)) * tick_us / requests for k in after), reverse=True)
+    return sum(per_thread), per_thread
+
+
+def _alternate(servers: dict[str, Server], rounds: int, seconds: float) -> dict[str, list[tuple[float, list[float]]]]:
+    out: dict[str, list[tuple[float, list[float]]]] = {v: [] for v in servers}
+    for s in servers.values():
+        _run(s, 3)  # warm-up
+    for r in range(rounds):
+        for v in (list(servers) if r % 2 == 0 else list(servers)[::-1]):
+            out[v].append(_run(servers[v], seconds))
+    return out
+
+
+def threads(rounds: int = 6, seconds: float = 4.0) -> None:
+    """Bare and instrument() alternating, uvicorn then 2 gunicorn workers pushing OTLP to the collector."""
+    from tests import stack
+
+    harness_beside_loadgen()
+    wd = Path(tempfile.mkdtemp(prefix="bench-threads-"))
+    rows: list[tuple[str, str]] = []
+    uvicorn = {v: uvicorn_server("bench.apps", v, wd / f"u-{v}", TRIVIAL_PATH, _app_env(wd, f"u-{v}"))
+               for v in ("bare", "sizewise")}
+    with started(uvicorn):
+        rows += _thread_rows("uvicorn", _alternate(uvicorn, rounds, seconds))
+    sink = stack.TraceSink()
+    collector = stack.start_collector(sink.endpoint)
+    pin_beside_loadgen(collector.server.proc.pid)
+    try:
+        otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http}
+        gunicorn = {v: gunicorn_server("bench.apps", v, wd, TRIVIAL_PATH,
+                                       _app_env(wd, f"g-{v}", otlp if v == "sizewise" else None))
+                    for v in ("bare", "sizewise")}
+        with started(gunicorn):
+            rows += _thread_rows("gunicorn -w 2 + collector", _alternate(gunicorn, rounds, seconds))
+    finally:
+        collector.stop()
+        sink.stop()
+    _table(f"server CPU a request, {rounds} alternating rounds of {seconds:g} s, medians", rows)
+
+
+def _thread_rows(where: str, runs: dict[str, list[tuple[float, list[float]]]]) -> list[tuple[str, str]]:
+    rows = []
+    for v, got in runs.items():
+        total = statistics.median(t for t, _ in got)
+        top = [statistics.median(p[i] if len(p) > i else 0.0 for _, p in got) for i in range(2)]
+        rows.append((f"{where}, {v}: whole server; busiest thread; next thread",
+                     f"{total:.0f}; {top[0]:.0f}; {top[1]:.1f} us"))
+    bare, me = (statistics.median(t for t, _ in runs[v]) for v in ("bare", "sizewise"))
+    rows.append((f"{where}: added a request; CPU ratio bare / instrument()", f"+{me - bare:.0f} us; {bare / me:.2f}"))
+    return rows
+
+
+def layer(n: int = 50_000, rounds: int = 9) -> None:
+    """HTTPServerTelemetry around an app that only answers, called in a loop (no server, no socket)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from bench.apps import discarding_span_exporter
+    from sizewise_otel.instruments.http_server import HTTPServerTelemetry
+    from sizewise_otel.instruments.http_stats import RequestStats
+    from sizewise_otel.settings import load_settings
+    from sizewise_otel.telemetry import configure_telemetry
+
+    telemetry = configure_telemetry(load_settings(), span_exporters=[])
+    route = type("Route", (), {"path": TRIVIAL_PATH})()
+    start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    body = {"type": "http.response.body", "body": b'{"status":"ok"}'}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["route"] = route
+        await send(start)
+        await send(body)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    scope = {"type": "http", "http_version": "1.1", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5555),
+             "scheme": "http", "method": "GET", "root_path": "", "path": TRIVIAL_PATH, "query_string": b"",
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk")]}
+
+    async def loop(call: Any) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await call(dict(scope), receive, send)
+        return (time.perf_counter() - t0) / n * 1e6
+
+    rows = []
+    for label, ratio in (("not sampled", 0.0), ("sampled", 1.0), ("10 % sampled (the default)", 0.1)):
+        # the default sampler at this ratio; sampled spans through a BatchSpanProcessor to a discarding exporter
+        provider = TracerProvider(resource=telemetry.resource, sampler=ParentBased(TraceIdRatioBased(ratio)))
+        provider.add_span_processor(BatchSpanProcessor(discarding_span_exporter()))
+        wrapped = HTTPServerTelemetry(app, tracer_provider=provider, meter_provider=telemetry.meter_provider,
+                                      stats=RequestStats())
+
+        async def measure(wrapped: Any = wrapped) -> tuple[list[float], list[float]]:
+            await loop(wrapped)  # warm-up
+            added, bare = [], []
+            for _ in range(rounds):
+                alone, layered = await loop(app), await loop(wrapped)
+                added.append(layered - alone)
+                bare.append(alone)
+            return added, bare
+
+        added, bare = asyncio.run(measure())
+        rows.append((f"HTTP layer, a request {label}", f"{statistics.median(added):.1f} us"))
+        provider.shutdown()
+    # the same loop without the layer: how fast this machine runs right now (it swings about 2x)
+    rows.append(("the app alone, a call (this machine's speed right now)", f"{statistics.median(bare):.2f} us"))
+    _table(f"HTTPServerTelemetry added to an app that only answers, {rounds} x {n:,} calls, medians", rows)
+
+
+def otlp(spans: int = 512, rounds: int = 7) -> None:
+    """``encode_spans`` + serialisation of typical SERVER spans, per span (the OTLP exporters' own code)."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("bench")
+    attributes = {"http.request.method": "GET", "url.scheme": "http", "network.protocol.version": "1.1",
+                  "url.path": TRIVIAL_PATH, "server.address": "127.0.0.1", "server.port": 8000,
+                  "client.address": "127.0.0.1", "client.port": 5555, "user_agent.original": "wrk",
+                  "http.route": TRIVIAL_PATH, "http.response.status_code": 200}
+    for _ in range(spans):
+        tracer.start_span(f"GET {TRIVIAL_PATH}", attributes=attributes).end()
+    finished = exporter.get_finished_spans()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        encode_spans(finished).SerializeToString()
+        times.append((time.perf_counter() - t0) / spans * 1e6)
+    _table(f"OTLP protobuf encoding, {spans} SERVER spans of 11 attributes, {rounds} rounds, median",
+           [("encode_spans + SerializeToString, a span", f"{statistics.median(times):.1f} us")])
