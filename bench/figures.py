@@ -18,7 +18,6 @@ on every side; the machine's load average is printed with it.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ if str(ROOT) not in sys.path:
 
 from bench import where  # noqa: E402
 from bench.parts import _interleaved, timed  # noqa: E402
+from bench.report import print_figures  # noqa: E402
 
 
 def _per_call_ns(cases: dict[str, Callable[[], Any]], n: int = 20_000, batches: int = 7) -> dict[str, float]:
@@ -40,9 +40,7 @@ def _per_call_ns(cases: dict[str, Callable[[], Any]], n: int = 20_000, batches: 
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> None:
-    print(f"\n{title} (load average {os.getloadavg()[0]:.1f})")
-    for name, value in rows:
-        print(f"  {name:<58} {value:>14}")
+    print_figures(title, rows)
 
 
 def lean() -> None:

@@ -137,37 +137,43 @@ def demo(profile: Any, res: Results, wd: Path, targets: dict[str, float], *, dem
                 warmup=profile.warmup, script=script)
 
 
-def gunicorn(profile: Any, res: Results, wd: Path, targets: dict[str, float], *, labels: dict[str, str],
-             demo_labels: dict[str, str], **_: Any) -> None:
+@contextlib.contextmanager
+def otlp_collector() -> Iterator[tuple[dict[str, str], Any]]:
+    """The built collector (test copy of its config) beside the load generator, forwarding traces to
+    an in-process sink: yields the instrumented side's OTLP environment and the sink."""
     from tests import stack
 
-    script = _lua(wd, "calculate.lua", CALCULATE_LUA)
     sink = stack.TraceSink()
     collector = stack.start_collector(sink.endpoint)
     pin_beside_loadgen(collector.server.proc.pid)
     try:
-        otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http}
-        with pg_redis() as (pg, rd):
-            trivial = {v: gunicorn_server("bench.apps", v, wd, TRIVIAL_PATH,
-                                          _app_env(wd, f"g-{v}", otlp if v == "sizewise" else None))
-                       for v in ("bare", "sizewise")}
-            with started(trivial):
-                group = interleave(trivial, labels, TRIVIAL_PATH, rounds=profile.rounds,
-                                   seconds=profile.seconds, warmup=profile.warmup)
-            _require_spans(group, sink, 0)
-            res.groups["trivial route, gunicorn -w 2 + collector"] = group
-            seen = len(sink.spans())
-            demos = {v: gunicorn_server("bench.demo_apps", v, wd, DEMO_READY,
-                                        _demo_env(wd, v, pg, rd, 2 + i, otlp if v == "sizewise" else None))
-                     for i, v in enumerate(("bare", "sizewise"))}
-            with started(demos):
-                group = interleave(demos, demo_labels, "", rounds=profile.rounds, seconds=profile.seconds,
-                                   warmup=profile.warmup, script=script)
-            _require_spans(group, sink, seen)
-            res.groups["demo POST /api/hvac/calculate, gunicorn -w 2 + collector"] = group
+        yield {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http}, sink
     finally:
         collector.stop()
         sink.stop()
+
+
+def gunicorn(profile: Any, res: Results, wd: Path, targets: dict[str, float], *, labels: dict[str, str],
+             demo_labels: dict[str, str], **_: Any) -> None:
+    script = _lua(wd, "calculate.lua", CALCULATE_LUA)
+    with otlp_collector() as (otlp, sink), pg_redis() as (pg, rd):
+        trivial = {v: gunicorn_server("bench.apps", v, wd, TRIVIAL_PATH,
+                                      _app_env(wd, f"g-{v}", otlp if v == "sizewise" else None))
+                   for v in ("bare", "sizewise")}
+        with started(trivial):
+            group = interleave(trivial, labels, TRIVIAL_PATH, rounds=profile.rounds,
+                               seconds=profile.seconds, warmup=profile.warmup)
+        _require_spans(group, sink, 0)
+        res.groups["trivial route, gunicorn -w 2 + collector"] = group
+        seen = len(sink.spans())
+        demos = {v: gunicorn_server("bench.demo_apps", v, wd, DEMO_READY,
+                                    _demo_env(wd, v, pg, rd, 2 + i, otlp if v == "sizewise" else None))
+                 for i, v in enumerate(("bare", "sizewise"))}
+        with started(demos):
+            group = interleave(demos, demo_labels, "", rounds=profile.rounds, seconds=profile.seconds,
+                               warmup=profile.warmup, script=script)
+        _require_spans(group, sink, seen)
+        res.groups["demo POST /api/hvac/calculate, gunicorn -w 2 + collector"] = group
 
 
 def _require_spans(group: dict[str, Any], sink: Any, before: int) -> None:

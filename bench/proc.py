@@ -129,6 +129,12 @@ def on_server_cpu() -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
+def stat_ticks(stat: Path) -> int:
+    """User + system CPU clock ticks from a ``/proc/<pid>/stat`` or ``/proc/<pid>/task/<tid>/stat`` file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
     """The caller's environment without OTEL_*/SIZEWISE_*, so every variant runs at its defaults."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SIZEWISE_", "BENCH_VARIANT"))}
@@ -186,8 +192,7 @@ class Server:
         total = 0
         for pid in self.pids():
             with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
+                total += stat_ticks(Path(f"/proc/{pid}/stat"))
         return total / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:

@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 from bench.rounds import Series
 
 
+def print_figures(title: str, rows: list[tuple[str, str]], width: int = 58) -> None:
+    """A figure's rows under its title, with the machine's load average (bench/figures.py, bench/where.py)."""
+    print(f"\n{title} (load average {os.getloadavg()[0]:.1f})")
+    for name, value in rows:
+        print(f"  {name:<{width}} {value:>14}")
+
+
 @dataclass
 class Check:
     what: str

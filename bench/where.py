@@ -10,22 +10,19 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.apps import TRIVIAL_PATH
-from bench.parts import _app_env, started
-from bench.proc import Server, gunicorn_server, harness_beside_loadgen, on_loadgen, pin_beside_loadgen, uvicorn_server
-from bench.proc import wrk_binary as _wrk
+from bench.parts import _app_env, otlp_collector, started
+from bench.proc import Server, gunicorn_server, harness_beside_loadgen, stat_ticks, uvicorn_server, wrk
+from bench.report import print_figures
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> None:
-    print(f"\n{title} (load average {os.getloadavg()[0]:.1f})")
-    for name, value in rows:
-        print(f"  {name:<66} {value:>14}")
+    print_figures(title, rows, width=66)
 
 
 def _thread_ticks(server: Server) -> dict[tuple[int, int], int]:
@@ -34,20 +31,17 @@ def _thread_ticks(server: Server) -> dict[tuple[int, int], int]:
     for pid in server.pids():
         for task in Path(f"/proc/{pid}/task").glob("*"):
             try:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                out[(pid, int(task.name))] = stat_ticks(task / "stat")
             except OSError:
                 continue  # a thread that ended meanwhile
-            out[(pid, int(task.name))] = int(fields[11]) + int(fields[12])
     return out
 
 
 def _run(server: Server, seconds: float) -> tuple[float, list[float]]:
     """One wrk run: (server CPU us a request, per-thread us a request, largest first)."""
     before = _thread_ticks(server)
-    out = subprocess.run(on_loadgen([_wrk(), "-t1", "-c16", f"-d{seconds:g}s", server.url + TRIVIAL_PATH]),
-                         capture_output=True, text=True, check=True).stdout
+    requests = wrk(server.url + TRIVIAL_PATH, seconds).requests
     after = _thread_ticks(server)
-    requests = int(next(line for line in out.splitlines() if "requests in" in line).split()[0])
     tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
     per_thread = sorted(((after[k] - before.get(k, 0)) * tick_us / requests for k in after), reverse=True)
     return sum(per_thread), per_thread
@@ -65,8 +59,6 @@ def _alternate(servers: dict[str, Server], rounds: int, seconds: float) -> dict[
 
 def threads(rounds: int = 6, seconds: float = 4.0) -> None:
     """Bare and instrument() alternating, uvicorn then 2 gunicorn workers pushing OTLP to the collector."""
-    from tests import stack
-
     harness_beside_loadgen()
     wd = Path(tempfile.mkdtemp(prefix="bench-threads-"))
     rows: list[tuple[str, str]] = []
@@ -74,19 +66,12 @@ def threads(rounds: int = 6, seconds: float = 4.0) -> None:
                for v in ("bare", "sizewise")}
     with started(uvicorn):
         rows += _thread_rows("uvicorn", _alternate(uvicorn, rounds, seconds))
-    sink = stack.TraceSink()
-    collector = stack.start_collector(sink.endpoint)
-    pin_beside_loadgen(collector.server.proc.pid)
-    try:
-        otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http}
+    with otlp_collector() as (otlp, _sink):
         gunicorn = {v: gunicorn_server("bench.apps", v, wd, TRIVIAL_PATH,
                                        _app_env(wd, f"g-{v}", otlp if v == "sizewise" else None))
                     for v in ("bare", "sizewise")}
         with started(gunicorn):
             rows += _thread_rows("gunicorn -w 2 + collector", _alternate(gunicorn, rounds, seconds))
-    finally:
-        collector.stop()
-        sink.stop()
     _table(f"server CPU a request, {rounds} alternating rounds of {seconds:g} s, medians", rows)
 
 
