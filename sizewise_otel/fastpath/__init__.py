@@ -3,7 +3,7 @@ SDK, API, contrib packages or prometheus_client (and, in ``fastapi_native``, Fas
 native-telemetry switches, which ``instrument()`` turns off whichever path it takes).
 
 It holds what makes instrumentation cheap: the span gates (decide sampling before the SDK does the
-work), the lean histogram and sum with the reader hook that exports them, the catalog's lean counters and
+work, and build a span they decided sampled without the sampler asked again), the lean histogram and sum with the reader hook that exports them, the catalog's lean counters and
 histograms, the recorder the DB, Redis and
 cache layers share, the exemplar policy, the one-pass text exposition behind ``GET /metrics``, the
 span hooks the error tracker scrubs through, and :class:`BoundedCache`, the one size-capped memo

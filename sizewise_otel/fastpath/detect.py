@@ -86,6 +86,7 @@ def _sampler_internals() -> bool:
 
     sampler = ParentBased(TraceIdRatioBased(0.5))
     return (hasattr(sampler, "_root") and hasattr(sampler, "_local_parent_not_sampled")
+            and hasattr(sampler, "_local_parent_sampled") and hasattr(sampler, "_remote_parent_sampled")
             and hasattr(sampler, "_remote_parent_not_sampled") and hasattr(ALWAYS_OFF, "_decision")
             and isinstance(sampler._root.bound, int) and hasattr(TraceIdRatioBased, "TRACE_ID_LIMIT"))
 

@@ -10,6 +10,10 @@ Two gates, both reaching exactly the decision (and the ids) ``Tracer.start_span`
   (same trace id rule, span id draw, trace flags and trace state) without the SDK's sampler
   objects, and hands every other case to ``Tracer.start_span``.
 
+A span either gate decides is sampled (a kept root, or a child of a sampled parent under the
+default ``ALWAYS_ON``) is built by :class:`~sizewise_otel.fastpath.sampled_span.SampledSpans`: the
+SDK's own span without the sampler run a second time.
+
 Both fall back to the SDK whenever the configuration is not one they mirror (another sampler,
 another id generator, a disabled tracer, the SDK's own span metrics switched on).
 """
@@ -23,10 +27,11 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, SpanKind, TraceFlags
 from opentelemetry.trace.propagation import _SPAN_KEY
 
 from sizewise_otel.fastpath.detect import enabled
+from sizewise_otel.fastpath.sampled_span import SampledSpans, valid_span_context
 
 try:
     from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -145,6 +150,10 @@ class SpanGate:
         self.root_bound: int | None = None
         self._ids: _PresetTraceIds | None = None
         self._inline_draw = False
+        # A span decided sampled here is built directly (see sampled_span) where that is exact.
+        self.keep_local, self.keep_remote = _sampled_parent_kept(sampler)
+        sampled = SampledSpans(tracer) if fast and tracer is not None and _mirrors_sdk(tracer) else None
+        self._sampled = sampled if sampled is not None and sampled.usable else None
         root = _ratio_root(sampler)
         if tracer is not None and root is not None and hasattr(tracer, "id_generator"):
             self._ids = _preset_ids(tracer)
@@ -166,16 +175,18 @@ class SpanGate:
         return self.drop_remote if ctx.is_remote else self.drop_local
 
     def start(self, name: str, attributes: dict[str, Any]) -> Any:
-        """A recording CLIENT span (``attributes`` set), or ``None`` when it would not be sampled.
-
-        The cached attribute dict goes to ``start_span``: the sampler ignores it, a recording span
-        copies it once (about half the cost of ``set_attributes`` afterwards).
-        """
+        """A recording CLIENT span (``attributes`` set), or ``None`` when it would not be sampled."""
         span = current_span()
         ids = self._ids
+        sampled = self._sampled
         if span is not _INVALID_SPAN and (ctx := span.get_span_context()).is_valid:
-            if not ctx.trace_flags.sampled and (self.drop_remote if ctx.is_remote else self.drop_local):
-                return None
+            if not ctx.trace_flags.sampled:
+                if self.drop_remote if ctx.is_remote else self.drop_local:
+                    return None
+            elif sampled is not None and (self.keep_remote if ctx.is_remote else self.keep_local) \
+                    and self.tracer._is_enabled():
+                return sampled.child(name, SpanKind.CLIENT, ctx, getrandbits(64) or _random_span_id(), None,
+                                     attributes)
         elif not self.roots:
             return None
         elif ids is not None:
@@ -183,6 +194,9 @@ class SpanGate:
             trace_id = (getrandbits(128) or _random_trace_id()) if self._inline_draw else self._draw()
             if trace_id & self._limit >= self.root_bound:  # TraceIdRatioBased's own rule
                 return None
+            if sampled is not None and self.tracer._is_enabled():
+                return sampled.root(name, SpanKind.CLIENT, trace_id, getrandbits(64) or _random_span_id(), None,
+                                    attributes)
             span = ids.start_span(self.tracer, trace_id, name, kind=SpanKind.CLIENT, attributes=attributes)
             return span if span.is_recording() else None
         span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
@@ -255,6 +269,23 @@ def _unsampled_parent_dropped(sampler: Any) -> tuple[bool, bool]:
             off(getattr(sampler, "_remote_parent_not_sampled", None)))
 
 
+def _sampled_parent_kept(sampler: Any) -> tuple[bool, bool]:
+    """(local, remote): whether a parent-based sampler keeps every child of a sampled parent (its
+    ``*_parent_sampled`` samplers are ``ALWAYS_ON``, the default)."""
+    try:
+        from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
+    except ImportError:  # pragma: no cover - API-only install
+        return False, False
+    if not isinstance(sampler, ParentBased):
+        return False, False
+
+    def on(inner: Any) -> bool:
+        return isinstance(inner, StaticSampler) and getattr(inner, "_decision", None) is Decision.RECORD_AND_SAMPLE
+
+    return (on(getattr(sampler, "_local_parent_sampled", None)),
+            on(getattr(sampler, "_remote_parent_sampled", None)))
+
+
 def _unsampled_parent_dropped_public(sampler: Any) -> tuple[bool, bool]:
     """:func:`_unsampled_parent_dropped` from public API only: the sampler's own description."""
     try:
@@ -273,32 +304,6 @@ _UNSAMPLED_RANDOM = TraceFlags(TraceFlags.DEFAULT | getattr(TraceFlags, "RANDOM_
 
 
 _DEFAULT_TRACE_STATE = trace.DEFAULT_TRACE_STATE
-
-
-def _span_context_builder() -> Any:
-    """``SpanContext(trace_id, span_id, False, flags, state)`` for ids already known valid.
-
-    The API's ``__new__`` re-checks both ids against their ranges; a drawn non-zero id is in range
-    by construction, so the tuple is built directly when the probe below shows the API's layout
-    (the very tuple, equal and with the same fields); otherwise the API's constructor.
-    """
-    def direct(trace_id: int, span_id: int, flags: Any, state: Any) -> Any:
-        return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state, True))
-
-    def public(trace_id: int, span_id: int, flags: Any, state: Any) -> Any:
-        return SpanContext(trace_id, span_id, False, flags, state)
-
-    try:
-        probe, expected = direct(7, 9, _UNSAMPLED, _DEFAULT_TRACE_STATE), public(7, 9, _UNSAMPLED, _DEFAULT_TRACE_STATE)
-        fields = ("trace_id", "span_id", "is_remote", "trace_flags", "trace_state", "is_valid")
-        if tuple(probe) == tuple(expected) and all(getattr(probe, f) == getattr(expected, f) for f in fields):
-            return direct
-    except Exception:  # pragma: no cover - another API layout
-        pass
-    return public  # pragma: no cover - another API layout
-
-
-_valid_span_context = _span_context_builder()
 
 
 def _random_span_id() -> int:
@@ -344,6 +349,9 @@ class ServerSpanGate:
         self.drop_local, self.drop_remote = _unsampled_parent_dropped(sampler)
         root = _ratio_root(sampler)
         self.fast = enabled() and _mirrors_sdk(tracer)
+        self.keep_local, self.keep_remote = _sampled_parent_kept(sampler)
+        sampled = SampledSpans(tracer) if self.fast else None
+        self._sampled = sampled if sampled is not None and sampled.usable else None
         self.root_bound: int | None = None
         if self.fast and root is not None:
             self._ids = _preset_ids(tracer)
@@ -357,16 +365,24 @@ class ServerSpanGate:
             # (no span at all, the usual root, skips the ABC isinstance check)
             ctx = span.get_span_context() if span is not None and isinstance(span, trace.Span) else None
             if ctx is not None and ctx.is_valid:
-                if not ctx.trace_flags.sampled and (self.drop_remote if ctx.is_remote else self.drop_local):
-                    # ParentBased -> ALWAYS_OFF: the parent's trace id and trace state, a new span id
-                    flags = _UNSAMPLED_RANDOM if ctx.trace_flags.random_trace_id else _UNSAMPLED
-                    return NonRecordingSpan(_valid_span_context(ctx.trace_id, getrandbits(64) or _random_span_id(),
-                                                                flags, ctx.trace_state))
+                if not ctx.trace_flags.sampled:
+                    if self.drop_remote if ctx.is_remote else self.drop_local:
+                        # ParentBased -> ALWAYS_OFF: the parent's trace id and trace state, a new span id
+                        flags = _UNSAMPLED_RANDOM if ctx.trace_flags.random_trace_id else _UNSAMPLED
+                        return NonRecordingSpan(valid_span_context(ctx.trace_id, getrandbits(64) or _random_span_id(),
+                                                                   flags, ctx.trace_state))
+                elif self._sampled is not None and (self.keep_remote if ctx.is_remote else self.keep_local):
+                    # ParentBased -> ALWAYS_ON: sampled, as its parent
+                    return self._sampled.child(name, SpanKind.SERVER, ctx, getrandbits(64) or _random_span_id(),
+                                               context, attributes)
             elif self.root_bound is not None:
                 trace_id = getrandbits(128) or _random_trace_id()
                 if trace_id & self._limit >= self.root_bound:  # TraceIdRatioBased drops this root
-                    return NonRecordingSpan(_valid_span_context(trace_id, getrandbits(64) or _random_span_id(),
-                                                                _UNSAMPLED_RANDOM, _DEFAULT_TRACE_STATE))
+                    return NonRecordingSpan(valid_span_context(trace_id, getrandbits(64) or _random_span_id(),
+                                                               _UNSAMPLED_RANDOM, _DEFAULT_TRACE_STATE))
+                if self._sampled is not None:
+                    return self._sampled.root(name, SpanKind.SERVER, trace_id, getrandbits(64) or _random_span_id(),
+                                              context, attributes)
                 return self._ids.start_span(tracer, trace_id, name, context=context, kind=SpanKind.SERVER,
                                             attributes=attributes)
         return tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=attributes)

@@ -130,7 +130,7 @@ def test_attach_span_matches_the_context_api() -> None:
 
 
 def test_span_contexts_built_directly_equal_the_apis() -> None:
-    from sizewise_otel.fastpath.spangate import _valid_span_context
+    from sizewise_otel.fastpath.sampled_span import valid_span_context as _valid_span_context
 
     state = TraceState([("vendor", "v1")])
     for trace_id, span_id, flags, ts in ((1, 1, TraceFlags(0), TraceState()),
