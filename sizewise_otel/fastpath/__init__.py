@@ -3,12 +3,13 @@ SDK, API, contrib packages or prometheus_client (and, in ``fastapi_native``, Fas
 native-telemetry switches, which ``instrument()`` turns off whichever path it takes).
 
 It holds what makes instrumentation cheap: the span gates (decide sampling before the SDK does the
-work, and build a span they decided sampled without the sampler asked again), the lean histogram and sum with the reader hook that exports them, the catalog's lean counters and
-histograms, the recorder the DB, Redis and
-cache layers share, the exemplar policy, the one-pass text exposition behind ``GET /metrics``, the
-span hooks the error tracker scrubs through, and :class:`BoundedCache`, the one size-capped memo
-type. :mod:`~sizewise_otel.fastpath.detect` checks once per process that the installed packages
-still have every internal these rely on; when one is missing, or ``SIZEWISE_FASTPATH=0``,
+work, and build a span they decided sampled without the sampler asked again), the lean histogram
+and sum with the reader hook that exports them, the catalog's lean counters and histograms, the
+recorder the DB, Redis and cache layers share, the HTTP layer's context swaps, the exemplar policy,
+the one-pass text exposition behind ``GET /metrics``, the span hooks the error tracker scrubs
+through, and :class:`BoundedCache`, the one size-capped memo type.
+:mod:`~sizewise_otel.fastpath.detect` checks once per process that the installed packages still have
+every internal these rely on; when one is missing, or ``SIZEWISE_FASTPATH=0``,
 :func:`enabled` is false and ``instrument()`` takes the public path (contrib instrumentors, the
 SDK's ``PrometheusMetricReader``) with one warning. Everything outside this folder uses public
 APIs and the names exported here (a unit test scans for violations).
@@ -32,12 +33,12 @@ from sizewise_otel.fastpath.sdk import (
 from sizewise_otel.fastpath.spangate import (
     ServerSpanGate,
     SpanGate,
-    attach_context,
     attach_span,
-    current_context,
     current_span,
     detach,
+    enter_span,
     restore_id_generators,
+    send_in_context,
 )
 from sizewise_otel.fastpath.spans import set_span_attributes
 
@@ -53,15 +54,14 @@ __all__ = [
     "Recorder",
     "ServerSpanGate",
     "SpanGate",
-    "attach_context",
     "attach_span",
     "collect_samples",
     "contrib_scope",
-    "current_context",
     "current_span",
     "detach",
     "detach_lean_histograms",
     "enabled",
+    "enter_span",
     "exporter_preferences",
     "generate_latest",
     "instrumented_by_contrib",
@@ -71,6 +71,7 @@ __all__ = [
     "prometheus_reader",
     "restore_id_generators",
     "schema_url",
+    "send_in_context",
     "set_span_attributes",
     "status",
     "warn_if_disabled",

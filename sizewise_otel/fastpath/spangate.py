@@ -89,19 +89,37 @@ def attach_span(span: Any, parent: Any = None) -> Any:
     return var.set(Context(values))
 
 
-def current_context() -> Any:
-    """``context.get_current()``: the context current right now."""
-    return _current_context()
-
-
-def attach_context(context: Any) -> Any:
-    """``context.attach(context)``: ``context`` made current as it is; the token for :func:`detach`."""
+def enter_span(span: Any, parent: Any = None) -> tuple[Any, Any]:
+    """``(context.get_current(), attach_span(span, parent))`` in one step: the context from before,
+    and the token that restores it."""
     var = _CONTEXT_VAR
     if var is None:  # pragma: no cover - a custom runtime context
         from opentelemetry import context as otel_context
 
-        return otel_context.attach(context)
-    return var.set(context)
+        return otel_context.get_current(), otel_context.attach(trace.set_span_in_context(span, parent))
+    outer = var.get()
+    entered = Context(parent if parent is not None else outer)  # set_value's copy, made once
+    dict.__setitem__(entered, _SPAN_KEY, span)  # (Context refuses item assignment; this is its own copy)
+    return outer, var.set(entered)
+
+
+async def send_in_context(context: Any, send: Any, message: Any) -> None:
+    """``await send(message)`` with ``context`` current, then the context from before again."""
+    var = _CONTEXT_VAR
+    if var is None:  # pragma: no cover - a custom runtime context
+        from opentelemetry import context as otel_context
+
+        token = otel_context.attach(context)
+        try:
+            await send(message)
+        finally:
+            otel_context.detach(token)
+        return
+    token = var.set(context)
+    try:
+        await send(message)
+    finally:
+        detach(token)
 
 
 def detach(token: Any) -> None:

@@ -48,14 +48,13 @@ from sizewise_otel.fastpath import (
     BoundedCache,
     LeanPoint,
     ServerSpanGate,
-    attach_context,
-    attach_span,
     contrib_scope,
-    current_context,
     detach,
     enabled,
+    enter_span,
     instrumented_by_contrib,
     lean_histogram,
+    send_in_context,
     set_span_attributes,
 )
 from sizewise_otel.fastpath import enabled as fastpath_enabled
@@ -240,7 +239,8 @@ class HTTPServerTelemetry:
         method = raw_method if raw_method in self.known_methods else "_OTHER"
         scheme = scope.get("scheme", "http")
         version = scope.get("http_version", "")
-        active, request_attrs = self._base_attributes(method, scheme, version)
+        base = self._base.get((method, scheme, version))
+        active, request_attrs = base if base is not None else self._base_attributes(method, scheme, version)
         root_path = scope.get("root_path", "")
         scope[ENTRY_ROOT_PATH] = root_path  # later readers (the error tracker) can tell a mount's prefix
 
@@ -252,8 +252,7 @@ class HTTPServerTelemetry:
             _set_request_span_attributes(span, scope, request_attrs, raw_method, method)
             if self.capture is not None:
                 send = self.capture.wrap(span, scope, send)
-        outer = current_context()
-        token = attach_span(span, parent)
+        outer, token = enter_span(span, parent)
 
         status = 0
         completed = False  # the response's last body chunk went out
@@ -266,7 +265,13 @@ class HTTPServerTelemetry:
                 status = message["status"]
             elif kind == "http.response.body" and not message.get("more_body", False):
                 completed = True
-                return _send_outside(outer, send, message)
+                # Under the context from before the request: uvicorn arms its keep-alive timer in this
+                # send, and asyncio's call_later copies the current context into the timer, which keeps
+                # it (cancelled) until the loop purges its timer heap. Under the request's context every
+                # request's span would outlive the request and keep the garbage collector busy
+                # (hundreds of collections a second at a few thousand requests). What the app runs
+                # after this send (a background task) is still under the request's span.
+                return send_in_context(outer, send, message)
             return send(message)
 
         active[0] += 1
@@ -295,8 +300,10 @@ class HTTPServerTelemetry:
                     count_server_error(stats, self.errors, scope, status)
             route = route_template(scope, root_path)
             active[0] -= 1
-            attrs, point = self._final_attributes((method, scheme, version, route, status, error),
-                                                  request_attrs, route, status, error)
+            key = (method, scheme, version, route, status, error)
+            final = self._final.get(key)
+            attrs, point = final if final is not None else self._final_attributes(key, request_attrs, route,
+                                                                                  status, error)
             try:
                 if point is not None:
                     if (recording and self._exemplars_sampled) or self._exemplars_all:
@@ -309,22 +316,6 @@ class HTTPServerTelemetry:
                     _finish_span(span, attrs, method, route, status, exception)
             finally:
                 detach(token)
-
-
-async def _send_outside(context: otel_context.Context, send: Send, message: Message) -> None:
-    """Send the response's last chunk under ``context`` (the one from before the request).
-
-    uvicorn arms its keep-alive timer while sending it, and asyncio's ``call_later`` copies the
-    current context into the timer, which keeps it (cancelled) until the loop purges its timer heap.
-    Under the request's context every request's span and context would outlive the request and
-    keep the garbage collector busy (hundreds of collections a second at a few thousand requests).
-    What the app runs after this send (a background task) is still under the request's span.
-    """
-    restore = attach_context(context)
-    try:
-        await send(message)
-    finally:
-        detach(restore)
 
 
 def _set_request_span_attributes(span: trace.Span, scope: Scope, request_attrs: dict[str, str],

@@ -88,7 +88,7 @@ def route_template(scope: Scope, root_path: str | None = None) -> str | None:
     current_root = scope.get("root_path", "")
     prefix = current_root[len(root_path):] if current_root != root_path and current_root.startswith(root_path) \
         else ""
-    if hasattr(route, "routes") and hasattr(route, "app") and not hasattr(route, "endpoint"):
+    if not hasattr(route, "endpoint") and hasattr(route, "routes") and hasattr(route, "app"):  # (a route has one)
         # A Mount that handled the request itself: its own matched path is already in the prefix.
         return (prefix or path).rstrip("/") + "/{path}"
     return prefix + path if prefix else path
