@@ -9,6 +9,7 @@
     python bench/figures.py threads      # server CPU a request per thread, bare vs instrument() (bench/where.py)
     python bench/figures.py layer        # the HTTP layer alone, a request not sampled / sampled (bench/where.py)
     python bench/figures.py otlp         # OTLP encoding of a SERVER span (bench/where.py)
+    python bench/figures.py instructions # instructions and L1 misses a request, callgrind (bench/instructions.py)
     python bench/figures.py all
 
 Every figure is a median over interleaved batches (A, B, B, A, ...), so a neighbour's load lands
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import where  # noqa: E402
+from bench import instructions, where  # noqa: E402
 from bench.parts import _interleaved, timed  # noqa: E402
 from bench.report import print_figures  # noqa: E402
 
@@ -95,7 +96,7 @@ def gate() -> None:
     from sizewise_otel.fastpath import ServerSpanGate
 
     rows = []
-    for ratio in (0.0, 0.1):
+    for ratio in (0.0, 0.1, 1.0):
         provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
         tracer = provider.get_tracer("bench")
         g = ServerSpanGate(provider, tracer)
@@ -105,7 +106,8 @@ def gate() -> None:
             "gate": lambda g=g: g.start("GET /ping", None).end(),
             "sdk": lambda t=tracer: t.start_span("GET /ping", kind=SpanKind.SERVER).end(),
         }, n=10_000)
-        what = "non-sampled root" if ratio == 0 else "root at 10 % sampling (span started and ended)"
+        what = {0.0: "non-sampled root", 0.1: "root at 10 % sampling (span started and ended)",
+                1.0: "sampled root (span started and ended)"}[ratio]
         rows += [(f"{what}: Tracer.start_span", f"{got['sdk'] / 1e3:.2f} us"),
                  (f"{what}: ServerSpanGate.start", f"{got['gate'] / 1e3:.2f} us")]
         provider.shutdown()
@@ -293,7 +295,8 @@ def routing() -> None:
 
 FIGURES: dict[str, Callable[[], None]] = {"lean": lean, "gate": gate, "gc": gc_freeze, "exposition": exposition,
                                           "sqlredis": sqlredis, "routing": routing, "threads": where.threads,
-                                          "layer": where.layer, "otlp": where.otlp}
+                                          "layer": where.layer, "otlp": where.otlp,
+                                          "instructions": instructions.instructions}
 
 
 def main() -> int:

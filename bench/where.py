@@ -87,64 +87,75 @@ def _thread_rows(where: str, runs: dict[str, list[tuple[float, list[float]]]]) -
     return rows
 
 
-def layer(n: int = 50_000, rounds: int = 9) -> None:
-    """HTTPServerTelemetry around an app that only answers, called in a loop (no server, no socket)."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+class LayerLoop:
+    """HTTPServerTelemetry around an app that only answers, with its request, called in a loop (no server, no
+    socket); ``ratio`` is the default sampler's, sampled spans go through a BatchSpanProcessor to a discarding
+    exporter. ``run(n, wrapped)`` times n calls of the layer (or of the app alone)."""
 
-    from bench.apps import discarding_span_exporter
-    from sizewise_otel.instruments.http_server import HTTPServerTelemetry
-    from sizewise_otel.instruments.http_stats import RequestStats
-    from sizewise_otel.settings import load_settings
-    from sizewise_otel.telemetry import configure_telemetry
+    def __init__(self, ratio: float) -> None:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    telemetry = configure_telemetry(load_settings(), span_exporters=[])
-    route = type("Route", (), {"path": TRIVIAL_PATH})()
-    start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
-    body = {"type": "http.response.body", "body": b'{"status":"ok"}'}
+        from bench.apps import discarding_span_exporter
+        from sizewise_otel.instruments.http_server import HTTPServerTelemetry
+        from sizewise_otel.instruments.http_stats import RequestStats
+        from sizewise_otel.telemetry import get_telemetry
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        scope["route"] = route
-        await send(start)
-        await send(body)
+        telemetry = get_telemetry()  # the process's meters (no span exporter: spans go to self.provider)
+        route = type("Route", (), {"path": TRIVIAL_PATH})()
+        start = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+        body = {"type": "http.response.body", "body": b'{"status":"ok"}'}
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            scope["route"] = route
+            await send(start)
+            await send(body)
 
-    async def send(message: Any) -> None:
-        return None
+        self.app = app
+        self.provider = TracerProvider(resource=telemetry.resource, sampler=ParentBased(TraceIdRatioBased(ratio)))
+        self.provider.add_span_processor(BatchSpanProcessor(discarding_span_exporter()))
+        self.wrapped = HTTPServerTelemetry(app, tracer_provider=self.provider, meter_provider=telemetry.meter_provider,
+                                           stats=RequestStats())
+        self.scope = {"type": "http", "http_version": "1.1", "server": ("127.0.0.1", 8000),
+                      "client": ("127.0.0.1", 5555), "scheme": "http", "method": "GET", "root_path": "",
+                      "path": TRIVIAL_PATH, "query_string": b"",
+                      "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk")]}
 
-    scope = {"type": "http", "http_version": "1.1", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5555),
-             "scheme": "http", "method": "GET", "root_path": "", "path": TRIVIAL_PATH, "query_string": b"",
-             "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk")]}
+    async def run(self, n: int, layered: bool = True) -> float:
+        """Seconds a call, over ``n`` calls of the layer (``layered``) or of the app alone."""
+        call, scope = self.wrapped if layered else self.app, self.scope
 
-    async def loop(call: Any) -> float:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            return None
+
         t0 = time.perf_counter()
         for _ in range(n):
             await call(dict(scope), receive, send)
-        return (time.perf_counter() - t0) / n * 1e6
+        return (time.perf_counter() - t0) / n
 
+
+def layer(n: int = 50_000, rounds: int = 9) -> None:
+    """HTTPServerTelemetry around an app that only answers, called in a loop (no server, no socket)."""
     rows = []
     for label, ratio in (("not sampled", 0.0), ("sampled", 1.0), ("10 % sampled (the default)", 0.1)):
-        # the default sampler at this ratio; sampled spans through a BatchSpanProcessor to a discarding exporter
-        provider = TracerProvider(resource=telemetry.resource, sampler=ParentBased(TraceIdRatioBased(ratio)))
-        provider.add_span_processor(BatchSpanProcessor(discarding_span_exporter()))
-        wrapped = HTTPServerTelemetry(app, tracer_provider=provider, meter_provider=telemetry.meter_provider,
-                                      stats=RequestStats())
+        loop = LayerLoop(ratio)
 
-        async def measure(wrapped: Any = wrapped) -> tuple[list[float], list[float]]:
-            await loop(wrapped)  # warm-up
+        async def measure(loop: LayerLoop = loop) -> tuple[list[float], list[float]]:
+            await loop.run(n)  # warm-up
             added, bare = [], []
             for _ in range(rounds):
-                alone, layered = await loop(app), await loop(wrapped)
-                added.append(layered - alone)
-                bare.append(alone)
+                alone, layered = await loop.run(n, layered=False), await loop.run(n)
+                added.append((layered - alone) * 1e6)
+                bare.append(alone * 1e6)
             return added, bare
 
         added, bare = asyncio.run(measure())
         rows.append((f"HTTP layer, a request {label}", f"{statistics.median(added):.1f} us"))
-        provider.shutdown()
+        loop.provider.shutdown()
     # the same loop without the layer: how fast this machine runs right now (it swings about 2x)
     rows.append(("the app alone, a call (this machine's speed right now)", f"{statistics.median(bare):.2f} us"))
     _table(f"HTTPServerTelemetry added to an app that only answers, {rounds} x {n:,} calls, medians", rows)

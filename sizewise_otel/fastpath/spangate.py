@@ -98,9 +98,9 @@ def enter_span(span: Any, parent: Any = None) -> tuple[Any, Any]:
 
         return otel_context.get_current(), otel_context.attach(trace.set_span_in_context(span, parent))
     outer = var.get()
-    entered = Context(parent if parent is not None else outer)  # set_value's copy, made once
-    dict.__setitem__(entered, _SPAN_KEY, span)  # (Context refuses item assignment; this is its own copy)
-    return outer, var.set(entered)
+    values = (parent if parent is not None else outer).copy()  # set_value's own rule
+    values[_SPAN_KEY] = span
+    return outer, var.set(Context(values))
 
 
 async def send_in_context(context: Any, send: Any, message: Any) -> None:

@@ -13,7 +13,14 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRati
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 
 from sizewise_otel.fastpath import enabled
-from sizewise_otel.fastpath.spangate import ServerSpanGate, attach_span, current_span, detach
+from sizewise_otel.fastpath.spangate import (
+    ServerSpanGate,
+    attach_span,
+    current_span,
+    detach,
+    enter_span,
+    send_in_context,
+)
 
 
 def _pair(sampler: object) -> tuple[ServerSpanGate, trace.Tracer]:
@@ -127,6 +134,37 @@ def test_attach_span_matches_the_context_api() -> None:
         detach(token)
     finally:
         otel_context.detach(outer)
+
+
+def test_enter_span_and_send_in_context_match_the_context_api() -> None:
+    import asyncio
+
+    span = NonRecordingSpan(SpanContext(1, 2, is_remote=False))
+    parent = baggage.set_baggage("tenant", "t1")
+    before = otel_context.get_current()
+    outer, token = enter_span(span, parent)
+    try:
+        assert outer is before  # the context from before, for the last chunk
+        assert otel_context.get_current() == trace.set_span_in_context(span, parent)
+        assert type(otel_context.get_current()) is otel_context.Context
+        seen: list[object] = []
+
+        async def send(message: object) -> None:
+            seen.append(trace.get_current_span())
+
+        async def respond() -> object:
+            await send_in_context(outer, send, {"type": "http.response.body"})
+            return trace.get_current_span()  # what runs after the send: the request's span again
+
+        assert asyncio.run(respond()) is span
+        assert seen == [trace.INVALID_SPAN]
+    finally:
+        detach(token)
+    assert otel_context.get_current() == before
+    outer, token = enter_span(span)  # no parent: the current context is the base
+    assert current_span() is span
+    detach(token)
+    assert current_span() is trace.INVALID_SPAN
 
 
 def test_span_contexts_built_directly_equal_the_apis() -> None:
