@@ -16,8 +16,6 @@ from sizewise_otel.fastpath import enabled, sampled_span
 from sizewise_otel.fastpath.sampled_span import SampledSpans, _comparable
 from sizewise_otel.fastpath.spangate import ServerSpanGate, SpanGate, attach_span, detach
 
-pytestmark = pytest.mark.skipif(not enabled(), reason="the direct build is part of the fast path")
-
 ATTRS = {"db.system.name": "postgresql", "server.port": 5432, "db.ratio": 0.5, "db.flag": True}
 
 
@@ -29,6 +27,7 @@ def _provider(sampler: object) -> tuple[TracerProvider, InMemorySpanExporter]:
 
 
 def test_the_installed_sdk_passes_the_probe() -> None:
+    # Whether or not the fast path is on here (the matrix's older cells have it off), the SDK's span matches.
     assert sampled_span._sdk_matches()
 
 
@@ -36,7 +35,7 @@ def test_sampled_server_roots_and_children_equal_the_sdks_own() -> None:
     provider, exporter = _provider(ParentBased(TraceIdRatioBased(1.0)))
     tracer = provider.get_tracer("gate")
     gate = ServerSpanGate(provider, tracer)
-    assert gate._sampled is not None  # built directly here, not through start_span
+    assert (gate._sampled is not None) == enabled()  # built directly on the fast path, else by start_span
     state = TraceState([("vendor", "abc")])
     contexts = [None] + [trace.set_span_in_context(NonRecordingSpan(
         SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(flags), trace_state=state)))
@@ -52,7 +51,7 @@ def test_sampled_server_roots_and_children_equal_the_sdks_own() -> None:
         theirs.end()
     finished = exporter.get_finished_spans()
     assert len(finished) == 6  # through the provider's processors, as the SDK's are
-    assert [s.context.trace_flags for s in finished[::2]] == [0x03, 0x01, 0x03]
+    assert all(s.context.trace_flags.sampled for s in finished)  # (the random flag as the SDK sets it: above)
     assert finished[2].context.trace_state == state and finished[2].parent.span_id == 0x5678
 
 
@@ -60,7 +59,7 @@ def test_client_children_of_a_sampled_parent_and_sampled_roots_are_the_sdks() ->
     provider, _ = _provider(ParentBased(TraceIdRatioBased(1.0)))
     tracer = provider.get_tracer("client")
     gate = SpanGate(provider, tracer)
-    assert gate._sampled is not None
+    assert (gate._sampled is not None) == enabled()
     random.seed(3)
     root = gate.start("SELECT", ATTRS)
     random.seed(3)
