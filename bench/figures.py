@@ -9,6 +9,7 @@
     python bench/figures.py threads      # server CPU a request per thread, bare vs instrument() (bench/where.py)
     python bench/figures.py layer        # the HTTP layer alone, a request not sampled / sampled (bench/where.py)
     python bench/figures.py otlp         # OTLP encoding of a SERVER span (bench/where.py)
+    python bench/figures.py periodic     # a worker's timed work: OTLP metric export, dashboard sample (bench/where.py)
     python bench/figures.py instructions # instructions and L1 misses a request, callgrind (bench/instructions.py)
     python bench/figures.py all
 
@@ -295,7 +296,7 @@ def routing() -> None:
 
 FIGURES: dict[str, Callable[[], None]] = {"lean": lean, "gate": gate, "gc": gc_freeze, "exposition": exposition,
                                           "sqlredis": sqlredis, "routing": routing, "threads": where.threads,
-                                          "layer": where.layer, "otlp": where.otlp,
+                                          "layer": where.layer, "otlp": where.otlp, "periodic": where.periodic,
                                           "instructions": instructions.instructions}
 
 

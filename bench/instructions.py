@@ -7,8 +7,9 @@ Valgrind's callgrind counts them, and simulates the L1 caches, for:
 
 - the HTTP layer in its hot loop (``where.LayerLoop``): a request not sampled and one sampled, each
   minus the app alone;
-- a whole uvicorn server, bare FastAPI and ``instrument()``, answering ``GET /ping`` one request at a
-  time on one keep-alive connection: the event-loop thread's instructions and L1 misses a request.
+- a whole uvicorn server, bare FastAPI and ``instrument()`` (also with OTLP export on, to a loopback
+  sink), answering ``GET /ping`` one request at a time on one keep-alive connection: the event-loop
+  thread's instructions and L1 misses a request.
 
 Counting starts after start-up and a warm-up (``--instr-atstart=no``, switched on and off with
 ``callgrind_control``). Under valgrind everything runs about 50 times slower, so periodic work would
@@ -33,6 +34,7 @@ from bench.apps import TRIVIAL_PATH
 from bench.parts import _app_env
 from bench.proc import free_port
 from bench.report import print_figures
+from tests import webhook
 
 ROOT = Path(__file__).resolve().parent.parent
 # Deterministic and valgrind-friendly: one hash seed, the system allocator (valgrind tracks it).
@@ -99,10 +101,12 @@ def _layer(ratio: float, n: int, layered: bool, wd: Path) -> dict[str, int]:
 
 # --- a whole server ---------------------------------------------------------------------------
 
-def _server(variant: str, n: int, wd: Path) -> tuple[dict[str, int], dict[str, int]]:
+def _server(variant: str, n: int, wd: Path, extra: dict[str, str] | None = None,
+            name: str | None = None) -> tuple[dict[str, int], dict[str, int]]:
     """(event-loop thread, every other thread) counts a request of ``bench.apps VARIANT`` under uvicorn."""
-    out, port = wd / f"server-{variant}.out", free_port()
-    env = {**os.environ, **_app_env(wd, variant), **_ENV, **PERIODIC_OFF}
+    name = name or variant
+    out, port = wd / f"server-{name}.out", free_port()
+    env = {**os.environ, **_app_env(wd, name), **_ENV, **PERIODIC_OFF, **(extra or {})}
     proc = subprocess.Popen([*_argv(out, threads=True), sys.executable, "-m", "bench.apps", variant, str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -120,7 +124,7 @@ def _server(variant: str, n: int, wd: Path) -> tuple[dict[str, int], dict[str, i
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    threads = sorted(wd.glob(f"server-{variant}.out-*"))
+    threads = sorted(wd.glob(f"server-{name}.out-*"))
     counted = [totals(f) for f in threads]
     main = {k: v // n for k, v in counted[0].items()} if counted else {}
     others: dict[str, int] = {}
@@ -165,6 +169,9 @@ def instructions(calls: int = 2000, requests: int = 1500) -> None:
                      f"{layered['Ir'] - alone['Ir']:,}"))
     rows.append(("the app alone in that loop, a call", f"{alone['Ir']:,}"))
     counted = {v: _server(v, requests, wd) for v in ("bare", "sizewise")}
+    with webhook.receiver() as (endpoint, _):  # instrument() exporting spans and metrics over OTLP/HTTP
+        counted["sizewise + OTLP"] = _server("sizewise", requests, wd, {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint},
+                                             name="sizewise-otlp")
     for v, (main, others) in counted.items():
         rows.append((f"uvicorn {v}: event-loop thread, a request (instructions; L1 misses)",
                      f"{main['Ir']:,}; {_misses(main):,}"))

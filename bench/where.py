@@ -186,3 +186,45 @@ def otlp(spans: int = 512, rounds: int = 7) -> None:
         times.append((time.perf_counter() - t0) / spans * 1e6)
     _table(f"OTLP protobuf encoding, {spans} SERVER spans of 11 attributes, {rounds} rounds, median",
            [("encode_spans + SerializeToString, a span", f"{statistics.median(times):.1f} us")])
+
+
+def periodic_child(endpoint: str, rounds: int) -> None:
+    """Run in a fresh process: instrument() exporting to ``endpoint``, then time its periodic work."""
+    os.environ.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_METRIC_EXPORT_INTERVAL="3600000",
+                      SIZEWISE_API_KEYS="viewer:bench", LOG_LEVEL="WARNING")
+    from fastapi.testclient import TestClient
+    from opentelemetry import metrics
+
+    from bench.apps import build
+    from sizewise_otel.PerformanceDashboard import get_performance_dashboard
+
+    with TestClient(build("sizewise")) as client:
+        for _ in range(300):
+            client.get(TRIVIAL_PATH)  # the HTTP series exist, as under traffic
+        provider: Any = metrics.get_meter_provider()
+        reader = next(r for r in provider._metric_readers if type(r).__name__ == "PeriodicExportingMetricReader")
+        dashboard = get_performance_dashboard()
+
+        def cpu_ms(work: Any) -> float:
+            times = []
+            for _ in range(rounds):
+                t0 = time.process_time()
+                work()
+                times.append((time.process_time() - t0) * 1e3)
+            return statistics.median(times)
+
+        rows = [("an OTLP metric export (every 10 s by default), CPU", f"{cpu_ms(reader.force_flush):.1f} ms"),
+                ("a dashboard sample (every 5 s), CPU", f"{cpu_ms(dashboard._sample_sync):.1f} ms")]
+    _table(f"instrument()'s periodic work, per process, {rounds} rounds, medians", rows)
+
+
+def periodic(rounds: int = 7) -> None:
+    """What a worker does on a timer, not per request: the metric export and the dashboard's sample."""
+    import subprocess
+    import sys
+
+    from tests import webhook
+
+    with webhook.receiver() as (endpoint, _):
+        code = f"from bench.where import periodic_child; periodic_child({endpoint!r}, {rounds})"
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
