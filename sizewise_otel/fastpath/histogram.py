@@ -120,14 +120,8 @@ class LeanHistogram:
 
     def record(self, point: LeanPoint, value: float) -> None:
         index = bisect_left(self.bounds, value)
-        with self.lock:  # LeanPoint.add, inlined: this runs once a request
-            point.counts[index] += 1
-            point.count += 1
-            point.sum += value
-            if value < point.min:
-                point.min = value
-            if value > point.max:
-                point.max = value
+        with self.lock:
+            point.add(index, value)
 
     def record_counting(self, point: LeanPoint, value: float, cell: list[int]) -> None:
         """:meth:`record`, and ``cell[0] += 1`` under the same lock (one acquisition for both)."""

@@ -272,36 +272,30 @@ def _ratio_root(sampler: Any) -> Any:
     return None
 
 
-def _unsampled_parent_dropped(sampler: Any) -> tuple[bool, bool]:
+def _parent_rule(sampler: Any, *, sampled: bool) -> tuple[bool, bool]:
+    """(local, remote): whether a parent-based sampler hands every child of a sampled parent to
+    ``ALWAYS_ON`` (``sampled=True``), or of a non-sampled one to ``ALWAYS_OFF`` (the defaults)."""
     try:
         from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
     except ImportError:  # pragma: no cover - API-only install
         return False, False
     if not isinstance(sampler, ParentBased):
         return False, False
+    decision, suffix = (Decision.RECORD_AND_SAMPLE, "sampled") if sampled else (Decision.DROP, "not_sampled")
 
-    def off(inner: Any) -> bool:
-        return isinstance(inner, StaticSampler) and getattr(inner, "_decision", None) is Decision.DROP
+    def static(inner: Any) -> bool:
+        return isinstance(inner, StaticSampler) and getattr(inner, "_decision", None) is decision
 
-    return (off(getattr(sampler, "_local_parent_not_sampled", None)),
-            off(getattr(sampler, "_remote_parent_not_sampled", None)))
+    return (static(getattr(sampler, f"_local_parent_{suffix}", None)),
+            static(getattr(sampler, f"_remote_parent_{suffix}", None)))
+
+
+def _unsampled_parent_dropped(sampler: Any) -> tuple[bool, bool]:
+    return _parent_rule(sampler, sampled=False)
 
 
 def _sampled_parent_kept(sampler: Any) -> tuple[bool, bool]:
-    """(local, remote): whether a parent-based sampler keeps every child of a sampled parent (its
-    ``*_parent_sampled`` samplers are ``ALWAYS_ON``, the default)."""
-    try:
-        from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
-    except ImportError:  # pragma: no cover - API-only install
-        return False, False
-    if not isinstance(sampler, ParentBased):
-        return False, False
-
-    def on(inner: Any) -> bool:
-        return isinstance(inner, StaticSampler) and getattr(inner, "_decision", None) is Decision.RECORD_AND_SAMPLE
-
-    return (on(getattr(sampler, "_local_parent_sampled", None)),
-            on(getattr(sampler, "_remote_parent_sampled", None)))
+    return _parent_rule(sampler, sampled=True)
 
 
 def _unsampled_parent_dropped_public(sampler: Any) -> tuple[bool, bool]:
