@@ -33,7 +33,6 @@ from sizewise_otel.fastpath.sdk import (
 from sizewise_otel.fastpath.spangate import (
     ServerSpanGate,
     SpanGate,
-    attach_span,
     current_span,
     detach,
     enter_span,
@@ -54,7 +53,6 @@ __all__ = [
     "Recorder",
     "ServerSpanGate",
     "SpanGate",
-    "attach_span",
     "collect_samples",
     "contrib_scope",
     "current_span",

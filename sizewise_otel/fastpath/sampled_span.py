@@ -63,10 +63,10 @@ class SampledSpans:
     """``tracer.start_span`` for a span already decided sampled (``usable`` says whether it applies)."""
 
     def __init__(self, tracer: Any) -> None:
-        self.tracer = tracer
-        self.usable = _sdk_matches() and _tracer_fields(tracer) is not None
-        if self.usable:
-            self._span_cls, self._fields = _span_class(), _tracer_fields(tracer)
+        fields = _tracer_fields(tracer) if _sdk_matches() else None
+        self.usable = fields is not None
+        if fields is not None:
+            self._span_cls, self._fields = _span_class(), fields
 
     def root(self, name: str, kind: SpanKind, trace_id: int, span_id: int, context: Any,
              attributes: Mapping[str, Any] | None) -> Any:
@@ -160,7 +160,7 @@ def _probe() -> bool:
     if fields is None:
         return False
     built = SampledSpans.__new__(SampledSpans)
-    built.tracer, built.usable, built._span_cls, built._fields = tracer, True, span_cls, fields
+    built.usable, built._span_cls, built._fields = True, span_cls, fields
     attributes = {"http.request.method": "GET", "server.port": 8000, "probe.ratio": 0.5, "probe.flag": True}
     reference = tracer.start_span("probe", kind=SpanKind.SERVER, attributes=attributes)
     _ROOT_FLAGS = reference.get_span_context().trace_flags

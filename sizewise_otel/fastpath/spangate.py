@@ -77,21 +77,9 @@ def current_span() -> Any:
     return span
 
 
-def attach_span(span: Any, parent: Any = None) -> Any:
-    """``context.attach(trace.set_span_in_context(span, parent))``: the same new context made current."""
-    var = _CONTEXT_VAR
-    if var is None:  # pragma: no cover - a custom runtime context
-        from opentelemetry import context as otel_context
-
-        return otel_context.attach(trace.set_span_in_context(span, parent))
-    values = (parent if parent is not None else var.get()).copy()  # set_value's own rule
-    values[_SPAN_KEY] = span
-    return var.set(Context(values))
-
-
 def enter_span(span: Any, parent: Any = None) -> tuple[Any, Any]:
-    """``(context.get_current(), attach_span(span, parent))`` in one step: the context from before,
-    and the token that restores it."""
+    """``context.attach(trace.set_span_in_context(span, parent))``, the same new context made current,
+    and the context from before it: ``(context before, token that restores it)``."""
     var = _CONTEXT_VAR
     if var is None:  # pragma: no cover - a custom runtime context
         from opentelemetry import context as otel_context

@@ -14,7 +14,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from sizewise_otel.fastpath import enabled, sampled_span
 from sizewise_otel.fastpath.sampled_span import SampledSpans, _comparable
-from sizewise_otel.fastpath.spangate import ServerSpanGate, SpanGate, attach_span, detach
+from sizewise_otel.fastpath.spangate import ServerSpanGate, SpanGate, detach, enter_span
 
 ATTRS = {"db.system.name": "postgresql", "server.port": 5432, "db.ratio": 0.5, "db.flag": True}
 
@@ -66,7 +66,7 @@ def test_client_children_of_a_sampled_parent_and_sampled_roots_are_the_sdks() ->
     reference = tracer.start_span("SELECT", kind=SpanKind.CLIENT, attributes=ATTRS)
     assert _comparable(root) == _comparable(reference)
     parent = tracer.start_span("GET", kind=SpanKind.SERVER)
-    token = attach_span(parent)
+    _, token = enter_span(parent)
     try:
         random.seed(4)
         child = gate.start("SELECT", ATTRS)

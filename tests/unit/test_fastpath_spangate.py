@@ -1,4 +1,4 @@
-"""ServerSpanGate reaches the SDK's decision and ids; attach_span/detach match the context API."""
+"""ServerSpanGate reaches the SDK's decision and ids; enter_span/detach match the context API."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from sizewise_otel.fastpath import enabled
 from sizewise_otel.fastpath.spangate import (
     ServerSpanGate,
-    attach_span,
     current_span,
     detach,
     enter_span,
@@ -109,11 +108,11 @@ def test_configurations_it_does_not_mirror_fall_back_to_the_sdk() -> None:
     assert gate.root_bound is None and gate.start("GET", None).is_recording()
 
 
-def test_attach_span_matches_the_context_api() -> None:
+def test_enter_span_matches_the_context_api() -> None:
     span = NonRecordingSpan(SpanContext(1, 2, is_remote=False))
     parent = baggage.set_baggage("tenant", "t1")
     before = otel_context.get_current()
-    token = attach_span(span, parent)
+    _, token = enter_span(span, parent)
     try:
         assert current_span() is span and trace.get_current_span() is span
         assert baggage.get_baggage("tenant") == "t1"  # the parent's other values are kept
@@ -121,14 +120,14 @@ def test_attach_span_matches_the_context_api() -> None:
     finally:
         detach(token)
     assert otel_context.get_current() == before
-    token = attach_span(span)  # no parent: the current context is the base
+    _, token = enter_span(span)  # no parent: the current context is the base
     detach(token)
     assert current_span() is trace.INVALID_SPAN
     # An empty context (what a propagator extracts from a malformed header) is a base of its own,
     # as in set_value: the current context's values are not merged in.
     outer = otel_context.attach(parent)
     try:
-        token = attach_span(span, otel_context.Context())
+        _, token = enter_span(span, otel_context.Context())
         assert otel_context.get_current() == trace.set_span_in_context(span, otel_context.Context())
         assert baggage.get_baggage("tenant") is None
         detach(token)
