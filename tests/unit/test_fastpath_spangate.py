@@ -108,33 +108,6 @@ def test_configurations_it_does_not_mirror_fall_back_to_the_sdk() -> None:
     assert gate.root_bound is None and gate.start("GET", None).is_recording()
 
 
-def test_enter_span_matches_the_context_api() -> None:
-    span = NonRecordingSpan(SpanContext(1, 2, is_remote=False))
-    parent = baggage.set_baggage("tenant", "t1")
-    before = otel_context.get_current()
-    _, token = enter_span(span, parent)
-    try:
-        assert current_span() is span and trace.get_current_span() is span
-        assert baggage.get_baggage("tenant") == "t1"  # the parent's other values are kept
-        assert otel_context.get_current() == trace.set_span_in_context(span, parent)
-    finally:
-        detach(token)
-    assert otel_context.get_current() == before
-    _, token = enter_span(span)  # no parent: the current context is the base
-    detach(token)
-    assert current_span() is trace.INVALID_SPAN
-    # An empty context (what a propagator extracts from a malformed header) is a base of its own,
-    # as in set_value: the current context's values are not merged in.
-    outer = otel_context.attach(parent)
-    try:
-        _, token = enter_span(span, otel_context.Context())
-        assert otel_context.get_current() == trace.set_span_in_context(span, otel_context.Context())
-        assert baggage.get_baggage("tenant") is None
-        detach(token)
-    finally:
-        otel_context.detach(outer)
-
-
 def test_enter_span_and_send_in_context_match_the_context_api() -> None:
     import asyncio
 
@@ -144,6 +117,8 @@ def test_enter_span_and_send_in_context_match_the_context_api() -> None:
     outer, token = enter_span(span, parent)
     try:
         assert outer is before  # the context from before, for the last chunk
+        assert current_span() is span and trace.get_current_span() is span
+        assert baggage.get_baggage("tenant") == "t1"  # the parent's other values are kept
         assert otel_context.get_current() == trace.set_span_in_context(span, parent)
         assert type(otel_context.get_current()) is otel_context.Context
         seen: list[object] = []
@@ -160,10 +135,20 @@ def test_enter_span_and_send_in_context_match_the_context_api() -> None:
     finally:
         detach(token)
     assert otel_context.get_current() == before
-    outer, token = enter_span(span)  # no parent: the current context is the base
+    _, token = enter_span(span)  # no parent: the current context is the base
     assert current_span() is span
     detach(token)
     assert current_span() is trace.INVALID_SPAN
+    # An empty context (what a propagator extracts from a malformed header) is a base of its own,
+    # as in set_value: the current context's values are not merged in.
+    entered = otel_context.attach(parent)
+    try:
+        _, token = enter_span(span, otel_context.Context())
+        assert otel_context.get_current() == trace.set_span_in_context(span, otel_context.Context())
+        assert baggage.get_baggage("tenant") is None
+        detach(token)
+    finally:
+        otel_context.detach(entered)
 
 
 def test_span_contexts_built_directly_equal_the_apis() -> None:
