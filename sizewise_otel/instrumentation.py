@@ -18,6 +18,7 @@ from sizewise_otel.errors import ErrorTracker, initialize_error_tracker
 from sizewise_otel.fastpath import (
     detach_lean_histograms,
     restore_id_generators,
+    uninstall_lean_otlp_encoder,
     warn_if_disabled,
 )
 from sizewise_otel.health import HealthMonitor, initialize_health_monitor
@@ -92,9 +93,9 @@ class Instrumentation:
 
         The app gets its middleware, routes, lifespan and state back; the engine its dialect
         methods, the Redis client its methods. Process-wide hooks (the lean histograms' reader
-        hook, the tracers' id generators, the httpx instrumentor, the log scrubbing filter) are
-        undone with the last live handle. Started components are stopped. Returns the steps that
-        failed (logged, never raised).
+        hook, the tracers' id generators, the OTLP exporters' span encoder, the httpx instrumentor,
+        the log scrubbing filter) are undone with the last live handle. Started components are
+        stopped. Returns the steps that failed (logged, never raised).
         """
         if not self._live:
             return []
@@ -134,6 +135,7 @@ def _release_process(handle: Instrumentation) -> None:
     if last:
         detach_lean_histograms(handle.telemetry.meter_provider)
         restore_id_generators()
+        uninstall_lean_otlp_encoder()
         if handle.tracker is not None:  # the process's tracker: its log filter is process-wide
             handle.tracker.remove_log_scrubbing()
         uninstrument_httpx()
