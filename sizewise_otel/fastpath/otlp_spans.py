@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import importlib
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -248,17 +249,15 @@ def exact() -> bool:
 
 
 def install() -> bool:
-    """Put the dispatcher in the exporter modules already imported or importable; False when not exact."""
+    """Put the dispatcher in the exporter modules imported so far (the exporter in use is); False when
+    not exact. A module imported later keeps the library's encoder: nothing is imported for it here."""
     if not exact():
         return False
     with _lock:
         for name in EXPORTER_MODULES:
-            if name in _installed:
+            module = sys.modules.get(name)
+            if name in _installed or module is None:
                 continue
-            try:
-                module = importlib.import_module(name)
-            except ImportError:
-                continue  # that protocol's exporter is not installed
             original = getattr(module, "encode_spans", None)
             if callable(original):
                 _installed[name] = original
@@ -270,7 +269,7 @@ def uninstall() -> None:
     """Give every exporter module its own ``encode_spans`` back."""
     with _lock:
         for name, original in list(_installed.items()):
-            module = importlib.import_module(name)
+            module = sys.modules[name]
             if getattr(getattr(module, "encode_spans", None), "__wrapped__", None) is original:
                 module.encode_spans = original
             del _installed[name]
