@@ -100,6 +100,9 @@ def test_the_attribute_cache_is_bounded() -> None:
 
 
 def test_the_probe_refuses_an_encoder_that_differs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A service's own sampler and limits do not thin the probe's spans (it reads nothing from the environment).
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "2")
     assert otlp_spans._probe()
 
     def without_flags(spans: Any) -> Any:
