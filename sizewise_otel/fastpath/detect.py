@@ -27,6 +27,25 @@ class FastpathStatus:
     reason: str  # why it is off ("" when on)
 
 
+def probed_once(probe: Callable[[], bool]) -> Callable[[], bool]:
+    """``probe()`` run on the first call only (thread-safe), its answer kept for the process. A probe
+    that raises (a moved internal) answers False: the library's own code stays in use."""
+    verdict: list[bool] = []
+    lock = threading.Lock()
+
+    def answer() -> bool:
+        if not verdict:
+            with lock:
+                if not verdict:
+                    try:
+                        verdict.append(bool(probe()))
+                    except Exception:
+                        verdict.append(False)
+        return verdict[0]
+
+    return answer
+
+
 def _has(module: str, *names: str) -> Callable[[], bool]:
     def check() -> bool:
         mod = importlib.import_module(module)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sizewise_otel.fastpath.bounded import BoundedCache
+from sizewise_otel.fastpath.detect import probed_once
 
 # The exporter modules that look ``encode_spans`` up as a module global when they export.
 EXPORTER_MODULES = ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
@@ -209,7 +210,6 @@ _ENCODER = _Encoder()
 _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("sizewise_lean_otlp_encoding", default=False)
 _lock = threading.Lock()
 _installed: dict[str, Callable[..., Any]] = {}  # module name -> the library function it had
-_verdict: bool | None = None
 
 
 def encode_spans(spans: Sequence[Any]) -> Any:
@@ -237,15 +237,7 @@ def _dispatcher(original: Callable[[Sequence[Any]], Any]) -> Callable[[Sequence[
 
 def exact() -> bool:
     """Whether this encoder gives the library's message on this install (probed once per process)."""
-    global _verdict
-    if _verdict is None:
-        with _lock:
-            if _verdict is None:
-                try:
-                    _verdict = _probe()
-                except Exception:  # a moved name or a changed message: the library's encoder stays
-                    _verdict = False
-    return _verdict
+    return _exact()
 
 
 def install() -> bool:
@@ -332,3 +324,6 @@ def _probe() -> bool:
     spans = list(exporter.get_finished_spans())
     ours = ExportTraceServiceRequest.FromString(_ENCODER.request(spans))  # no fallback: this encoder's own
     return len(spans) == 12 and ours == _library()(spans) and encode_spans([]) == _library()([])
+
+
+_exact = probed_once(_probe)

@@ -16,13 +16,13 @@ throwaway provider with fixed ids and compares every field. Anything else: ``tra
 from __future__ import annotations
 
 import inspect
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
+from sizewise_otel.fastpath.detect import probed_once
 from sizewise_otel.fastpath.spans import set_span_attributes
 
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
@@ -139,8 +139,6 @@ _ROOT_FLAGS = TraceFlags(TraceFlags.SAMPLED | _RANDOM)
 _CHILD_FLAGS = TraceFlags(TraceFlags.SAMPLED)
 _CHILD_RANDOM_FLAGS = TraceFlags(TraceFlags.SAMPLED | _RANDOM)
 _END_METRICS = False
-_matches: bool | None = None
-_lock = threading.Lock()
 
 
 def _probe() -> bool:
@@ -182,14 +180,4 @@ def _probe() -> bool:
     return True
 
 
-def _sdk_matches() -> bool:
-    """Whether this SDK's ``start_span`` builds what :class:`SampledSpans` builds (probed once)."""
-    global _matches
-    if _matches is None:
-        with _lock:
-            if _matches is None:
-                try:
-                    _matches = _probe()
-                except Exception:  # a moved internal: the SDK's own start_span
-                    _matches = False
-    return _matches
+_sdk_matches = probed_once(_probe)  # whether start_span builds what SampledSpans builds

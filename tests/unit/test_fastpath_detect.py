@@ -121,3 +121,23 @@ def test_probes_do_not_read_the_otel_environment(fresh: pytest.MonkeyPatch, capl
     if missing is not None:  # an older SDK: off for the internal it lacks, not for the variable
         assert found.reason.startswith(f"the installed SDK lacks {missing}"), found.reason
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_probed_once_asks_once_and_takes_a_failing_probe_as_no() -> None:
+    from sizewise_otel.fastpath.detect import probed_once
+
+    calls: list[int] = []
+
+    def probe() -> bool:
+        calls.append(1)
+        return True
+
+    answer = probed_once(probe)
+    assert (answer(), answer(), calls) == (True, True, [1])
+
+    def broken() -> bool:
+        calls.append(2)
+        raise AttributeError("a moved internal")
+
+    failing = probed_once(broken)
+    assert (failing(), failing(), calls) == (False, False, [1, 2])

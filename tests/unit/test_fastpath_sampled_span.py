@@ -89,7 +89,9 @@ def test_a_sampler_that_drops_sampled_parents_children_is_asked() -> None:
 
 
 def test_an_sdk_that_builds_otherwise_keeps_start_span(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sampled_span, "_matches", None)
+    from sizewise_otel.fastpath.detect import probed_once
+
+    monkeypatch.setattr(sampled_span, "_sdk_matches", probed_once(sampled_span._probe))  # probed afresh
 
     class Differs(sampled_span._span_class()):  # type: ignore[misc]
         def __init__(self, *args: object, **kwargs: object) -> None:
