@@ -117,8 +117,9 @@ def test_the_probe_refuses_an_encoder_that_differs(monkeypatch: pytest.MonkeyPat
 @pytest.fixture
 def installed() -> Iterator[Any]:
     module = importlib.import_module(HTTP_MODULE)
+    otlp_spans.uninstall()  # an earlier test's telemetry may have left it installed (no uninstrument())
     original = module.encode_spans
-    assert otlp_spans.install()
+    assert otlp_spans.install() and module.encode_spans is not original
     try:
         yield module
     finally:
