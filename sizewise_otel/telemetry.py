@@ -218,10 +218,7 @@ class _CountingSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         try:
-            if self._lean:
-                with lean_otlp_encoding():
-                    result = self._inner.export(spans)
-            else:
+            with lean_otlp_encoding() if self._lean else contextlib.nullcontext():
                 result = self._inner.export(spans)
         except Exception:
             result = SpanExportResult.FAILURE

@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger("sizewise.fastpath")
 
@@ -44,6 +45,17 @@ def probed_once(probe: Callable[[], bool]) -> Callable[[], bool]:
         return verdict[0]
 
     return answer
+
+
+def probe_span_limits() -> Any:
+    """Span limits for a probe's throwaway provider, read from nothing in the environment: a service's
+    ``OTEL_SPAN_*_LIMIT`` must not thin a probe, and an invalid one would raise (the SDK reads a limit
+    left None from the environment)."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    return SpanLimits(max_attributes=128, max_events=128, max_links=128, max_span_attributes=128,
+                      max_event_attributes=128, max_link_attributes=128, max_attribute_length=SpanLimits.UNSET,
+                      max_span_attribute_length=SpanLimits.UNSET)
 
 
 def _has(module: str, *names: str) -> Callable[[], bool]:
@@ -78,15 +90,11 @@ def _meter_provider_internals() -> bool:
 
 def _tracer_internals() -> bool:
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-    # Nothing from the environment: an unknown OTEL_TRACES_SAMPLER would make the SDK log its own
-    # line, invalid OTEL_SPAN_*_LIMIT values would raise (the SDK reads a limit left None).
-    limits = SpanLimits(max_attributes=128, max_events=128, max_links=128, max_span_attributes=128,
-                        max_event_attributes=128, max_link_attributes=128, max_attribute_length=SpanLimits.UNSET,
-                        max_span_attribute_length=SpanLimits.UNSET)
-    tracer = TracerProvider(sampler=ALWAYS_ON, resource=Resource.get_empty(), span_limits=limits,
+    # Nothing from the environment: an unknown OTEL_TRACES_SAMPLER would make the SDK log its own line.
+    tracer = TracerProvider(sampler=ALWAYS_ON, resource=Resource.get_empty(), span_limits=probe_span_limits(),
                             shutdown_on_exit=False).get_tracer("sizewise.fastpath.probe")
     return callable(getattr(tracer, "_is_enabled", None)) and hasattr(tracer, "id_generator")
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sizewise_otel.fastpath.bounded import BoundedCache
-from sizewise_otel.fastpath.detect import probed_once
+from sizewise_otel.fastpath.detect import probe_span_limits, probed_once
 
 # The exporter modules that look ``encode_spans`` up as a module global when they export.
 EXPORTER_MODULES = ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
@@ -281,7 +281,7 @@ def _probe() -> bool:
     """Spans of every shape, encoded both ways, must give equal messages."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
@@ -299,9 +299,7 @@ def _probe() -> bool:
 
     exporter = InMemorySpanExporter()
     # Nothing from the environment: a sampler or limits set for the service must not thin the probe.
-    limits = SpanLimits(max_attributes=128, max_events=128, max_links=128, max_span_attributes=128,
-                        max_event_attributes=128, max_link_attributes=128, max_attribute_length=SpanLimits.UNSET,
-                        max_span_attribute_length=SpanLimits.UNSET)
+    limits = probe_span_limits()
     for resource, schema in ((Resource({"service.name": "probe", "n": 1}), "https://opentelemetry.io/schemas/1.21.0"),
                              (Resource({"service.name": "other"}), "")):
         provider = TracerProvider(resource=resource, sampler=ALWAYS_ON, span_limits=limits, shutdown_on_exit=False)
