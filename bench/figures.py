@@ -11,6 +11,7 @@
     python bench/figures.py otlp         # OTLP encoding of a SERVER span (bench/where.py)
     python bench/figures.py periodic     # a worker's timed work: OTLP metric export, dashboard sample (bench/where.py)
     python bench/figures.py instructions # instructions and L1 misses a request, callgrind (bench/instructions.py)
+    python bench/figures.py demo         # the demo route in-process, parts switched off (bench/demo_parts.py)
     python bench/figures.py all
 
 Every figure is a median over interleaved batches (A, B, B, A, ...), so a neighbour's load lands
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import instructions, where  # noqa: E402
+from bench import demo_parts, instructions, where  # noqa: E402
 from bench.parts import _interleaved, timed  # noqa: E402
 from bench.report import print_figures  # noqa: E402
 
@@ -297,7 +298,7 @@ def routing() -> None:
 FIGURES: dict[str, Callable[[], None]] = {"lean": lean, "gate": gate, "gc": gc_freeze, "exposition": exposition,
                                           "sqlredis": sqlredis, "routing": routing, "threads": where.threads,
                                           "layer": where.layer, "otlp": where.otlp, "periodic": where.periodic,
-                                          "instructions": instructions.instructions}
+                                          "instructions": instructions.instructions, "demo": demo_parts.figure}
 
 
 def main() -> int:
