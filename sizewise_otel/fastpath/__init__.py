@@ -36,6 +36,7 @@ from sizewise_otel.fastpath.sdk import (
 from sizewise_otel.fastpath.spangate import (
     ServerSpanGate,
     SpanGate,
+    current_sampled_span,
     current_span,
     detach,
     enter_span,
@@ -58,6 +59,7 @@ __all__ = [
     "SpanGate",
     "collect_samples",
     "contrib_scope",
+    "current_sampled_span",
     "current_span",
     "detach",
     "detach_lean_histograms",

@@ -31,7 +31,7 @@ from opentelemetry.attributes import BoundedAttributes
 from sizewise_otel.fastpath.exemplars import OFF, TRACE_BASED
 from sizewise_otel.fastpath.histogram import lean_histogram
 from sizewise_otel.fastpath.lean_sum import lean_sum
-from sizewise_otel.fastpath.spangate import current_span
+from sizewise_otel.fastpath.spangate import current_sampled_span, current_span
 
 log = logging.getLogger("sizewise.fastpath")
 _BOUND_KEYS = 4096  # attribute dicts remembered per instrument; past that each call re-resolves (bounded)
@@ -80,7 +80,10 @@ def _span_of(context: Any) -> Any:
 
 def _sampled_context(context: Any) -> Any:
     """The span context of the current (or ``context``'s) span when sampled, else ``None``."""
-    ctx = _span_of(context).get_span_context()
+    if context is None:
+        span = current_sampled_span()
+        return span.get_span_context() if span is not None else None
+    ctx = trace.get_current_span(context).get_span_context()
     return ctx if ctx.trace_flags.sampled else None
 
 
@@ -110,6 +113,13 @@ class LeanHistogramInstrument(_LeanInstrument):
             self._sdk.record(amount, attributes, context)
             return
         if not self._kept(amount):
+            return
+        if context is None and self._lean.exemplar_mode == TRACE_BASED:  # the default filter
+            span = current_sampled_span()  # only a sampled span's measurement can be an exemplar
+            if span is None:
+                self._lean.record(self._point(attributes), amount)
+                return
+            self._lean.offer(self._point(attributes), amount, span, attributes)
             return
         self._lean.offer(self._point(attributes), amount, _span_of(context), attributes)
 

@@ -69,12 +69,52 @@ def _current_context_reader() -> Any:
 _current_context = _current_context_reader()
 
 
+# Classes already seen to be ``trace.Span``s: ``isinstance`` against the ABC is two Python calls (the
+# ABC's ``__instancecheck__``) a lookup, and a request looks the current span up several times. An
+# ABC never unregisters a class, so a class once found to be a span stays one. Bounded.
+_SPAN_CLASSES: set[type] = set()
+_MAX_SPAN_CLASSES = 64
+
+
 def current_span() -> Any:
     """``trace.get_current_span()``: the same lookup and the same ``INVALID_SPAN`` fallback."""
     span = _current_context().get(_SPAN_KEY)
-    if span is None or not isinstance(span, trace.Span):
+    if span is None:
         return _INVALID_SPAN
+    cls = span.__class__
+    if cls in _SPAN_CLASSES:
+        return span
+    if not isinstance(span, trace.Span):
+        return _INVALID_SPAN
+    if len(_SPAN_CLASSES) < _MAX_SPAN_CLASSES:
+        _SPAN_CLASSES.add(cls)
     return span
+
+
+# The last span asked about and the answer: (the context's span value, that span if sampled else None).
+# A request's metrics, cache and client calls ask about the same span several times. Held by
+# reference, so an identity match can never be a new object at a freed one's address; replaced as one
+# tuple, so threads read a consistent pair. A span's context (and so its sampled flag) never changes.
+_last_sampled: tuple[Any, Any] = (None, None)
+
+
+def current_sampled_span() -> Any:
+    """The current span when its context is sampled (what the SDK's trace-based exemplar filter takes),
+    else ``None``."""
+    global _last_sampled
+    raw = _current_context().get(_SPAN_KEY)
+    last = _last_sampled
+    if raw is last[0]:
+        return last[1]
+    span = current_span()
+    if span is _INVALID_SPAN:
+        if raw is not None:  # not a span (yet: an ABC can register its class later): not remembered
+            return None
+        found = None
+    else:
+        found = span if span.get_span_context().trace_flags.sampled else None
+    _last_sampled = (raw, found)
+    return found
 
 
 def enter_span(span: Any, parent: Any = None) -> tuple[Any, Any]:
@@ -148,6 +188,7 @@ class SpanGate:
     def __init__(self, tracer_provider: Any, tracer: Any = None, *, roots: bool = True) -> None:
         fast = enabled()
         self.roots = roots
+        self._last: tuple[Any, bool] = (None, not roots)  # skip()'s last answer: no span, no root spans
         public_sampler = getattr(tracer_provider, "sampler", None)
         sampler = public_sampler if fast else None
         self.drop_local, self.drop_remote = (_unsampled_parent_dropped(sampler) if fast
@@ -173,15 +214,26 @@ class SpanGate:
     def skip(self) -> bool:
         """True when a valid, non-sampled parent makes the sampler drop any child, or when there is
         no valid parent and root spans are off."""
-        ctx = current_span().get_span_context()
+        raw = _current_context().get(_SPAN_KEY)
+        last = self._last  # (the context's span value, the verdict): see _last_sampled
+        if raw is last[0]:
+            return last[1]
+        span = current_span()
+        ctx = span.get_span_context()
         if not ctx.is_valid:
-            return not self.roots
-        if ctx.trace_flags.sampled:
-            return False
-        return self.drop_remote if ctx.is_remote else self.drop_local
+            verdict = not self.roots
+        elif ctx.trace_flags.sampled:
+            verdict = False
+        else:
+            verdict = self.drop_remote if ctx.is_remote else self.drop_local
+        if span is not _INVALID_SPAN or raw is None:  # a value that is not a span is not remembered
+            self._last = (raw, verdict)
+        return verdict
 
     def start(self, name: str, attributes: dict[str, Any]) -> Any:
         """A recording CLIENT span (``attributes`` set), or ``None`` when it would not be sampled."""
+        if self.skip():  # the usual case, one lookup
+            return None
         span = current_span()
         ids = self._ids
         sampled = self._sampled

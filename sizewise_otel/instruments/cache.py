@@ -24,9 +24,8 @@ from threading import Lock
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.trace import INVALID_SPAN
 
-from sizewise_otel.fastpath import current_span
+from sizewise_otel.fastpath import current_sampled_span
 from sizewise_otel.instruments.registry import PerProvider
 from sizewise_otel.instruments.sql import recorder
 from sizewise_otel.telemetry import Telemetry
@@ -136,8 +135,8 @@ class InstrumentedCache:
 
     def _count(self, cell_handle: tuple[list[int], Any], started: float) -> None:
         cell, handle = cell_handle
-        span = current_span()
-        sampled = span is not INVALID_SPAN and span.get_span_context().trace_flags.sampled
+        span = current_sampled_span()
+        sampled = span is not None
         if not sampled and self._plain_counting is not None:
             self._plain_counting(handle, time.perf_counter() - started, cell)
             return

@@ -15,6 +15,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from sizewise_otel.fastpath import enabled
 from sizewise_otel.fastpath.spangate import (
     ServerSpanGate,
+    SpanGate,
+    current_sampled_span,
     current_span,
     detach,
     enter_span,
@@ -163,3 +165,67 @@ def test_span_contexts_built_directly_equal_the_apis() -> None:
         assert (ours.trace_id, ours.span_id, ours.is_remote, ours.trace_flags, ours.trace_state, ours.is_valid) \
             == (theirs.trace_id, theirs.span_id, theirs.is_remote, theirs.trace_flags, theirs.trace_state, True)
         assert repr(ours) == repr(theirs)
+
+
+def _span(sampled: bool, remote: bool = False, trace_id: int = 0xABC) -> NonRecordingSpan:
+    return NonRecordingSpan(SpanContext(trace_id, 0x1234, is_remote=remote,
+                                        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else 0)))
+
+
+def _under(span: object, ask: object) -> object:
+    token = otel_context.attach(otel_context.set_value(trace.propagation._SPAN_KEY, span))
+    try:
+        return ask()  # type: ignore[operator]
+    finally:
+        otel_context.detach(token)
+
+
+@pytest.mark.parametrize("roots", [True, False])
+def test_remembered_answers_follow_the_current_span(roots: bool) -> None:
+    """The lookups that remember their last span give, in any order of contexts, what the uncached
+    API gives: ``trace.get_current_span()``, its sampled flag, and the gate's skip/start verdict."""
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
+    gate = SpanGate(provider, provider.get_tracer("gate"), roots=roots)
+    sampled, unsampled, remote_unsampled = _span(True), _span(False), _span(False, remote=True)
+    not_a_span = object()
+    # Each context twice in a row (the remembered answer) and after every other one.
+    order = [sampled, sampled, unsampled, unsampled, None, None, sampled, remote_unsampled, not_a_span,
+             not_a_span, unsampled, sampled, None]
+    for value in order:
+        expected_span = trace.get_current_span() if value is None else (
+            value if isinstance(value, trace.Span) else trace.INVALID_SPAN)
+        assert _under(value, current_span) is expected_span
+        expected_sampled = expected_span if expected_span.get_span_context().trace_flags.sampled else None
+        assert _under(value, current_sampled_span) is expected_sampled
+        ctx = expected_span.get_span_context()
+        expected_skip = (not roots) if not ctx.is_valid else not ctx.trace_flags.sampled
+        assert _under(value, gate.skip) is expected_skip, value
+        started = _under(value, lambda: gate.start("db", {"db.system.name": "redis"}))
+        if expected_skip:
+            assert started is None
+        elif ctx.is_valid:  # a sampled parent: a recording child in its trace
+            assert started is not None and started.is_recording()
+            assert started.get_span_context().trace_id == ctx.trace_id
+            started.end()
+        else:  # a root under a 0 % ratio: dropped by the ratio rule
+            assert started is None
+
+
+def test_a_class_registered_with_the_span_abc_later_is_still_checked() -> None:
+    """The class cache only holds classes that were spans: a plain object stays the invalid span, and
+    a class registered as a ``trace.Span`` afterwards is taken (``isinstance`` semantics)."""
+
+    class Lookalike:
+        def get_span_context(self) -> SpanContext:
+            return _span(True).get_span_context()
+
+    provider = TracerProvider()
+    gate = SpanGate(provider, provider.get_tracer("gate"), roots=False)
+    value = Lookalike()
+    assert _under(value, current_span) is trace.INVALID_SPAN
+    assert _under(value, current_sampled_span) is None
+    assert _under(value, gate.skip) is True  # no valid parent, no root spans
+    trace.Span.register(Lookalike)
+    assert _under(value, current_span) is value
+    assert _under(value, current_sampled_span) is value
+    assert _under(value, gate.skip) is False  # now a sampled parent
