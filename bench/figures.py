@@ -10,6 +10,7 @@
     python bench/figures.py layer        # the HTTP layer alone, a request not sampled / sampled (bench/where.py)
     python bench/figures.py otlp         # OTLP encoding of a SERVER span (bench/where.py)
     python bench/figures.py periodic     # a worker's timed work: OTLP metric export, dashboard sample (bench/where.py)
+    python bench/figures.py export       # what OTLP export adds under gunicorn, by thread (bench/where.py)
     python bench/figures.py instructions # instructions and L1 misses a request, callgrind (bench/instructions.py)
     python bench/figures.py demo         # the demo route in-process, parts switched off (bench/demo_parts.py)
     python bench/figures.py all
@@ -298,6 +299,7 @@ def routing() -> None:
 FIGURES: dict[str, Callable[[], None]] = {"lean": lean, "gate": gate, "gc": gc_freeze, "exposition": exposition,
                                           "sqlredis": sqlredis, "routing": routing, "threads": where.threads,
                                           "layer": where.layer, "otlp": where.otlp, "periodic": where.periodic,
+                                          "export": where.export_cost,
                                           "instructions": instructions.instructions, "demo": demo_parts.figure}
 
 

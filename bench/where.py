@@ -75,6 +75,43 @@ def threads(rounds: int = 6, seconds: float = 4.0) -> None:
     _table(f"server CPU a request, {rounds} alternating rounds of {seconds:g} s, medians", rows)
 
 
+EXPORT_VARIANTS = {  # name -> (bench.apps variant, OTLP environment or None: a discarding span exporter)
+    "bare": ("bare", None),
+    "OTLP traces + metrics (the bench row)": ("sizewise", {}),
+    "OTLP traces only": ("sizewise", {"OTEL_METRICS_EXPORTER": "none"}),
+    "no OTLP (discarding span exporter)": ("sizewise", None),
+}
+
+
+def export_cost(rounds: int = 5, seconds: float = 4.0) -> None:
+    """The trivial route under 2 gunicorn workers: what pushing OTLP to the collector adds, by thread."""
+    harness_beside_loadgen()
+    wd = Path(tempfile.mkdtemp(prefix="bench-export-"))
+    with otlp_collector() as (otlp, _sink):
+        servers = {name: gunicorn_server("bench.apps", variant, wd / f"v{i}", TRIVIAL_PATH,
+                                         _app_env(wd, f"e-{i}", None if extra is None else {**otlp, **extra}))
+                   for i, (name, (variant, extra)) in enumerate(EXPORT_VARIANTS.items())}
+        got: dict[str, list[tuple[float, float, float]]] = {name: [] for name in servers}
+        with started(servers):
+            for server in servers.values():
+                wrk(server.url + TRIVIAL_PATH, 3)  # warm-up
+            tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
+            for r in range(rounds):
+                for name in (list(servers) if r % 2 == 0 else list(servers)[::-1]):
+                    before = _thread_ticks(servers[name])
+                    run = wrk(servers[name].url + TRIVIAL_PATH, seconds)
+                    after = _thread_ticks(servers[name])
+                    per = sorted(((after[k] - before.get(k, 0)) * tick_us / run.requests for k in after), reverse=True)
+                    got[name].append((run.rps, per[0], sum(per[1:])))
+    bare_rps = statistics.median(g[0] for g in got["bare"])
+    rows = []
+    for name, runs in got.items():
+        rps, main, rest = (statistics.median(g[i] for g in runs) for i in range(3))
+        rows.append((f"{name}: req/s ratio; loop thread; others",
+                     f"{rps / bare_rps:.3f}; {main:.1f}; {rest:.1f} us"))
+    _table(f"trivial route, gunicorn -w 2, CPU a request, {rounds} alternating rounds of {seconds:g} s, medians", rows)
+
+
 def _thread_rows(where: str, runs: dict[str, list[tuple[float, list[float]]]]) -> list[tuple[str, str]]:
     rows = []
     for v, got in runs.items():
