@@ -37,18 +37,21 @@ def _thread_ticks(server: Server) -> dict[tuple[int, int], int]:
     return out
 
 
-def _run(server: Server, seconds: float) -> tuple[float, list[float]]:
-    """One wrk run: (server CPU us a request, per-thread us a request, largest first)."""
+def _run(server: Server, seconds: float) -> tuple[float, list[float], float]:
+    """One wrk run: (server CPU us a request, per-thread us a request largest first, req/s)."""
     before = _thread_ticks(server)
-    requests = wrk(server.url + TRIVIAL_PATH, seconds).requests
+    run = wrk(server.url + TRIVIAL_PATH, seconds)
     after = _thread_ticks(server)
     tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
-    per_thread = sorted(((after[k] - before.get(k, 0)) * tick_us / requests for k in after), reverse=True)
-    return sum(per_thread), per_thread
+    per_thread = sorted(((after[k] - before.get(k, 0)) * tick_us / run.requests for k in after), reverse=True)
+    return sum(per_thread), per_thread, run.rps
 
 
-def _alternate(servers: dict[str, Server], rounds: int, seconds: float) -> dict[str, list[tuple[float, list[float]]]]:
-    out: dict[str, list[tuple[float, list[float]]]] = {v: [] for v in servers}
+Runs = dict[str, list[tuple[float, list[float], float]]]
+
+
+def _alternate(servers: dict[str, Server], rounds: int, seconds: float) -> Runs:
+    out: Runs = {v: [] for v in servers}
     for s in servers.values():
         _run(s, 3)  # warm-up
     for r in range(rounds):
@@ -91,35 +94,27 @@ def export_cost(rounds: int = 5, seconds: float = 4.0) -> None:
         servers = {name: gunicorn_server("bench.apps", variant, wd / f"v{i}", TRIVIAL_PATH,
                                          _app_env(wd, f"e-{i}", None if extra is None else {**otlp, **extra}))
                    for i, (name, (variant, extra)) in enumerate(EXPORT_VARIANTS.items())}
-        got: dict[str, list[tuple[float, float, float]]] = {name: [] for name in servers}
         with started(servers):
-            for server in servers.values():
-                wrk(server.url + TRIVIAL_PATH, 3)  # warm-up
-            tick_us = 1e6 / os.sysconf("SC_CLK_TCK")
-            for r in range(rounds):
-                for name in (list(servers) if r % 2 == 0 else list(servers)[::-1]):
-                    before = _thread_ticks(servers[name])
-                    run = wrk(servers[name].url + TRIVIAL_PATH, seconds)
-                    after = _thread_ticks(servers[name])
-                    per = sorted(((after[k] - before.get(k, 0)) * tick_us / run.requests for k in after), reverse=True)
-                    got[name].append((run.rps, per[0], sum(per[1:])))
-    bare_rps = statistics.median(g[0] for g in got["bare"])
+            got = _alternate(servers, rounds, seconds)
+    bare_rps = statistics.median(rps for _, _, rps in got["bare"])
     rows = []
     for name, runs in got.items():
-        rps, main, rest = (statistics.median(g[i] for g in runs) for i in range(3))
+        rps = statistics.median(r for _, _, r in runs)
+        main = statistics.median(per[0] for _, per, _ in runs)
+        rest = statistics.median(sum(per[1:]) for _, per, _ in runs)
         rows.append((f"{name}: req/s ratio; loop thread; others",
                      f"{rps / bare_rps:.3f}; {main:.1f}; {rest:.1f} us"))
     _table(f"trivial route, gunicorn -w 2, CPU a request, {rounds} alternating rounds of {seconds:g} s, medians", rows)
 
 
-def _thread_rows(where: str, runs: dict[str, list[tuple[float, list[float]]]]) -> list[tuple[str, str]]:
+def _thread_rows(where: str, runs: Runs) -> list[tuple[str, str]]:
     rows = []
     for v, got in runs.items():
-        total = statistics.median(t for t, _ in got)
-        top = [statistics.median(p[i] if len(p) > i else 0.0 for _, p in got) for i in range(2)]
+        total = statistics.median(t for t, _, _ in got)
+        top = [statistics.median(p[i] if len(p) > i else 0.0 for _, p, _ in got) for i in range(2)]
         rows.append((f"{where}, {v}: whole server; busiest thread; next thread",
                      f"{total:.0f}; {top[0]:.0f}; {top[1]:.1f} us"))
-    bare, me = (statistics.median(t for t, _ in runs[v]) for v in ("bare", "sizewise"))
+    bare, me = (statistics.median(t for t, _, _ in runs[v]) for v in ("bare", "sizewise"))
     rows.append((f"{where}: added a request; CPU ratio bare / instrument()", f"+{me - bare:.0f} us; {bare / me:.2f}"))
     return rows
 

@@ -114,14 +114,15 @@ class LeanHistogramInstrument(_LeanInstrument):
             return
         if not self._kept(amount):
             return
+        point = self._point(attributes)
         if context is None and self._lean.exemplar_mode == TRACE_BASED:  # the default filter
             span = current_sampled_span()  # only a sampled span's measurement can be an exemplar
             if span is None:
-                self._lean.record(self._point(attributes), amount)
+                self._lean.record(point, amount)
                 return
-            self._lean.offer(self._point(attributes), amount, span, attributes)
-            return
-        self._lean.offer(self._point(attributes), amount, _span_of(context), attributes)
+        else:
+            span = _span_of(context)
+        self._lean.offer(point, amount, span, attributes)
 
 
 def lean_counter(provider: Any, sdk: Any, name: str, unit: str, description: str,

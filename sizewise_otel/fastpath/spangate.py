@@ -91,30 +91,33 @@ def current_span() -> Any:
     return span
 
 
-# The last span asked about and the answer: (the context's span value, that span if sampled else None).
-# A request's metrics, cache and client calls ask about the same span several times. Held by
-# reference, so an identity match can never be a new object at a freed one's address; replaced as one
-# tuple, so threads read a consistent pair. A span's context (and so its sampled flag) never changes.
-_last_sampled: tuple[Any, Any] = (None, None)
+# What the last span asked about showed: (the context's span value, the span or INVALID_SPAN, valid,
+# sampled, remote). A request's metrics, cache and client gates ask about the same span several times.
+# Held by reference, so an identity match can never be a new object at a freed one's address; replaced
+# as one tuple, so threads read a consistent set. A span's context (so these flags) never changes.
+_last_seen: tuple[Any, Any, bool, bool, bool] = (None, _INVALID_SPAN, False, False, False)
+
+
+def _current_span_flags() -> tuple[Any, Any, bool, bool, bool]:
+    """``_last_seen`` for the current span, looked up afresh only when the context holds another value."""
+    global _last_seen
+    raw = _current_context().get(_SPAN_KEY)
+    last = _last_seen
+    if raw is last[0]:
+        return last
+    span = current_span()
+    ctx = span.get_span_context()
+    found = (raw, span, ctx.is_valid, ctx.trace_flags.sampled, ctx.is_remote)
+    if span is not _INVALID_SPAN or raw is None:  # not a span (yet: an ABC can register its class later)
+        _last_seen = found
+    return found
 
 
 def current_sampled_span() -> Any:
     """The current span when its context is sampled (what the SDK's trace-based exemplar filter takes),
     else ``None``."""
-    global _last_sampled
-    raw = _current_context().get(_SPAN_KEY)
-    last = _last_sampled
-    if raw is last[0]:
-        return last[1]
-    span = current_span()
-    if span is _INVALID_SPAN:
-        if raw is not None:  # not a span (yet: an ABC can register its class later): not remembered
-            return None
-        found = None
-    else:
-        found = span if span.get_span_context().trace_flags.sampled else None
-    _last_sampled = (raw, found)
-    return found
+    _raw, span, _valid, sampled, _remote = _current_span_flags()
+    return span if sampled else None
 
 
 def enter_span(span: Any, parent: Any = None) -> tuple[Any, Any]:
@@ -188,7 +191,6 @@ class SpanGate:
     def __init__(self, tracer_provider: Any, tracer: Any = None, *, roots: bool = True) -> None:
         fast = enabled()
         self.roots = roots
-        self._last: tuple[Any, bool] = (None, not roots)  # skip()'s last answer: no span, no root spans
         public_sampler = getattr(tracer_provider, "sampler", None)
         sampler = public_sampler if fast else None
         self.drop_local, self.drop_remote = (_unsampled_parent_dropped(sampler) if fast
@@ -214,21 +216,12 @@ class SpanGate:
     def skip(self) -> bool:
         """True when a valid, non-sampled parent makes the sampler drop any child, or when there is
         no valid parent and root spans are off."""
-        raw = _current_context().get(_SPAN_KEY)
-        last = self._last  # (the context's span value, the verdict): see _last_sampled
-        if raw is last[0]:
-            return last[1]
-        span = current_span()
-        ctx = span.get_span_context()
-        if not ctx.is_valid:
-            verdict = not self.roots
-        elif ctx.trace_flags.sampled:
-            verdict = False
-        else:
-            verdict = self.drop_remote if ctx.is_remote else self.drop_local
-        if span is not _INVALID_SPAN or raw is None:  # a value that is not a span is not remembered
-            self._last = (raw, verdict)
-        return verdict
+        _raw, _span, valid, sampled, remote = _current_span_flags()
+        if not valid:
+            return not self.roots
+        if sampled:
+            return False
+        return self.drop_remote if remote else self.drop_local
 
     def start(self, name: str, attributes: dict[str, Any]) -> Any:
         """A recording CLIENT span (``attributes`` set), or ``None`` when it would not be sampled."""
