@@ -11,7 +11,9 @@ than the wrk rows and can switch single parts of ``instrument()`` off:
 - ``no-sql``: the same without the SQLAlchemy engine's instrumentation;
 - ``no-redis``: the same without the Redis client's instrumentation;
 - ``plain-cache``: the same with the bare demo's plain cache instead of ``InstrumentedCache``;
-- ``unsampled``: the same with no trace sampled (``OTEL_TRACES_SAMPLER_ARG=0``).
+- ``unsampled``: the same with no trace sampled (``OTEL_TRACES_SAMPLER_ARG=0``);
+- ``all-sampled``: the same with every trace sampled (``OTEL_TRACES_SAMPLER_ARG=1``), which prices a sampled
+  request: (all-sampled - unsampled) is what each sampled request adds.
 
 ``python -m bench.demo_parts VARIANT`` is one such process (driven through stdin and stdout).
 """
@@ -37,6 +39,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {  # name -> (demo_apps varian
     "no-redis": ("sizewise", {"BENCH_DEMO_OFF": "redis"}),
     "plain-cache": ("sizewise", {"BENCH_DEMO_OFF": "cache"}),
     "unsampled": ("sizewise", {"OTEL_TRACES_SAMPLER_ARG": "0"}),
+    "all-sampled": ("sizewise", {"OTEL_TRACES_SAMPLER_ARG": "1"}),
 }
 LABELS = {
     "bare": "demo without telemetry",
@@ -45,6 +48,7 @@ LABELS = {
     "no-redis": "... without the Redis client instrumentation",
     "plain-cache": "... with a plain cache, not InstrumentedCache",
     "unsampled": "... with no trace sampled",
+    "all-sampled": "... with every trace sampled",
 }
 _MARK = "@@"  # the driver reads only lines with it (the app logs to stdout too)
 _WARMUP = 300

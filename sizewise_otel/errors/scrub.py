@@ -14,9 +14,11 @@ Extend it per deployment::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from opentelemetry.trace import SpanKind
 
 from sizewise_otel.fastpath import BoundedCache
 from sizewise_otel.fastpath.attribute_items import attribute_items
@@ -126,6 +128,7 @@ _CACHED_LEN = 64  # strings up to this length have their scrubbed form cached
 _TEMPLATE_KEYS = frozenset({"db.query.text", "db.statement"})
 _TEMPLATE_LEN = 4096
 _TEMPLATES = 512
+_CLIENT_SETS = 1024  # whole CLIENT-span attribute sets remembered with their changes
 
 # A cheap pre-check: strings with none of these characters cannot match any built-in pattern.
 _MAYBE = re.compile(r"[@=:\d]|bearer|basic|token|digest|eyJ|_live_|_test_|gh|AKIA|xox|AIza", re.I)
@@ -153,6 +156,9 @@ class Scrubber:
         # -> its scrubbed form (bounded; a value that scrubs to itself maps to itself).
         self._plans: BoundedCache[Any, BoundedCache[str, str]] = BoundedCache(64, "clear")  # span kinds: a handful
         self._memo: dict[Any, BoundedCache[str, str]] = {}  # one per plan (and template key): a few dozen
+        # Whole CLIENT attribute sets -> their changes (see attribute_changes). Entries are a few
+        # short strings and at most one statement template (<= _TEMPLATE_LEN), so ~1k sets stay small.
+        self._client_sets: BoundedCache[tuple[Any, ...], dict[str, Any] | None] = BoundedCache(_CLIENT_SETS, "clear")
 
     @staticmethod
     def _norm(key: str) -> str:
@@ -165,6 +171,7 @@ class Scrubber:
         self._key_cache = BoundedCache(4096)
         self._plans = BoundedCache(64, "clear")
         self._memo = {}
+        self._client_sets = BoundedCache(_CLIENT_SETS, "clear")
         self.version += 1
 
     def add_pattern(self, name: str, regex: str | re.Pattern[str],
@@ -179,6 +186,7 @@ class Scrubber:
         self._text_cache_no_ip = BoundedCache(4096, "clear")
         self._plans = BoundedCache(64, "clear")
         self._memo = {}
+        self._client_sets = BoundedCache(_CLIENT_SETS, "clear")
 
     # --- keys -------------------------------------------------------------------------------
     def sensitive_key(self, key: str) -> bool:
@@ -261,19 +269,35 @@ class Scrubber:
         return {**attrs, **changes} if changes else None
 
     def attribute_changes(self, attrs: Mapping[str, Any], *, kind: Any = None) -> dict[str, Any] | None:
-        """Only the span attributes that scrubbing changes (key -> scrubbed value), or None.
+        """Only the span attributes that scrubbing changes (key -> scrubbed value), or None. The
+        mapping returned may be shared (a CLIENT span's set is remembered): read it, never change it.
 
         The hot path of the span processor (it runs on the request thread for every sampled span):
         each (key, span kind) gets a cached plan, structural keys with bounded values
         (``http.request.method``, ``http.route``, status codes, ports, ...) and non-string values
         of non-sensitive keys are skipped, and short strings hit the scrubbed-text cache.
         """
+        items = attribute_items(attrs)
+        if kind is SpanKind.CLIENT:
+            # A client's spans repeat one attribute set (system, namespace, peer, operation, statement
+            # template) request after request: the whole set is remembered with its changes.
+            try:
+                signature = tuple(items)
+                found = self._client_sets.get(signature, _UNSEEN)
+            except TypeError:  # an unhashable value (not from an SDK span): scrubbed key by key
+                return self._attribute_changes(items, kind)
+            if found is _UNSEEN:
+                found = self._client_sets.put(signature, self._attribute_changes(signature, kind))
+            return found
+        return self._attribute_changes(items, kind)
+
+    def _attribute_changes(self, items: Iterable[tuple[str, Any]], kind: Any) -> dict[str, Any] | None:
         changes: dict[str, Any] | None = None
         plans = self._plans.get(kind)  # keyed by the kind itself: SpanKind.name is a slow property
         if plans is None:
             plans = self._plans_of(kind)
         memos = self._memo
-        for key, value in attribute_items(attrs):
+        for key, value in items:
             plan = plans.get(key)
             if plan is None:
                 plan = self._plan(plans, key, getattr(kind, "name", kind))
@@ -418,6 +442,7 @@ _INFRA_PREFIXES = ("host.", "k8s.", "container.", "cloud.", "service.", "deploym
 _policy_cache: BoundedCache[tuple[str, str | None], str] = BoundedCache(4096)
 # Span attribute plans besides the IP policies: filter the whole value, or leave it alone.
 _FILTER, _SKIP = "filter", "skip"
+_UNSEEN = object()  # a CLIENT attribute set not remembered yet (None is a remembered "no changes")
 # Structural attributes whose values are bounded by the semantic conventions or by code (methods,
 # route templates, status codes, schemes, protocol versions, ports, exception class names): no
 # personal data can be in them, so the span processor does not look at them.

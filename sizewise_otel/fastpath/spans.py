@@ -160,27 +160,29 @@ def set_span_attributes(span: Any, attributes: Mapping[str, Any]) -> None:
     if maxlen is not None and len(inner) + len(attributes) > maxlen:
         span.set_attributes(attributes)  # eviction and drop counting stay the SDK's
         return
-    clean: list[tuple[str, Any]] = []
+    clean: Mapping[str, Any] = attributes
+    truncated: dict[str, Any] | None = None  # a copy, made only if a value has to be truncated
     for key, value in attributes.items():
         if key.__class__ is not str or not key:
             span.set_attributes(attributes)
             return
         if value.__class__ is str:
             if limit is not None and len(value) > limit:
-                value = value[:limit]
+                if truncated is None:
+                    clean = truncated = dict(attributes)
+                truncated[key] = value[:limit]
         elif value.__class__ not in _PLAIN_VALUES:
             span.set_attributes(attributes)
             return
-        clean.append((key, value))
     with span_lock:
         if getattr(span, "_end_time", None) is not None:
             ended = True
         else:
             ended = False
             with store._lock:
-                for key, value in clean:
-                    if key in inner:
-                        del inner[key]
-                    inner[key] = value
+                if inner and not inner.keys().isdisjoint(clean):
+                    for key in clean:
+                        inner.pop(key, None)  # a key set again moves to the end, as in the SDK's store
+                inner.update(clean)
     if ended:
         span.set_attributes(attributes)  # the SDK's own warning for an ended span

@@ -223,3 +223,40 @@ def test_long_statement_templates_are_scrubbed_once_and_follow_new_rules() -> No
     scrubber.add_pattern("calc-table", r"calculations")
     changed = scrubber.attribute_changes({"db.query.text": statement}, kind=SpanKind.CLIENT)
     assert changed is not None and "calculations" not in changed["db.query.text"]  # a new rule applies
+
+
+def test_client_attribute_sets_are_remembered_whole_and_follow_new_rules() -> None:
+    """A CLIENT span's whole attribute set is remembered with its changes: the answer equals the
+    key-by-key one (SDK store or plain dict), a rule added later applies at once, an unhashable value
+    is scrubbed key by key, and the memo stays bounded."""
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.trace import SpanKind
+
+    from sizewise_otel.errors import scrub
+
+    scrubber, fresh = Scrubber(), Scrubber()
+    sets = [{"db.system.name": "redis", "server.address": "10.0.0.9", "server.port": 6379,
+             "db.operation.name": "GET", "db.query.text": "GET ?"},
+            {"db.system.name": "postgresql", "db.namespace": "ops@example.com", "server.port": 5432,
+             "db.query.text": "SELECT 1 /* token=abcdefghij1234 */", "app.ticket": "T-1"},
+            {"url.full": "http://10.0.0.5/x?for=203.0.113.9", "client.address": "203.0.113.9",
+             "http.request.header.authorization": ("Bearer abcdefghij",)}]
+    for _ in range(3):
+        for attrs in sets:
+            expected = fresh._attribute_changes(list(attrs.items()), SpanKind.CLIENT)
+            assert scrubber.attribute_changes(attrs, kind=SpanKind.CLIENT) == expected
+            assert scrubber.attribute_changes(BoundedAttributes(attributes=attrs, immutable=False),
+                                              kind=SpanKind.CLIENT) == expected
+    assert scrubber.attribute_changes(sets[0], kind=SpanKind.CLIENT) is None  # nothing to change, remembered
+    assert scrubber.attribute_changes(sets[1], kind=SpanKind.CLIENT)["db.namespace"] == "[email]"
+    assert "app.ticket" not in scrubber.attribute_changes(sets[1], kind=SpanKind.CLIENT)
+    scrubber.add_key("ticket")
+    assert scrubber.attribute_changes(sets[1], kind=SpanKind.CLIENT)["app.ticket"] == FILTERED
+    scrubber.add_pattern("redis-op", r"\bGET\b", "[op]")
+    assert scrubber.attribute_changes(sets[0], kind=SpanKind.CLIENT) == {"db.operation.name": "[op]",
+                                                                          "db.query.text": "[op] ?"}
+    unhashable = {"db.query.text": "SELECT 1", "app.emails": ["a@b.io"]}  # a list: not from an SDK span
+    assert scrubber.attribute_changes(unhashable, kind=SpanKind.CLIENT) == {"app.emails": ("[email]",)}
+    for i in range(scrub._CLIENT_SETS + 10):
+        scrubber.attribute_changes({"db.namespace": f"db{i}"}, kind=SpanKind.CLIENT)
+    assert 0 < len(scrubber._client_sets) <= scrub._CLIENT_SETS
