@@ -13,6 +13,7 @@
     python bench/figures.py export       # what OTLP export adds under gunicorn, by thread (bench/where.py)
     python bench/figures.py instructions # instructions and L1 misses a request, callgrind (bench/instructions.py)
     python bench/figures.py demo         # the demo route in-process, parts switched off (bench/demo_parts.py)
+    python bench/figures.py demo-instructions  # the demo route in-process under callgrind (bench/instructions.py)
     python bench/figures.py all
 
 Every figure is a median over interleaved batches (A, B, B, A, ...), so a neighbour's load lands
@@ -300,7 +301,8 @@ FIGURES: dict[str, Callable[[], None]] = {"lean": lean, "gate": gate, "gc": gc_f
                                           "sqlredis": sqlredis, "routing": routing, "threads": where.threads,
                                           "layer": where.layer, "otlp": where.otlp, "periodic": where.periodic,
                                           "export": where.export_cost,
-                                          "instructions": instructions.instructions, "demo": demo_parts.figure}
+                                          "instructions": instructions.instructions, "demo": demo_parts.figure,
+                                          "demo-instructions": instructions.demo_instructions}
 
 
 def main() -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench.apps import TRIVIAL_PATH
 from bench.parts import _app_env
@@ -182,3 +184,77 @@ def instructions(calls: int = 2000, requests: int = 1500) -> None:
                  f"+{_misses(ours) - _misses(bare):,} ({(_misses(ours) / _misses(bare) - 1) * 100:+.1f} %)"))
     print_figures(f"Instructions a request (callgrind; {calls:,} loop calls, {requests:,} sequential requests)", rows,
                   width=72)
+
+
+# --- the demo route in-process ----------------------------------------------------------------
+
+DEMO_VARIANTS = {  # name -> (bench.demo_parts variant, environment)
+    "bare": ("bare", {}),
+    "not sampled": ("sizewise", {"OTEL_TRACES_SAMPLER_ARG": "0"}),
+    "every request sampled": ("sizewise", {"OTEL_TRACES_SAMPLER_ARG": "1"}),
+}
+
+
+def _demo_counts(name: str, index: int, n: int, wd: Path, tree: Path, pg: Any, rd: Any) -> tuple[int, int, int]:
+    """(event-loop thread, the store's worker thread, every other thread) instructions a request."""
+    from bench.demo_parts import _read
+    from bench.parts import _demo_env
+    from bench.proc import clean_env
+
+    variant, extra = DEMO_VARIANTS[name]
+    out = wd / f"demo-{index}.out"
+    env = {**_demo_env(wd, f"instr-{index}", pg, rd, index), **_ENV, **PERIODIC_OFF, **extra}
+    proc = subprocess.Popen([*_argv(out, threads=True), sys.executable, "-m", "bench.demo_parts", variant],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=clean_env(env), cwd=tree,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    try:
+        _read(proc)  # started and warmed up (bench.demo_parts runs 300 requests first)
+        for size, counted in ((50, False), (n, True)):
+            if counted:
+                counting(proc.pid, True)
+            proc.stdin.write(f"{size}\n")
+            proc.stdin.flush()
+            statuses = _read(proc).split(" ", 1)[1]
+            if counted:
+                counting(proc.pid, False)
+            if set(json.loads(statuses)) != {"201"}:
+                raise RuntimeError(f"{name}: answers other than 201: {statuses}")
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    per_thread = [totals(f).get("Ir", 0) // n for f in sorted(wd.glob(f"demo-{index}.out-*"))]
+    main, rest = per_thread[0], sorted(per_thread[1:], reverse=True)
+    return main, rest[0] if rest else 0, sum(rest[1:])
+
+
+def demo_instructions(requests: int = 200) -> None:
+    """The demo's POST /api/hvac/calculate in-process (bench.demo_parts) under callgrind: instructions a
+    request, by thread, bare and instrument() with no request sampled and with every one sampled.
+
+    ``BENCH_TREE=DIR`` runs the app processes from another checkout (an older commit, for a before/after)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.parts import pg_redis
+
+    tree = Path(os.environ.get("BENCH_TREE") or ROOT).resolve()
+    wd = Path(tempfile.mkdtemp(prefix="bench-demo-instructions-"))
+    with pg_redis() as (pg, rd), ThreadPoolExecutor(2) as pool:
+        counted = dict(zip(DEMO_VARIANTS, pool.map(
+            lambda item: _demo_counts(item[1], item[0], requests, wd, tree, pg, rd), enumerate(DEMO_VARIANTS)),
+            strict=True))
+    bare = sum(counted["bare"][:2])
+    rows = []
+    for name, (main, worker, rest) in counted.items():
+        rows.append((f"{name}: event loop + store worker; other threads",
+                     f"{main:,} + {worker:,} = {main + worker:,} ({main + worker - bare:+,}); {rest:,}"))
+    unsampled, sampled = (sum(counted[k][:2]) for k in ("not sampled", "every request sampled"))
+    rows.append(("a sampled request adds (every request sampled - not sampled)", f"{sampled - unsampled:+,}"))
+    rows.append(("at the default 10 % sampling, over bare", f"{unsampled + (sampled - unsampled) // 10 - bare:+,} "
+                 f"({(unsampled + (sampled - unsampled) / 10) / bare * 100 - 100:+.1f} %)"))
+    print_figures(f"Instructions a demo POST /api/hvac/calculate (callgrind, in-process, real PostgreSQL and Redis, "
+                  f"{requests} requests counted; tree {tree.name})", rows, width=64)
