@@ -43,16 +43,6 @@ class LeanPoint:
         self.max = -math.inf
         self.exemplars: list[tuple[Any, ...] | None] | None = None
 
-    def add(self, index: int, value: float) -> None:
-        """One measurement in bucket ``index`` (the caller holds the histogram's lock)."""
-        self.counts[index] += 1
-        self.count += 1
-        self.sum += value
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
-
 
 def bounded_point(points: dict[Any, Any], lock: threading.Lock, limit: int, key: Any,
                   attributes: dict[str, Any], make: Callable[[dict[str, Any]], Any]) -> Any:
@@ -118,25 +108,19 @@ class LeanHistogram:
                                   lambda attrs: LeanPoint(attrs, buckets))
         return found
 
-    def record(self, point: LeanPoint, value: float) -> None:
-        # LeanPoint.add written out: this runs for every unsampled measurement (several a request),
-        # where a Python call costs about as much as the additions themselves.
-        index = bisect_left(self.bounds, value)
-        with self.lock:
-            point.counts[index] += 1
-            point.count += 1
-            point.sum += value
-            if value < point.min:
-                point.min = value
-            if value > point.max:
-                point.max = value
+    def record(self, point: LeanPoint, value: float, cell: list[int] | None = None) -> None:
+        """One measurement into ``point``; with ``cell``, also ``cell[0] += 1`` under the same lock (a
+        cache's operation count: one acquisition for both).
 
-    def record_counting(self, point: LeanPoint, value: float, cell: list[int]) -> None:
-        """:meth:`record`, and ``cell[0] += 1`` under the same lock (one acquisition for both)."""
+        The one place a point's state changes, written out here rather than in a method of the point:
+        it runs for every measurement (several a request), where a Python call costs about as much as
+        the additions themselves.
+        """
         index = bisect_left(self.bounds, value)
         with self.lock:
-            cell[0] += 1
-            point.counts[index] += 1  # LeanPoint.add written out, as in record
+            if cell is not None:
+                cell[0] += 1
+            point.counts[index] += 1
             point.count += 1
             point.sum += value
             if value < point.min:
@@ -147,10 +131,10 @@ class LeanHistogram:
     def record_with_exemplar(self, point: LeanPoint, value: float, span_id: int | None, trace_id: int | None,
                              attributes: dict[str, Any] | None) -> None:
         """:meth:`record`, and the measurement kept as its bucket's exemplar (the latest wins)."""
+        self.record(point, value)
         index = bisect_left(self.bounds, value)
         now = time_ns()
-        with self.lock:
-            point.add(index, value)
+        with self.lock:  # a collection in between sees the count first: exemplars are samples
             self._seq += 1
             slots = point.exemplars
             if slots is None:

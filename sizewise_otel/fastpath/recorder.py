@@ -47,8 +47,7 @@ class Recorder:
         self.plain = self.lean.record if self.lean is not None and self.sampled_only else self.record
         # Counting under the histogram's own lock: one acquisition for a count cell and a measurement.
         self.lock = self.lean.lock if self.lean is not None else threading.Lock()
-        self.record_counting = self.lean.record_counting if self.sampled_only and self.lean is not None \
-            else None
+        self.record_counting = self.lean.record if self.sampled_only and self.lean is not None else None
 
     def bind(self, attributes: dict[str, str]) -> Any:
         """A handle for ``record`` (resolve once per attribute set, keep it)."""

@@ -116,9 +116,6 @@ def _current_span_flags() -> tuple[Any, Any, bool, bool, bool]:
 def current_sampled_span() -> Any:
     """The current span when its context is sampled (what the SDK's trace-based exemplar filter takes),
     else ``None``."""
-    last = _last_seen
-    if _current_context().get(_SPAN_KEY) is last[0]:  # the memo's hit, without a second call
-        return last[1] if last[3] else None
     _raw, span, _valid, sampled, _remote = _current_span_flags()
     return span if sampled else None
 
