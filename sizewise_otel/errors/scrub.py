@@ -156,8 +156,9 @@ class Scrubber:
         # -> its scrubbed form (bounded; a value that scrubs to itself maps to itself).
         self._plans: BoundedCache[Any, BoundedCache[str, str]] = BoundedCache(64, "clear")  # span kinds: a handful
         self._memo: dict[Any, BoundedCache[str, str]] = {}  # one per plan (and template key): a few dozen
-        # Whole CLIENT attribute sets -> their changes (see attribute_changes). Entries are a few
-        # short strings and at most one statement template (<= _TEMPLATE_LEN), so ~1k sets stay small.
+        # Whole CLIENT attribute sets -> their changes (see attribute_changes). Bounded by count: an entry
+        # refers to values the spans carry anyway (SizeWise's own statements are capped at 2,048
+        # characters; another instrumentation's may be longer).
         self._client_sets: BoundedCache[tuple[Any, ...], dict[str, Any] | None] = BoundedCache(_CLIENT_SETS, "clear")
 
     @staticmethod
